@@ -1,0 +1,1 @@
+"""Online feature store: what users just did. Backends chosen by URL (memory://, redis://)."""

@@ -1,0 +1,69 @@
+"""The FeatureStore protocol every backend implements, and the value types it returns.
+
+The store is a cache of what users just did, rebuilt from the durable event log if lost. All
+methods are async (the service is async); the memory backend simply does not await anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class StoreEvent:
+    """One user action as the store sees it (the service converts API events into these)."""
+
+    ts: float
+    user_id: int
+    item_id: int
+    action: str  # one of recsys.schema.ACTION_NAMES
+    kol_id: int | None = None
+    post_id: int | None = None
+    to_user_id: int | None = None
+    category: str | None = None
+    value: float = 0.0
+    request_id: str | None = None
+
+
+@dataclass
+class UserState:
+    """Recent activity of one user, newest first, bounded in length per list."""
+
+    recent_clicks: list[int] = field(default_factory=list)
+    recent_shares: list[int] = field(default_factory=list)
+    recent_buys: list[int] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
+    bought: set[int] = field(default_factory=set)
+    hidden_items: set[int] = field(default_factory=set)
+    hidden_kols: set[int] = field(default_factory=set)
+    kol_affinity: dict[int, float] = field(default_factory=dict)
+    """Live, time-decayed engagement per KOL (positive actions add, hide subtracts)."""
+
+
+@runtime_checkable
+class FeatureStore(Protocol):
+    url: str
+
+    async def record_events(self, events: Sequence[StoreEvent]) -> None:
+        """Apply a batch atomically-enough (one pipeline on Redis); next reads reflect it."""
+        ...
+
+    async def user_state(self, user_id: int) -> UserState: ...
+
+    async def user_states(self, user_ids: Sequence[int]) -> list[UserState]:
+        """Batched read (one round trip on Redis)."""
+        ...
+
+    async def trending(self, k: int, category: str | None = None, now: float | None = None) -> list[tuple[int, float]]:
+        """Top-k items by time-decayed engagement (overall or within a category)."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def clear(self) -> None:
+        """Drop everything this store holds (used by tests and `kolfeed store rebuild`)."""
+        ...
+
+    async def close(self) -> None: ...

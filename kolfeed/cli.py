@@ -1,0 +1,35 @@
+"""The ``kolfeed`` command. Each area registers its commands here explicitly; heavy imports stay
+inside command bodies so ``kolfeed --help`` is instant."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="kolfeed",
+    help="kolfeed: a recommendation engine for a creator-driven social-commerce feed.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """kolfeed: generate worlds, train, serve, experiment, report, benchmark."""
+
+
+def _register() -> None:
+    # Explicit registry: one line per area. Each module exposes `register(app)`.
+    from kolfeed import commands_world
+
+    commands_world.register(app)
+
+
+def main() -> None:
+    _register()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The FastAPI feed service. Reads run directories; never imports training."""

@@ -1,0 +1,1 @@
+"""Config runs: load -> build graphs -> fit -> evaluate -> export a run directory."""

@@ -21,9 +21,10 @@ def _root() -> None:
 
 def _register() -> None:
     # Explicit registry: one line per area. Each module exposes `register(app)`.
-    from kolfeed import commands_world
+    from kolfeed import commands_bench, commands_world
 
     commands_world.register(app)
+    commands_bench.register(app)
 
 
 def main() -> None:

@@ -50,14 +50,20 @@ class FeatureStore(Protocol):
         """Apply a batch atomically-enough (one pipeline on Redis); next reads reflect it."""
         ...
 
-    async def user_state(self, user_id: int) -> UserState: ...
-
-    async def user_states(self, user_ids: Sequence[int]) -> list[UserState]:
-        """Batched read (one round trip on Redis)."""
+    async def user_state(self, user_id: int, now: float | None = None) -> UserState:
+        """State of one user; unknown users get an empty state. ``kol_affinity`` is decayed to
+        ``now`` (default: wall-clock time; pass the event clock in simulations)."""
         ...
 
-    async def trending(self, k: int, category: str | None = None, now: float | None = None) -> list[tuple[int, float]]:
-        """Top-k items by time-decayed engagement (overall or within a category)."""
+    async def user_states(self, user_ids: Sequence[int], now: float | None = None) -> list[UserState]:
+        """Batched read (one round trip on Redis), same order as ``user_ids``."""
+        ...
+
+    async def trending(
+        self, k: int, category: str | None = None, now: float | None = None
+    ) -> list[tuple[int, float]]:
+        """Top-k (item_id, score) by time-decayed positive actions (overall or within a category),
+        scores decayed to ``now`` (default: wall-clock time), best first."""
         ...
 
     async def ping(self) -> bool: ...

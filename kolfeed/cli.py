@@ -25,6 +25,24 @@ def _register() -> None:
 
     commands_world.register(app)
     commands_bench.register(app)
+    from kolfeed import commands_train
+
+    commands_train.register(app)
+    from kolfeed import commands_serve
+
+    commands_serve.register(app)
+    from kolfeed import commands_data
+
+    commands_data.register(app)
+    from kolfeed import commands_store
+
+    commands_store.register(app)
+    from kolfeed import commands_index
+
+    commands_index.register(app)
+    from kolfeed import commands_report
+
+    commands_report.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,186 @@
+"""Key layout and the backend-neutral translation of events into sorted-set writes.
+
+Both backends store the same thing: sorted sets (member -> score) under the same key names. An
+event batch is first turned into a :class:`WritePlan` here, then each backend applies the plan
+(Redis as one pipeline, memory as dict updates), so their semantics cannot drift apart.
+
+Keys (``P`` = prefix option, default ``kf:``; members are item or KOL ids):
+
+=============================  ====================================  =========================
+key                            score                                 bound
+=============================  ====================================  =========================
+``P u:{user}:clicks``          latest ts of click/like/save/cart     ``recent_limit``
+``P u:{user}:shares``          latest ts of share                    ``recent_limit``
+``P u:{user}:buys``            latest ts of buy                      ``bought_limit``
+``P u:{user}:seen``            latest ts of impression               ``seen_limit``
+``P u:{user}:hid_items``       latest ts of hide                     ``hidden_limit``
+``P u:{user}:hid_kols``        latest ts of hide with a KOL          ``hidden_limit``
+``P u:{user}:aff:{g}``         decayed KOL affinity, generation g    ``affinity_kol_limit``
+``P trend:all:{g}``            decayed positive actions per item     ``trending_limit``
+``P trend:cat:{category}:{g}`` same, within one category             ``trending_limit``
+=============================  ====================================  =========================
+
+(no space after ``P`` in the real keys). Per-user keys expire ``user_ttl_s`` after the user's last
+write; trending keys two generations after their last write (see :mod:`features.decay`). Bounds keep
+the highest scores (the newest, for time-scored sets); ties drop the smaller member as Redis does
+(byte order of the decimal id). Within one batch, each key is trimmed once after all its writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from features.base import StoreEvent, UserState
+from features.decay import DecayClock
+from features.errors import InvalidEventError
+from features.options import StoreOptions
+from recsys.schema import ACTION_NAMES, DEFAULT_ACTION_WEIGHTS
+
+CLICK_LIKE = frozenset({"click", "like", "save", "cart"})
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    prefix: str
+
+    def user(self, user_id: int, part: str) -> str:
+        return f"{self.prefix}u:{user_id}:{part}"
+
+    def affinity(self, user_id: int, gen: int) -> str:
+        return f"{self.prefix}u:{user_id}:aff:{gen}"
+
+    def trending(self, category: str | None, gen: int) -> str:
+        if category is None:
+            return f"{self.prefix}trend:all:{gen}"
+        return f"{self.prefix}trend:cat:{category}:{gen}"
+
+
+@dataclass
+class WritePlan:
+    latest: dict[str, dict[int, float]] = field(default_factory=dict)
+    """key -> member -> ts; keep the max ts per member (ZADD GT)."""
+    incr: dict[str, dict[int, float]] = field(default_factory=dict)
+    """key -> member -> amount to add (ZINCRBY)."""
+    limits: dict[str, int] = field(default_factory=dict)
+    """key -> keep only this many highest-scored members."""
+    ttls: dict[str, int] = field(default_factory=dict)
+    """key -> seconds to live after this write."""
+
+    def touch(self, key: str, limit: int, ttl: int) -> None:
+        self.limits[key] = limit
+        self.ttls[key] = ttl
+
+    def set_latest(self, key: str, member: int, ts: float) -> None:
+        members = self.latest.setdefault(key, {})
+        old = members.get(member)
+        if old is None or ts > old:
+            members[member] = ts
+
+    def add(self, key: str, member: int, amount: float) -> None:
+        members = self.incr.setdefault(key, {})
+        members[member] = members.get(member, 0.0) + amount
+
+
+def validate_events(events: Sequence[StoreEvent]) -> None:
+    for i, ev in enumerate(events):
+        if ev.action not in DEFAULT_ACTION_WEIGHTS:
+            raise InvalidEventError(
+                f"event #{i} (user {ev.user_id}, item {ev.item_id}): unknown action {ev.action!r}; "
+                f"expected one of {', '.join(ACTION_NAMES)}"
+            )
+        if not math.isfinite(ev.ts):
+            raise InvalidEventError(
+                f"event #{i} (user {ev.user_id}): ts must be a finite number, got {ev.ts!r}"
+            )
+
+
+def plan_writes(events: Sequence[StoreEvent], opts: StoreOptions) -> WritePlan:
+    validate_events(events)
+    keys = KeyLayout(opts.prefix)
+    aff_clock = DecayClock(opts.affinity_half_life_s)
+    trend_clock = DecayClock(opts.trending_half_life_s)
+    trend_ttl = math.ceil(2 * trend_clock.generation_s)
+    user_ttl = opts.user_ttl_s
+    plan = WritePlan()
+
+    def remember(user_id: int, part: str, member: int, ts: float, limit: int) -> None:
+        key = keys.user(user_id, part)
+        plan.set_latest(key, member, ts)
+        plan.touch(key, limit, user_ttl)
+
+    for ev in events:
+        action, uid, item = ev.action, ev.user_id, ev.item_id
+        if action in CLICK_LIKE:
+            remember(uid, "clicks", item, ev.ts, opts.recent_limit)
+        elif action == "share":
+            remember(uid, "shares", item, ev.ts, opts.recent_limit)
+        elif action == "buy":
+            remember(uid, "buys", item, ev.ts, opts.bought_limit)
+        elif action == "impression":
+            remember(uid, "seen", item, ev.ts, opts.seen_limit)
+        elif action == "hide":
+            remember(uid, "hid_items", item, ev.ts, opts.hidden_limit)
+            if ev.kol_id is not None:
+                remember(uid, "hid_kols", ev.kol_id, ev.ts, opts.hidden_limit)
+
+        weight = DEFAULT_ACTION_WEIGHTS[action]
+        if weight != 0.0 and ev.kol_id is not None:
+            for gen, amount in aff_clock.contributions(ev.ts, weight):
+                key = keys.affinity(uid, gen)
+                plan.add(key, ev.kol_id, amount)
+                plan.touch(key, opts.affinity_kol_limit, user_ttl)
+        if weight > 0.0:
+            scopes: tuple[str | None, ...] = (None,) if ev.category is None else (None, ev.category)
+            for scope in scopes:
+                for gen, amount in trend_clock.contributions(ev.ts, weight):
+                    key = keys.trending(scope, gen)
+                    plan.add(key, item, amount)
+                    plan.touch(key, opts.trending_limit, trend_ttl)
+    return plan
+
+
+@dataclass
+class RawUserRead:
+    """What a backend fetched for one user, before it becomes a :class:`UserState`."""
+
+    clicks: list[int]
+    shares: list[int]
+    buys: list[int]
+    seen: list[int]
+    hidden_items: list[int]
+    hidden_kols: list[int]
+    affinity: list[tuple[int, float]]
+
+
+def user_read_keys(keys: KeyLayout, user_id: int, affinity_gen: int) -> tuple[str, ...]:
+    """Keys of one user in the order of :class:`RawUserRead` fields (newest-first reads first)."""
+    return (
+        keys.user(user_id, "clicks"),
+        keys.user(user_id, "shares"),
+        keys.user(user_id, "buys"),
+        keys.user(user_id, "seen"),
+        keys.user(user_id, "hid_items"),
+        keys.user(user_id, "hid_kols"),
+        keys.affinity(user_id, affinity_gen),
+    )
+
+
+def raw_user_read(lists: Sequence[list[int]], affinity: list[tuple[int, float]]) -> RawUserRead:
+    """Build from the six member lists (order of :func:`user_read_keys`) and the affinity pairs."""
+    clicks, shares, buys, seen, hidden_items, hidden_kols = lists
+    return RawUserRead(clicks, shares, buys, seen, hidden_items, hidden_kols, affinity)
+
+
+def assemble(raw: RawUserRead, affinity_factor: float, recent_limit: int) -> UserState:
+    return UserState(
+        recent_clicks=raw.clicks[:recent_limit],
+        recent_shares=raw.shares[:recent_limit],
+        recent_buys=raw.buys[:recent_limit],
+        seen=set(raw.seen),
+        bought=set(raw.buys),
+        hidden_items=set(raw.hidden_items),
+        hidden_kols=set(raw.hidden_kols),
+        kol_affinity={kol: score * affinity_factor for kol, score in raw.affinity},
+    )

@@ -1,0 +1,139 @@
+"""``memory://``: the embedded default store, for the demo, tests and single-process serving.
+
+It keeps exactly what the Redis backend keeps (same sorted sets, same key names, same bounds,
+same expiry; see :mod:`features.layout`) in plain dicts, so both obey one contract test suite.
+No method awaits, so each call is atomic within one event loop; a lock also makes it safe to share
+across threads. Memory is bounded by the per-key limits and by expiring idle keys.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from features.base import StoreEvent, UserState
+from features.decay import DecayClock
+from features.layout import KeyLayout, assemble, plan_writes, raw_user_read, user_read_keys
+from features.options import StoreOptions
+
+SWEEP_EVERY_WRITES = 10_000
+"""Scan for expired keys after this many key writes (reads also skip expired keys)."""
+
+
+def _rank_key(item: tuple[int, float]) -> tuple[float, str]:
+    # Redis orders equal scores by the member's bytes: the decimal string of the id.
+    return item[1], str(item[0])
+
+
+class MemoryStore:
+    def __init__(
+        self,
+        url: str = "memory://",
+        options: StoreOptions | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.url = url
+        self.options = options or StoreOptions()
+        self._keys = KeyLayout(self.options.prefix)
+        self._affinity_clock = DecayClock(self.options.affinity_half_life_s)
+        self._trend_clock = DecayClock(self.options.trending_half_life_s)
+        self._clock = clock
+        self._zsets: dict[str, dict[int, float]] = {}
+        self._expires: dict[str, float] = {}
+        self._writes_since_sweep = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({self.url!r}, prefix={self.options.prefix!r}, keys={len(self._zsets)})"
+
+    # -- writes ----------------------------------------------------------------------------------
+    async def record_events(self, events: Sequence[StoreEvent]) -> None:
+        if not events:
+            return
+        plan = plan_writes(events, self.options)
+        wall = self._clock()
+        with self._lock:
+            for key, members in plan.latest.items():
+                zset = self._live(key, wall, create=True)
+                for member, ts in members.items():
+                    old = zset.get(member)
+                    if old is None or ts > old:
+                        zset[member] = ts
+            for key, members in plan.incr.items():
+                zset = self._live(key, wall, create=True)
+                for member, amount in members.items():
+                    zset[member] = zset.get(member, 0.0) + amount
+            for key, limit in plan.limits.items():
+                zset = self._zsets[key]
+                if len(zset) > limit:
+                    kept = sorted(zset.items(), key=_rank_key, reverse=True)[:limit]
+                    self._zsets[key] = dict(kept)
+            for key, ttl in plan.ttls.items():
+                self._expires[key] = wall + ttl
+            self._writes_since_sweep += len(plan.ttls)
+            if self._writes_since_sweep >= SWEEP_EVERY_WRITES:
+                self._sweep(wall)
+
+    def _live(self, key: str, wall: float, create: bool = False) -> dict[int, float]:
+        """The sorted set at ``key`` unless it expired (then it is dropped)."""
+        expires = self._expires.get(key)
+        if expires is not None and expires <= wall:
+            self._zsets.pop(key, None)
+            self._expires.pop(key, None)
+        zset = self._zsets.get(key)
+        if zset is None:
+            zset = {}
+            if create:
+                self._zsets[key] = zset
+        return zset
+
+    def _sweep(self, wall: float) -> None:
+        for key in [k for k, exp in self._expires.items() if exp <= wall]:
+            self._zsets.pop(key, None)
+            self._expires.pop(key, None)
+        self._writes_since_sweep = 0
+
+    def _newest_first(self, key: str, wall: float, limit: int | None = None) -> list[tuple[int, float]]:
+        ranked = sorted(self._live(key, wall).items(), key=_rank_key, reverse=True)
+        return ranked if limit is None else ranked[:limit]
+
+    # -- reads -----------------------------------------------------------------------------------
+    async def user_state(self, user_id: int, now: float | None = None) -> UserState:
+        return (await self.user_states([user_id], now))[0]
+
+    async def user_states(self, user_ids: Sequence[int], now: float | None = None) -> list[UserState]:
+        wall = self._clock()
+        gen, factor = self._affinity_clock.reader(wall if now is None else now)
+        out = []
+        with self._lock:
+            for uid in user_ids:
+                keys = user_read_keys(self._keys, uid, gen)
+                lists = [[m for m, _ in self._newest_first(k, wall)] for k in keys[:6]]
+                affinity = list(self._live(keys[6], wall).items())
+                raw = raw_user_read(lists, affinity)
+                out.append(assemble(raw, factor, self.options.recent_limit))
+        return out
+
+    async def trending(
+        self, k: int, category: str | None = None, now: float | None = None
+    ) -> list[tuple[int, float]]:
+        if k <= 0:
+            return []
+        wall = self._clock()
+        gen, factor = self._trend_clock.reader(wall if now is None else now)
+        with self._lock:
+            top = self._newest_first(self._keys.trending(category, gen), wall, k)
+        return [(item, score * factor) for item, score in top]
+
+    # -- admin -----------------------------------------------------------------------------------
+    async def ping(self) -> bool:
+        return True
+
+    async def clear(self) -> None:
+        with self._lock:
+            self._zsets.clear()
+            self._expires.clear()
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,181 @@
+"""``redis://``: the shared online store for several serving replicas (redis.asyncio).
+
+Key layout: see :mod:`features.layout` (sorted sets under a prefix, default ``kf:``, so several
+services and test runs can share one server). Decayed scores (live KOL affinity, trending) use the
+exponential-decay trick with generations described in :mod:`features.decay`, so every write is a
+plain ``ZADD GT`` / ``ZINCRBY`` and a batch of events is ONE pipeline, and a batch read of many
+users is ONE pipeline too (``transaction=False``: no MULTI, works on Redis Cluster clients as well).
+
+Every call runs with short socket timeouts and at most ``retries`` immediate retries; any failure to
+reach Redis becomes :class:`~features.errors.StoreUnavailable` so the service can degrade. The
+password is only handed to the connection pool; ``url``/``repr`` show the redacted URL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.asyncio.connection import BlockingConnectionPool, Connection, SSLConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from features.base import StoreEvent, UserState
+from features.decay import DecayClock
+from features.errors import StoreAuthError, StoreError, StoreUnavailable
+from features.layout import KeyLayout, assemble, plan_writes, raw_user_read, user_read_keys
+from features.options import StoreOptions
+from features.urls import StoreURL
+
+T = TypeVar("T")
+CLEAR_BATCH = 500
+_GLOB_SPECIAL = "\\*?[]"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
+
+
+class RedisStore:
+    def __init__(self, parsed: StoreURL, options: StoreOptions) -> None:
+        self.url = parsed.redacted
+        self.options = options
+        self._password = parsed.password
+        self._keys = KeyLayout(options.prefix)
+        self._affinity_clock = DecayClock(options.affinity_half_life_s)
+        self._trend_clock = DecayClock(options.trending_half_life_s)
+        pool = BlockingConnectionPool(
+            connection_class=SSLConnection if parsed.scheme == "rediss" else Connection,
+            max_connections=options.max_connections,
+            timeout=options.pool_timeout,
+            host=parsed.host,
+            port=parsed.port,
+            db=parsed.db,
+            username=parsed.username,
+            password=parsed.password,
+            socket_timeout=options.socket_timeout,
+            socket_connect_timeout=options.socket_connect_timeout,
+            retry=Retry(NoBackoff(), options.retries),
+            retry_on_error=[],
+            health_check_interval=0,
+        )
+        self._redis = aioredis.Redis(connection_pool=pool)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, prefix={self.options.prefix!r})"
+
+    __str__ = __repr__
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._password, "***") if self._password else text
+
+    async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis interaction, turning every way it can fail into the store's errors."""
+        try:
+            return await fn()
+        except StoreError:
+            raise
+        except rexc.AuthenticationError as exc:
+            raise StoreAuthError(
+                f"redis authentication failed for {self.url} during {what} "
+                f"(check the user/password in the store URL): {self._scrub(str(exc))}"
+            ) from None
+        except (rexc.ConnectionError, rexc.TimeoutError, TimeoutError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {self._scrub(str(exc))}"
+            raise StoreUnavailable(f"redis unavailable at {self.url} during {what}: {reason}") from None
+        except rexc.RedisError as exc:
+            msg = self._scrub(str(exc))
+            if "NOAUTH" in msg or "WRONGPASS" in msg:
+                raise StoreAuthError(
+                    f"redis authentication failed for {self.url} during {what}: {msg}"
+                ) from None
+            raise StoreUnavailable(
+                f"redis error at {self.url} during {what}: {type(exc).__name__}: {msg}"
+            ) from None
+
+    # -- writes ----------------------------------------------------------------------------------
+    async def record_events(self, events: Sequence[StoreEvent]) -> None:
+        if not events:
+            return
+        plan = plan_writes(events, self.options)
+        pipe = self._redis.pipeline(transaction=False)
+        for key, latest in plan.latest.items():
+            pipe.zadd(key, {str(m): ts for m, ts in latest.items()}, gt=True)
+        for key, amounts in plan.incr.items():
+            for member, amount in amounts.items():
+                pipe.zincrby(key, amount, str(member))
+        for key, limit in plan.limits.items():
+            pipe.zremrangebyrank(key, 0, -(limit + 1))
+        for key, ttl in plan.ttls.items():
+            pipe.expire(key, ttl)
+        await self._call(f"record_events({len(events)} events)", pipe.execute)
+
+    # -- reads -----------------------------------------------------------------------------------
+    async def user_state(self, user_id: int, now: float | None = None) -> UserState:
+        return (await self.user_states([user_id], now))[0]
+
+    async def user_states(self, user_ids: Sequence[int], now: float | None = None) -> list[UserState]:
+        if not user_ids:
+            return []
+        gen, factor = self._affinity_clock.reader(time.time() if now is None else now)
+        pipe = self._redis.pipeline(transaction=False)
+        for uid in user_ids:
+            keys = user_read_keys(self._keys, uid, gen)
+            for key in keys[:6]:
+                pipe.zrevrange(key, 0, -1)
+            pipe.zrange(keys[6], 0, -1, withscores=True)
+        replies: list[Any] = await self._call(f"user_states({len(user_ids)} users)", pipe.execute)
+        out = []
+        for i in range(len(user_ids)):
+            r = replies[7 * i : 7 * i + 7]
+            lists = [[int(m) for m in members] for members in r[:6]]
+            raw = raw_user_read(lists, [(int(m), float(s)) for m, s in r[6]])
+            out.append(assemble(raw, factor, self.options.recent_limit))
+        return out
+
+    async def trending(
+        self, k: int, category: str | None = None, now: float | None = None
+    ) -> list[tuple[int, float]]:
+        if k <= 0:
+            return []
+        gen, factor = self._trend_clock.reader(time.time() if now is None else now)
+        key = self._keys.trending(category, gen)
+
+        async def fetch() -> list[Any]:
+            return list(await self._redis.zrevrange(key, 0, k - 1, withscores=True))
+
+        top = await self._call("trending", fetch)
+        return [(int(m), float(s) * factor) for m, s in top]
+
+    # -- admin -----------------------------------------------------------------------------------
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._call("ping", self._ping))
+        except Exception:
+            return False
+
+    async def _ping(self) -> bool:
+        return bool(await self._redis.ping())
+
+    async def clear(self) -> None:
+        """Remove this store's keys only (SCAN MATCH prefix* + UNLINK); never FLUSHDB/FLUSHALL."""
+        pattern = _glob_escape(self.options.prefix) + "*"
+
+        async def run() -> None:
+            batch: list[Any] = []
+            async for key in self._redis.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= CLEAR_BATCH:
+                    await self._redis.unlink(*batch)
+                    batch = []
+            if batch:
+                await self._redis.unlink(*batch)
+
+        await self._call("clear", run)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+        await self._redis.connection_pool.disconnect()

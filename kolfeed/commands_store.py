@@ -1,0 +1,49 @@
+"""`kolfeed store ...`: operate the online feature store chosen by URL (memory://, redis://)."""
+
+from __future__ import annotations
+
+import typer
+
+store_app = typer.Typer(help="Online feature store: check connectivity (more commands to come).")
+
+
+@store_app.command("ping")
+def ping(
+    store: str = typer.Option(
+        "memory://", "--store", help="store URL, e.g. redis://:PASSWORD@127.0.0.1:6379/0"
+    ),
+) -> None:
+    """Check that the store answers; exit 1 if it does not, 2 if the URL is wrong."""
+    import asyncio
+
+    from features.errors import StoreConfigError, StoreError
+    from features.factory import open_store, redact_url
+
+    try:
+        backend = open_store(store)
+    except StoreConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+
+    async def run() -> str | None:
+        """None when the store answers, else the reason it did not."""
+        try:
+            if await backend.ping():
+                return None
+            await backend.trending(1)  # ping never raises; a read tells why it failed
+            return "did not answer"
+        except StoreError as exc:
+            return str(exc)
+        finally:
+            await backend.close()
+
+    problem = asyncio.run(run())
+    if problem is None:
+        typer.echo(f"ok {redact_url(store)}")
+        return
+    typer.echo(f"error: store {redact_url(store)}: {problem}", err=True)
+    raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(store_app, name="store")

@@ -1,0 +1,1 @@
+"""A/B experiments: typed YAML configs, deterministic sticky assignment, and the statistical readout."""

@@ -1,0 +1,155 @@
+"""A columnar numpy view of an events table, shared by the experiment readout and KOL attribution.
+
+Why: both reports are a handful of vectorised group-bys over the same nine columns; converting the
+pyarrow table (or a dict of arrays from a test or simulator) once, with nulls mapped to sentinels
+(ids → ``NO_ID``, ``value`` → NaN, ``request_id`` → ``None``), keeps that code free of null handling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from recsys.schema import ACTION_CODE, ACTION_NAMES, EVENTS, NO_ID
+
+IMPRESSION = ACTION_CODE["impression"]
+CLICK = ACTION_CODE["click"]
+SHARE = ACTION_CODE["share"]
+BUY = ACTION_CODE["buy"]
+
+
+class EventTableError(ValueError):
+    """An events table lacks a column or holds a value the reports cannot interpret."""
+
+
+def _ids(values: Any, name: str) -> np.ndarray:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return np.asarray(values.fill_null(NO_ID).to_numpy(zero_copy_only=False), dtype=np.int64)
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        arr = np.array([NO_ID if v is None else v for v in arr.tolist()], dtype=np.int64)
+    try:
+        return arr.astype(np.int64)
+    except (TypeError, ValueError) as exc:
+        raise EventTableError(f"events column {name!r}: not integer ids ({exc})") from None
+
+
+@dataclass
+class EventColumns:
+    ts: np.ndarray
+    """int64 unix seconds."""
+    user_id: np.ndarray
+    item_id: np.ndarray
+    action: np.ndarray
+    """int64 action codes (positions in ``recsys.schema.ACTIONS``)."""
+    post_id: np.ndarray
+    """int64, ``NO_ID`` where null."""
+    kol_id: np.ndarray
+    to_user_id: np.ndarray
+    request_id: np.ndarray
+    """object array of ``str`` or ``None``."""
+    value: np.ndarray
+    """float64, NaN where null."""
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @classmethod
+    def from_table(cls, table: pa.Table | Mapping[str, Any] | EventColumns) -> EventColumns:
+        """Accept a pyarrow Table (``recsys.schema.EVENTS`` columns) or a mapping of column → array.
+
+        In a mapping, ``action`` may hold names or codes; nullable columns may be omitted (all null).
+        """
+        if isinstance(table, EventColumns):
+            return table
+        names = table.column_names if isinstance(table, pa.Table) else list(table.keys())
+        required = ("ts", "user_id", "item_id", "action")
+        missing = [c for c in required if c not in names]
+        if missing:
+            raise EventTableError(f"events table lacks column(s) {', '.join(missing)}")
+        unknown = [c for c in names if c not in EVENTS.column_names]
+        if unknown:
+            raise EventTableError(f"events table has unknown column(s) {', '.join(unknown)}")
+
+        def col(name: str) -> Any:
+            return table[name]
+
+        ts = _ids(col("ts"), "ts")
+        n = len(ts)
+        action = cls._actions(col("action"))
+        out: dict[str, np.ndarray] = {"ts": ts, "action": action}
+        for name in ("user_id", "item_id", "post_id", "kol_id", "to_user_id"):
+            out[name] = _ids(col(name), name) if name in names else np.full(n, NO_ID, dtype=np.int64)
+        if "value" in names:
+            v = col("value")
+            if isinstance(v, pa.ChunkedArray | pa.Array):
+                out["value"] = np.asarray(v.to_numpy(zero_copy_only=False), dtype=np.float64)
+            else:
+                out["value"] = np.array(
+                    [np.nan if x is None else x for x in np.asarray(v).tolist()], dtype=np.float64
+                )
+        else:
+            out["value"] = np.full(n, np.nan)
+        if "request_id" in names:
+            r = col("request_id")
+            seq = r.to_pylist() if isinstance(r, pa.ChunkedArray | pa.Array) else list(r)
+            req = np.empty(n, dtype=object)
+            req[:] = [None if x is None else str(x) for x in seq]
+            out["request_id"] = req
+        else:
+            out["request_id"] = np.full(n, None, dtype=object)
+        for name, arr in out.items():
+            if len(arr) != n:
+                raise EventTableError(f"events column {name!r} has {len(arr)} rows, expected {n}")
+        return cls(**out)
+
+    @staticmethod
+    def _actions(values: Any) -> np.ndarray:
+        if isinstance(values, pa.ChunkedArray | pa.Array):
+            values = np.asarray(values.to_numpy(zero_copy_only=False))
+        arr = np.asarray(values)
+        if arr.dtype.kind in "iu":
+            codes = arr.astype(np.int64)
+            bad = (codes < 0) | (codes >= len(ACTION_NAMES))
+            if bad.any():
+                raise EventTableError(f"events column 'action': code {int(codes[bad][0])} out of range")
+            return codes
+        names = np.array(ACTION_NAMES)
+        order = np.argsort(names)
+        sorted_names = names[order]
+        strs = arr.astype(str)
+        pos = np.searchsorted(sorted_names, strs)
+        pos = np.clip(pos, 0, len(names) - 1)
+        ok = sorted_names[pos] == strs
+        if not ok.all():
+            raise EventTableError(
+                f"events column 'action': unknown action {strs[~ok][0]!r}; "
+                f"expected one of {', '.join(ACTION_NAMES)}"
+            )
+        return order[pos].astype(np.int64)
+
+    def select(self, mask: np.ndarray) -> EventColumns:
+        return EventColumns(
+            ts=self.ts[mask],
+            user_id=self.user_id[mask],
+            item_id=self.item_id[mask],
+            action=self.action[mask],
+            post_id=self.post_id[mask],
+            kol_id=self.kol_id[mask],
+            to_user_id=self.to_user_id[mask],
+            request_id=self.request_id[mask],
+            value=self.value[mask],
+        )
+
+    def in_window(self, start_ts: int | None, stop_ts: int | None) -> np.ndarray:
+        """Mask of events with ``start_ts <= ts < stop_ts`` (open ends when ``None``)."""
+        mask = np.ones(len(self.ts), dtype=bool)
+        if start_ts is not None:
+            mask &= self.ts >= start_ts
+        if stop_ts is not None:
+            mask &= self.ts < stop_ts
+        return mask

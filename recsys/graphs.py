@@ -1,0 +1,266 @@
+"""Graphs built from a world's events: pure numpy/scipy, no I/O.
+
+Why here: every model trains on one behaviour-weighted user–item confidence matrix, and ranking needs
+the social side (who shares with whom, which KOLs a user engages with, what each KOL really sells).
+All of it is derived from the same event arrays so training and serving agree on the numbers.
+
+Recency decay uses the newest training event as "now" (never the wall clock) so that a rebuild of the
+same data gives the same matrices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from recsys.schema import ACTION_CODE, ACTION_NAMES, ACTIONS, NO_ID
+
+DAY_SECONDS = 86_400.0
+POSITIVE_CODES: np.ndarray = np.array(
+    [i for i, a in enumerate(ACTIONS) if not a.negative and a.name != "impression"], dtype=np.int8
+)
+HIDE_CODES: np.ndarray = np.array([i for i, a in enumerate(ACTIONS) if a.negative], dtype=np.int8)
+
+
+class GraphError(ValueError):
+    """Events refer to ids the id maps do not know, or inputs are inconsistent."""
+
+
+@dataclass
+class EventArrays:
+    """Columns of an event table as numpy arrays; missing ids are ``NO_ID``."""
+
+    ts: np.ndarray
+    user_id: np.ndarray
+    item_id: np.ndarray
+    action: np.ndarray  # int8 codes into recsys.schema.ACTIONS
+    post_id: np.ndarray
+    kol_id: np.ndarray
+    to_user_id: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> EventArrays:
+        def ids(name: str) -> np.ndarray:
+            if name not in table.column_names:
+                return np.full(table.num_rows, NO_ID, dtype=np.int64)
+            col = table.column(name)
+            return np.asarray(col.fill_null(NO_ID).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+        names = np.asarray(table.column("action").to_numpy(zero_copy_only=False)).astype(str)
+        codes = np.full(len(names), -1, dtype=np.int8)
+        for code, name in enumerate(ACTION_NAMES):
+            codes[names == name] = code
+        if (codes < 0).any():
+            bad = names[codes < 0][0]
+            raise GraphError(f"events: unknown action {bad!r} at row {int(np.argmax(codes < 0))}")
+        return cls(
+            ts=ids("ts"),
+            user_id=ids("user_id"),
+            item_id=ids("item_id"),
+            action=codes,
+            post_id=ids("post_id"),
+            kol_id=ids("kol_id"),
+            to_user_id=ids("to_user_id"),
+        )
+
+    def select(self, mask: np.ndarray) -> EventArrays:
+        return EventArrays(
+            ts=self.ts[mask],
+            user_id=self.user_id[mask],
+            item_id=self.item_id[mask],
+            action=self.action[mask],
+            post_id=self.post_id[mask],
+            kol_id=self.kol_id[mask],
+            to_user_id=self.to_user_id[mask],
+        )
+
+
+def index_of(ids: np.ndarray, values: np.ndarray, what: str) -> np.ndarray:
+    """Dense indices of ``values`` in the sorted unique ``ids``; unknown values raise GraphError."""
+    if len(ids) == 0:
+        if len(values):
+            raise GraphError(f"{what} {int(values[0])} is not in the (empty) id map")
+        return np.zeros(0, dtype=np.int64)
+    pos_c = np.clip(np.searchsorted(ids, values), 0, len(ids) - 1)
+    ok = ids[pos_c] == values
+    if not np.all(ok):
+        bad = values[~ok][0]
+        raise GraphError(f"{what} {int(bad)} is not in the id map ({len(ids)} known)")
+    return pos_c.astype(np.int64)
+
+
+def decay_factor(ts: np.ndarray, now: float, half_life_days: float | None) -> np.ndarray:
+    """0.5 ** (age / half-life); 1 everywhere without a half-life. Future events count as age 0."""
+    if half_life_days is None:
+        return np.ones(len(ts), dtype=np.float64)
+    age = np.maximum(now - ts.astype(np.float64), 0.0)
+    return np.power(0.5, age / (half_life_days * DAY_SECONDS))
+
+
+def action_weight_vector(weights: Mapping[str, float], behaviours: Sequence[str] | None = None) -> np.ndarray:
+    """Weight per action code; actions not in ``behaviours`` get 0 (hides always keep their weight)."""
+    vec = np.zeros(len(ACTIONS), dtype=np.float64)
+    keep = set(behaviours) if behaviours is not None else set(ACTION_NAMES)
+    for code, spec in enumerate(ACTIONS):
+        if spec.name in keep or spec.negative:
+            vec[code] = float(weights.get(spec.name, spec.default_weight))
+    return vec
+
+
+def _coo(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    m = sp.coo_matrix((vals.astype(np.float64), (rows, cols)), shape=shape).tocsr()
+    m.sum_duplicates()
+    return m
+
+
+def _positive_part(m: sp.csr_matrix) -> sp.csr_matrix:
+    m = m.tocsr(copy=True)
+    m.data[m.data < 0] = 0.0
+    m.eliminate_zeros()
+    return m
+
+
+def confidence_matrix(
+    events: EventArrays,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    weights: Mapping[str, float],
+    behaviours: Sequence[str] | None = None,
+    half_life_days: float | None = None,
+    now: float | None = None,
+) -> sp.csr_matrix:
+    """Users x items: sum over events of weight[action] * decay. Hides subtract; pairs whose total is
+    not positive are dropped (a hidden item is not a training positive). Float32 CSR."""
+    w = action_weight_vector(weights, behaviours)[events.action]
+    keep = w != 0
+    ev = events.select(keep)
+    if now is None:
+        now = float(events.ts.max()) if len(events) else 0.0
+    vals = w[keep] * decay_factor(ev.ts, now, half_life_days)
+    rows = index_of(user_ids, ev.user_id, "user_id")
+    cols = index_of(item_ids, ev.item_id, "item_id")
+    m = _positive_part(_coo(rows, cols, vals, (len(user_ids), len(item_ids))))
+    return m.astype(np.float32)
+
+
+def behaviour_matrix(
+    events: EventArrays, user_ids: np.ndarray, item_ids: np.ndarray, action: str
+) -> sp.csr_matrix:
+    """Users x items count of one action (e.g. the click, share or buy graph)."""
+    ev = events.select(events.action == ACTION_CODE[action])
+    rows = index_of(user_ids, ev.user_id, "user_id")
+    cols = index_of(item_ids, ev.item_id, "item_id")
+    return _coo(rows, cols, np.ones(len(ev)), (len(user_ids), len(item_ids))).astype(np.float32)
+
+
+def behaviour_graphs(
+    events: EventArrays,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    actions: Sequence[str] = ("click", "share", "buy"),
+) -> dict[str, sp.csr_matrix]:
+    return {a: behaviour_matrix(events, user_ids, item_ids, a) for a in actions}
+
+
+def positive_matrix(events: EventArrays, user_ids: np.ndarray, item_ids: np.ndarray) -> sp.csr_matrix:
+    """Binary users x items: any positive (non-impression, non-hide) event."""
+    ev = events.select(np.isin(events.action, POSITIVE_CODES))
+    rows = index_of(user_ids, ev.user_id, "user_id")
+    cols = index_of(item_ids, ev.item_id, "item_id")
+    m = _coo(rows, cols, np.ones(len(ev)), (len(user_ids), len(item_ids)))
+    m.data[:] = 1.0
+    return m.astype(np.float32)
+
+
+def share_graph(events: EventArrays, user_ids: np.ndarray) -> sp.csr_matrix:
+    """Users x users: number of shares from row user to column user (the trust graph)."""
+    ev = events.select((events.action == ACTION_CODE["share"]) & (events.to_user_id != NO_ID))
+    rows = index_of(user_ids, ev.user_id, "user_id")
+    cols = index_of(user_ids, ev.to_user_id, "to_user_id")
+    n = len(user_ids)
+    return _coo(rows, cols, np.ones(len(ev)), (n, n)).astype(np.float32)
+
+
+def user_kol_engagement(
+    events: EventArrays,
+    user_ids: np.ndarray,
+    kol_ids: np.ndarray,
+    weights: Mapping[str, float],
+    half_life_days: float | None = 30.0,
+    now: float | None = None,
+) -> sp.csr_matrix:
+    """Users x KOLs: recency-decayed, action-weighted engagement through the KOL's posts.
+
+    Signed: hides through a KOL subtract, so a user who hides a creator's posts ends up negative."""
+    w = action_weight_vector(weights)[events.action]
+    keep = (w != 0) & (events.kol_id != NO_ID)
+    ev = events.select(keep)
+    if now is None:
+        now = float(events.ts.max()) if len(events) else 0.0
+    vals = w[keep] * decay_factor(ev.ts, now, half_life_days)
+    rows = index_of(user_ids, ev.user_id, "user_id")
+    cols = index_of(kol_ids, ev.kol_id, "kol_id")
+    m = _coo(rows, cols, vals, (len(user_ids), len(kol_ids)))
+    m.eliminate_zeros()
+    return m.astype(np.float32)
+
+
+def user_kol_action(
+    events: EventArrays, user_ids: np.ndarray, kol_ids: np.ndarray, action: str = "buy"
+) -> sp.csr_matrix:
+    """Users x KOLs count of one action made through a KOL's posts (e.g. buys brought by a KOL)."""
+    ev = events.select((events.action == ACTION_CODE[action]) & (events.kol_id != NO_ID))
+    rows = index_of(user_ids, ev.user_id, "user_id")
+    cols = index_of(kol_ids, ev.kol_id, "kol_id")
+    return _coo(rows, cols, np.ones(len(ev)), (len(user_ids), len(kol_ids))).astype(np.float32)
+
+
+def kol_category_fit(
+    events: EventArrays,
+    kol_ids: np.ndarray,
+    item_ids: np.ndarray,
+    item_category: np.ndarray,
+    categories: Sequence[str],
+    weights: Mapping[str, float],
+    smoothing: float = 5.0,
+) -> np.ndarray:
+    """KOLs x categories: each KOL's share of positive, action-weighted conversions by item category,
+    smoothed towards the global category mix with ``smoothing`` pseudo-conversions. Rows sum to 1.
+
+    ``item_category`` is the category name of each item in ``item_ids`` order."""
+    cat_index = {c: i for i, c in enumerate(categories)}
+    try:
+        item_cat = np.array([cat_index[str(c)] for c in item_category], dtype=np.int64)
+    except KeyError as exc:
+        raise GraphError(f"item category {exc.args[0]!r} not in the category list") from None
+    w = action_weight_vector(weights)[events.action]
+    keep = (w > 0) & (events.kol_id != NO_ID)
+    ev = events.select(keep)
+    k = index_of(kol_ids, ev.kol_id, "kol_id")
+    c = item_cat[index_of(item_ids, ev.item_id, "item_id")]
+    counts = np.zeros((len(kol_ids), len(categories)), dtype=np.float64)
+    np.add.at(counts, (k, c), w[keep])
+    total = counts.sum(axis=0)
+    prior = (
+        total / total.sum() if total.sum() > 0 else np.full(len(categories), 1.0 / max(len(categories), 1))
+    )
+    fit = (counts + smoothing * prior[None, :]) / (counts.sum(axis=1, keepdims=True) + smoothing)
+    return fit.astype(np.float32)
+
+
+def drop_seen(test: sp.csr_matrix, seen: sp.csr_matrix) -> sp.csr_matrix:
+    """Held-out pairs the user already interacted with in training are not discoveries: remove them."""
+    seen_bin = seen.copy()
+    seen_bin.data[:] = 1.0
+    out = test - test.multiply(seen_bin)
+    out = sp.csr_matrix(out)
+    out.eliminate_zeros()
+    out.data[:] = 1.0
+    return out.astype(np.float32)

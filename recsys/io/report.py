@@ -1,0 +1,64 @@
+"""What a table load kept and dropped: lenient tables skip bad rows, and this report says how many
+and why, so a silently shrinking event log is impossible to miss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+MAX_EXAMPLES = 3
+"""Row numbers kept per skip reason, enough to open the file and look."""
+
+
+@dataclass
+class LoadReport:
+    file: str
+    table: str
+    total_rows: int
+    kept_rows: int
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Rows dropped per reason, e.g. ``{"bad action": 3, "bad ts": 1}``; each row counts once."""
+    examples: dict[str, list[int]] = field(default_factory=dict)
+    """Up to :data:`MAX_EXAMPLES` row numbers per reason (CSV: line numbers, header is line 1)."""
+    extra_columns: tuple[str, ...] = ()
+    """Columns in the file that the schema does not know; ignored."""
+    absent_columns: tuple[str, ...] = ()
+    """Nullable schema columns the file lacks; loaded as all-null."""
+
+    @property
+    def skipped_rows(self) -> int:
+        return sum(self.skipped.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "table": self.table,
+            "total_rows": self.total_rows,
+            "kept_rows": self.kept_rows,
+            "skipped_rows": self.skipped_rows,
+            "skipped": dict(self.skipped),
+            "examples": {k: list(v) for k, v in self.examples.items()},
+            "extra_columns": list(self.extra_columns),
+            "absent_columns": list(self.absent_columns),
+        }
+
+    def summary(self) -> str:
+        lines = [f"{self.file} ({self.table}): {self.kept_rows:,} of {self.total_rows:,} rows kept"]
+        for reason, count in sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0])):
+            rows = ", ".join(str(r) for r in self.examples.get(reason, []))
+            lines.append(f"  skipped {count:,} ({reason}), e.g. rows {rows}")
+        if self.extra_columns:
+            lines.append(f"  ignored extra columns: {', '.join(self.extra_columns)}")
+        if self.absent_columns:
+            lines.append(f"  absent optional columns (all null): {', '.join(self.absent_columns)}")
+        return "\n".join(lines)
+
+
+@dataclass
+class LoadResult:
+    """A validated table in exactly the schema's column order and types, plus its load report."""
+
+    table: pa.Table
+    report: LoadReport

@@ -1,0 +1,173 @@
+"""The feed ranker the web service calls: candidates → filters → score → diversity → reasons.
+
+Synchronous, CPU-only and allocation-light (numpy over a few hundred candidates, one FAISS search)
+so a request costs a few milliseconds. It never raises for an unknown or brand-new user: without an
+embedding the page is built from followed creators, friends' purchases, trending/popular items and
+exploration, and a popular backfill keeps the page full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from recsys.ranking import candidates as C
+from recsys.ranking.context import FeedEntry, UserContext
+from recsys.ranking.diversity import PageBuilder
+from recsys.ranking.feed_model import FeedModel
+from recsys.ranking.filters import excluded_rows, hidden_categories, keep_mask
+from recsys.ranking.reasons import reasons_for
+from recsys.ranking.scoring import Scored, score_candidates
+from recsys.ranking.variants import RankingVariant
+
+_SOURCE_PRIORITY: tuple[tuple[int, str], ...] = (
+    (C.FOLLOWED, "followed_kol"),
+    (C.AFFINITY, "kol_affinity"),
+    (C.FRIENDS, "friends_bought"),
+    (C.ANN, "ann"),
+    (C.SIMILAR, "similar"),
+    (C.TRENDING, "trending"),
+    (C.EXPLORE, "explore"),
+    (C.POPULAR, "popular"),
+)
+
+
+def source_name(bits: int) -> str:
+    for bit, name in _SOURCE_PRIORITY:
+        if bits & bit:
+            return name
+    return "popular"
+
+
+def explore_positions(limit: int, n_explore: int) -> list[int]:
+    """Evenly spread page positions for exploration entries (never the very first slot)."""
+    return [min(limit - 1, (i + 1) * limit // (n_explore + 1)) for i in range(n_explore)]
+
+
+class FeedRanker:
+    def __init__(self, model: FeedModel) -> None:
+        self.model = model
+
+    def rank(
+        self,
+        ctx: UserContext,
+        variant: RankingVariant,
+        limit: int,
+        exclude: Iterable[int] = frozenset(),
+        trending: list[tuple[int, float]] | None = None,
+        friends_bought: dict[int, int] | None = None,
+        now: float | None = None,
+        ann: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> list[FeedEntry]:
+        """Up to ``limit`` entries, best first. ``now`` (unix seconds) defaults to the newest post's
+        time; ``ann`` = precomputed (scores, ids) of the user's ANN search (batch evaluation)."""
+        m = self.model
+        if limit <= 0 or m.n_items == 0:
+            return []
+        now = m.reference_time if now is None else float(now)
+        sig = C.user_signals(m, ctx, variant, trending, friends_bought)
+        excluded = excluded_rows(m, ctx, exclude)
+        cand = C.generate(m, ctx, variant, sig, n_filtered=len(excluded), ann=ann)
+        hidden_cats = hidden_categories(m, ctx)
+
+        keep = keep_mask(m, cand.items, excluded)
+        main_sel = keep & (cand.sources != C.EXPLORE)
+        scored = score_candidates(
+            m, variant, sig, cand.items[main_sel], cand.sources[main_sel], hidden_cats, now
+        )
+        explore = self._score_explore(cand.explore_posts, sig, variant, excluded, hidden_cats, now)
+
+        page = PageBuilder(variant.per_kol_cap, variant.per_category_cap, m.item_category)
+        n_explore = min(variant.candidates.explore_slots, limit - 1) if len(explore.items) else 0
+        # exploration slots are reserved first (their items leave the main pool), then the rest fills
+        explore_idx = page.pick(explore, n_explore) if n_explore else []
+        main_idx = page.pick(scored, limit - len(explore_idx))
+        entries_main = [self._entry(scored, i, sig, variant, explore=False) for i in main_idx]
+        if len(entries_main) + len(explore_idx) < limit:
+            entries_main += self._backfill(
+                page, sig, variant, excluded, hidden_cats, now, limit - len(entries_main) - len(explore_idx)
+            )
+        entries = entries_main
+        for pos, i in zip(explore_positions(limit, len(explore_idx)), explore_idx, strict=True):
+            entries.insert(min(pos, len(entries)), self._entry(explore, i, sig, variant, explore=True))
+        return entries[:limit]
+
+    # ------------------------------------------------------------------ helpers
+    def _score_explore(
+        self,
+        posts: np.ndarray,
+        sig: C.UserSignals,
+        variant: RankingVariant,
+        excluded: np.ndarray,
+        hidden_cats: np.ndarray,
+        now: float,
+    ) -> Scored:
+        m = self.model
+        items = m.post_item[posts] if len(posts) else np.zeros(0, dtype=np.int64)
+        keep = keep_mask(m, items, excluded)
+        posts, items = posts[keep], items[keep]
+        # one post per item (the pool is newest-first, so the first occurrence is the newest)
+        _, first = np.unique(items, return_index=True)
+        posts, items = posts[first], items[first]
+        sources = np.full(len(items), C.EXPLORE, dtype=np.int64)
+        return score_candidates(m, variant, sig, items, sources, hidden_cats, now, forced_posts=posts)
+
+    def _backfill(
+        self,
+        page: PageBuilder,
+        sig: C.UserSignals,
+        variant: RankingVariant,
+        excluded: np.ndarray,
+        hidden_cats: np.ndarray,
+        now: float,
+        n: int,
+    ) -> list[FeedEntry]:
+        """Popular items beyond the trending candidates, so even a cold user gets a full page."""
+        m = self.model
+        out: list[FeedEntry] = []
+        start = 0
+        pool = m.popular_items
+        while len(out) < n and start < len(pool):
+            rows = pool[start : start + max(4 * n, 256)]
+            start += len(rows)
+            rows = rows[keep_mask(m, rows, excluded)]
+            if not len(rows):
+                continue
+            scored = score_candidates(
+                m, variant, sig, rows, np.full(len(rows), C.POPULAR, dtype=np.int64), hidden_cats, now
+            )
+            out += [
+                self._entry(scored, i, sig, variant, explore=False) for i in page.pick(scored, n - len(out))
+            ]
+        return out
+
+    def _entry(
+        self, s: Scored, i: int, sig: C.UserSignals, variant: RankingVariant, explore: bool
+    ) -> FeedEntry:
+        m = self.model
+        item = int(s.items[i])
+        post = int(s.post[i])
+        kol = int(s.kol[i])
+        kol_id = int(m.kols.ids[kol]) if kol >= 0 else None
+        cat = int(m.item_category[item]) if len(m.item_category) else -1
+        sources = int(s.sources[i])
+        return FeedEntry(
+            item_id=int(m.items.ids[item]),
+            post_id=int(m.post_ids[post]) if post >= 0 else None,
+            kol_id=kol_id,
+            score=float(s.score[i]),
+            reasons=reasons_for(
+                variant,
+                sources=sources,
+                kol_id=kol_id,
+                followed=bool(kol >= 0 and sig.followed[kol]),
+                kol_affinity=float(s.kol_affinity[i]),
+                friends=int(s.trust_count[i]),
+                item_part=float(s.item_part[i]),
+                trend=float(s.trend[i]),
+                category=m.categories[cat] if cat >= 0 else None,
+                explore=explore,
+            ),
+            source="explore" if explore else source_name(sources),
+        )

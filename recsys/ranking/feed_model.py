@@ -1,0 +1,439 @@
+"""Everything the feed ranker reads from a run directory, turned into fast lookup structures.
+
+Why a separate object: loading (checksums, Parquet, sorting posts) is slow and happens once per
+model reload; ranking happens per request and must only index numpy arrays and small dicts. Every
+world table is optional — a run trained on a LightGCN-format dataset (e.g. Gowalla) has only
+embeddings and ids, and the ranker then degrades to ANN + popularity.
+
+Conventions: *rows* are dense indices into the arrays below; *ids* are the dataset's external ids.
+Posts, KOLs and categories are dense too (``post_*`` arrays, ``kol_ids``, ``categories``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow.parquet as pq
+
+from recsys import artifacts as A
+from recsys.index import build_index, load_index
+
+log = logging.getLogger(__name__)
+
+_EMPTY_I64 = np.zeros(0, dtype=np.int64)
+_EMPTY_F32 = np.zeros(0, dtype=np.float32)
+
+
+class _IdMap:
+    """External int64 id → dense row via a sorted copy and searchsorted (vectorised, -1 if absent)."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self._order = np.argsort(self.ids, kind="stable").astype(np.int64)
+        self._sorted = self.ids[self._order]
+        if len(self._sorted) > 1 and (np.diff(self._sorted) == 0).any():
+            dup = int(self._sorted[1:][np.diff(self._sorted) == 0][0])
+            raise A.ArtifactError(f"duplicate id {dup} in an id map")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self, ids: np.ndarray | list[int]) -> np.ndarray:
+        q = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(self._sorted) == 0 or len(q) == 0:
+            return np.full(len(q), -1, dtype=np.int64)
+        pos = np.searchsorted(self._sorted, q)
+        pos = np.minimum(pos, len(self._sorted) - 1)
+        found = self._sorted[pos] == q
+        return np.where(found, self._order[pos], -1)
+
+    def row(self, id_: int) -> int:
+        return int(self.rows([id_])[0])
+
+
+@dataclass
+class _Csr:
+    """Row → variable-length int64 list, stored as indptr/indices (no per-row Python objects)."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls, n_rows: int) -> _Csr:
+        return cls(np.zeros(n_rows + 1, dtype=np.int64), _EMPTY_I64.copy(), _EMPTY_F32.copy())
+
+    @classmethod
+    def build(cls, rows: np.ndarray, cols: np.ndarray, n_rows: int, values: np.ndarray | None = None) -> _Csr:
+        """Group ``cols`` by ``rows``; within a row the order of ``values`` descending (else input order)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        if values is not None:
+            values = np.asarray(values, dtype=np.float32)
+            order = np.lexsort((-values, rows))
+        else:
+            order = np.argsort(rows, kind="stable")
+        counts = np.bincount(rows, minlength=n_rows)
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return cls(indptr, cols[order], None if values is None else values[order])
+
+    def get(self, row: int) -> np.ndarray:
+        if row < 0 or row + 1 >= len(self.indptr):
+            return _EMPTY_I64
+        return self.indices[self.indptr[row] : self.indptr[row + 1]]
+
+    def get_values(self, row: int) -> np.ndarray:
+        if self.values is None or row < 0 or row + 1 >= len(self.indptr):
+            return _EMPTY_F32
+        return self.values[self.indptr[row] : self.indptr[row + 1]]
+
+    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owner position in ``rows``, entry index into ``indices``) for all entries of ``rows``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        valid = (rows >= 0) & (rows + 1 < len(self.indptr))
+        starts = np.where(valid, self.indptr[np.clip(rows, 0, len(self.indptr) - 1)], 0)
+        ends = np.where(valid, self.indptr[np.clip(rows + 1, 0, len(self.indptr) - 1)], 0)
+        lens = ends - starts
+        total = int(lens.sum())
+        if total == 0:
+            return _EMPTY_I64, _EMPTY_I64
+        owner = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
+        offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+        return owner, starts[owner] + offsets
+
+
+@dataclass
+class FeedModel:
+    """Immutable per-run state of the ranker. Build with :meth:`load` (or :meth:`from_arrays` in tests)."""
+
+    run_dir: Path | None
+    manifest: A.Manifest | None
+    user_emb: np.ndarray
+    item_emb: np.ndarray
+    users: _IdMap
+    items: _IdMap
+    item_popularity: np.ndarray
+    index: faiss.Index
+    # --- item attributes, aligned to item rows ---
+    categories: list[str] = field(default_factory=list)
+    item_category: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
+    """Category code per item row (index into ``categories``), -1 when unknown."""
+    item_in_stock: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    item_price: np.ndarray = field(default_factory=lambda: _EMPTY_F32.copy())
+    # --- KOLs and posts ---
+    kols: _IdMap = field(default_factory=lambda: _IdMap(_EMPTY_I64))
+    kol_followers: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
+    kol_category_fit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    """(n_kols, n_categories) fit in [0, 1]; from kol_category_fit.parquet, else from KOL verticals."""
+    post_ids: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
+    post_kol: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
+    """KOL row of each post."""
+    post_item: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
+    """Item row of each post."""
+    post_created_at: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    item_posts: _Csr = field(default_factory=lambda: _Csr.empty(0))
+    """Item row → post indices: the newest post of each KOL that posted the item (best post per KOL)."""
+    kol_posts: _Csr = field(default_factory=lambda: _Csr.empty(0))
+    """KOL row → post indices, newest first."""
+    reference_time: float = 0.0
+    """'Now' for freshness when the caller gives none: the newest post's timestamp."""
+    # --- social, keyed by user row of the ``social_users`` map (users without embeddings included) ---
+    social_users: _IdMap = field(default_factory=lambda: _IdMap(_EMPTY_I64))
+    user_follows: _Csr = field(default_factory=lambda: _Csr.empty(0))
+    """Social-user row → followed KOL rows."""
+    user_friends: _Csr = field(default_factory=lambda: _Csr.empty(0))
+    """Social-user row → friend social-user rows (friends table ∪ share edges, both directions)."""
+    user_affinity: _Csr = field(default_factory=lambda: _Csr.empty(0))
+    """Social-user row → KOL rows by static affinity, descending (values = affinity)."""
+    user_buys: _Csr = field(default_factory=lambda: _Csr.empty(0))
+    """Social-user row → bought item rows (from social/buys.parquet when the run exports it)."""
+    popular_items: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
+    """All item rows by popularity, descending: trending fallback and cold-start backfill."""
+
+    # ------------------------------------------------------------------ construction
+    @property
+    def n_items(self) -> int:
+        return int(self.item_emb.shape[0])
+
+    @property
+    def n_kols(self) -> int:
+        return len(self.kols)
+
+    @property
+    def has_world(self) -> bool:
+        """True when any world table (catalog or social) is loaded; False for embeddings-only runs."""
+        return bool(
+            len(self.post_ids)
+            or len(self.categories)
+            or len(self.social_users)
+            or (len(self.item_in_stock) and not self.item_in_stock.all())
+        )
+
+    @classmethod
+    def load(cls, run_dir: str | Path, build_missing_index: bool = True) -> FeedModel:
+        """Verify checksums (ArtifactError on a corrupt run), then load arrays and optional tables."""
+        run_dir = Path(run_dir)
+        manifest = A.verify_run_dir(run_dir)
+        user_emb = A.load_array(run_dir / A.USER_EMB).astype(np.float32, copy=False)
+        item_emb = A.load_array(run_dir / A.ITEM_EMB).astype(np.float32, copy=False)
+        item_ids = A.load_array(run_dir / A.ITEM_IDS)
+        if (run_dir / A.USER_IDS).is_file():
+            user_ids = A.load_array(run_dir / A.USER_IDS)
+        else:
+            user_ids = np.arange(user_emb.shape[0], dtype=np.int64)
+        pop = None
+        if (run_dir / A.ITEM_POPULARITY).is_file():
+            pop = A.load_array(run_dir / A.ITEM_POPULARITY)
+        index = None
+        if (run_dir / A.INDEX).is_file():
+            index = load_index(run_dir / A.INDEX)
+            if index.ntotal != item_emb.shape[0] or index.d != item_emb.shape[1]:
+                raise A.ArtifactError(
+                    f"{run_dir}: {A.INDEX} holds {index.ntotal}x{index.d} vectors but {A.ITEM_EMB} is "
+                    f"{item_emb.shape[0]}x{item_emb.shape[1]}"
+                )
+        elif not build_missing_index:
+            raise A.ArtifactError(f"{run_dir}: no {A.INDEX}")
+        tables = {}
+        for sub, names in (
+            (A.CATALOG_DIR, ("items", "kols", "posts")),
+            (
+                A.SOCIAL_DIR,
+                ("follows", "friends", "share_edges", "user_kol_affinity", "kol_category_fit", "buys"),
+            ),
+        ):
+            for name in names:
+                path = run_dir / sub / f"{name}.parquet"
+                if path.is_file():
+                    try:
+                        tables[name] = {k: np.asarray(v) for k, v in pq.read_table(path).to_pydict().items()}
+                    except Exception as exc:  # pyarrow raises several types for a bad file
+                        raise A.ArtifactError(f"{path}: cannot read Parquet ({exc})") from exc
+        model = cls.from_arrays(
+            user_emb=user_emb,
+            item_emb=item_emb,
+            user_ids=user_ids,
+            item_ids=item_ids,
+            item_popularity=pop,
+            index=index,
+            tables=tables,
+            run_dir=run_dir,
+            manifest=manifest,
+        )
+        return model
+
+    @classmethod
+    def from_arrays(
+        cls,
+        user_emb: np.ndarray,
+        item_emb: np.ndarray,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        item_popularity: np.ndarray | None = None,
+        index: faiss.Index | None = None,
+        tables: dict[str, dict[str, np.ndarray]] | None = None,
+        run_dir: Path | None = None,
+        manifest: A.Manifest | None = None,
+        source: str = "run",
+    ) -> FeedModel:
+        """Build from in-memory arrays; ``tables`` maps table name → column name → array."""
+        where = str(run_dir) if run_dir is not None else source
+        user_emb = np.ascontiguousarray(user_emb, dtype=np.float32)
+        item_emb = np.ascontiguousarray(item_emb, dtype=np.float32)
+        if user_emb.ndim != 2 or item_emb.ndim != 2 or user_emb.shape[1] != item_emb.shape[1]:
+            raise A.ArtifactError(
+                f"{where}: user_emb {user_emb.shape} and item_emb {item_emb.shape} must be 2-D, equal width"
+            )
+        if len(user_ids) != user_emb.shape[0]:
+            raise A.ArtifactError(f"{where}: {len(user_ids)} user ids for {user_emb.shape[0]} user rows")
+        if len(item_ids) != item_emb.shape[0]:
+            raise A.ArtifactError(f"{where}: {len(item_ids)} item ids for {item_emb.shape[0]} item rows")
+        n_items = item_emb.shape[0]
+        if item_popularity is None:
+            pop = np.zeros(n_items, dtype=np.float32)
+        else:
+            pop = np.asarray(item_popularity, dtype=np.float32).reshape(-1)
+            if len(pop) != n_items:
+                raise A.ArtifactError(f"{where}: item_popularity has {len(pop)} entries for {n_items} items")
+        if index is None:
+            index = build_index(item_emb, "Flat")
+        popular = np.argsort(-pop, kind="stable").astype(np.int64)
+        model = cls(
+            run_dir=run_dir,
+            manifest=manifest,
+            user_emb=user_emb,
+            item_emb=item_emb,
+            users=_IdMap(user_ids),
+            items=_IdMap(item_ids),
+            item_popularity=pop,
+            index=index,
+            item_category=np.full(n_items, -1, dtype=np.int64),
+            item_in_stock=np.ones(n_items, dtype=bool),
+            item_price=np.zeros(n_items, dtype=np.float32),
+            popular_items=popular,
+        )
+        model._load_tables(tables or {}, where)
+        return model
+
+    # ------------------------------------------------------------------ world tables
+    def _load_tables(self, t: dict[str, dict[str, np.ndarray]], where: str) -> None:
+        def cols(name: str, *needed: str) -> dict[str, np.ndarray] | None:
+            table = t.get(name)
+            if table is None:
+                return None
+            for c in needed:
+                if c not in table:
+                    raise A.ArtifactError(f"{where}: table {name} has no column {c!r}")
+            return table
+
+        n_items = self.n_items
+        items = cols("items", "item_id", "category")
+        if items is not None:
+            rows = self.items.rows(items["item_id"])
+            ok = rows >= 0
+            cats = np.asarray(items["category"]).astype(str)
+            self.categories = sorted(set(cats[ok].tolist()))
+            code = {c: i for i, c in enumerate(self.categories)}
+            self.item_category[rows[ok]] = np.array([code[c] for c in cats[ok]], dtype=np.int64)
+            if "in_stock" in items:
+                self.item_in_stock[rows[ok]] = np.asarray(items["in_stock"], dtype=bool)[ok]
+            if "price" in items:
+                self.item_price[rows[ok]] = np.asarray(items["price"], dtype=np.float32)[ok]
+
+        kols = cols("kols", "kol_id")
+        posts = cols("posts", "post_id", "kol_id", "item_id", "created_at")
+        kol_id_parts = [_EMPTY_I64]
+        if kols is not None:
+            kol_id_parts.append(np.asarray(kols["kol_id"], dtype=np.int64))
+        if posts is not None:
+            kol_id_parts.append(np.asarray(posts["kol_id"], dtype=np.int64))
+        for name in ("follows", "user_kol_affinity", "kol_category_fit"):
+            if name in t and "kol_id" in t[name]:
+                kol_id_parts.append(np.asarray(t[name]["kol_id"], dtype=np.int64))
+        self.kols = _IdMap(np.unique(np.concatenate(kol_id_parts)))
+        n_kols = len(self.kols)
+
+        # creator-category fit: explicit table, else 1.0 for the KOL's declared verticals
+        n_cats = len(self.categories)
+        self.kol_category_fit = np.zeros((n_kols, n_cats), dtype=np.float32)
+        fit = cols("kol_category_fit", "kol_id", "category", "fit")
+        cat_code = {c: i for i, c in enumerate(self.categories)}
+        if fit is not None:
+            krows = self.kols.rows(fit["kol_id"])
+            ccodes = np.array([cat_code.get(str(c), -1) for c in fit["category"]], dtype=np.int64)
+            ok = (krows >= 0) & (ccodes >= 0)
+            vals = np.clip(np.asarray(fit["fit"], dtype=np.float32), 0.0, 1.0)
+            self.kol_category_fit[krows[ok], ccodes[ok]] = vals[ok]
+        elif kols is not None and "verticals" in kols:
+            krows = self.kols.rows(kols["kol_id"])
+            for krow, verticals in zip(krows, kols["verticals"], strict=True):
+                for v in str(verticals or "").split("|"):
+                    if v in cat_code:
+                        self.kol_category_fit[krow, cat_code[v]] = 1.0
+
+        if posts is not None:
+            irows = self.items.rows(posts["item_id"])
+            keep = irows >= 0
+            if not keep.all():
+                log.warning(
+                    "%s: %d posts reference items without embeddings; ignored", where, int((~keep).sum())
+                )
+            self.post_ids = np.asarray(posts["post_id"], dtype=np.int64)[keep]
+            self.post_kol = self.kols.rows(np.asarray(posts["kol_id"], dtype=np.int64)[keep])
+            self.post_item = irows[keep]
+            self.post_created_at = np.asarray(posts["created_at"], dtype=np.float64)[keep]
+            n_posts = len(self.post_ids)
+            self.reference_time = float(self.post_created_at.max()) if n_posts else 0.0
+            # KOL → posts, newest first
+            self.kol_posts = _Csr.build(
+                self.post_kol, np.arange(n_posts), n_kols, values=self.post_created_at.astype(np.float32)
+            )
+            # item → newest post per (item, KOL)
+            order = np.lexsort((-self.post_created_at, self.post_kol, self.post_item))
+            pi, pk = self.post_item[order], self.post_kol[order]
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = (pi[1:] != pi[:-1]) | (pk[1:] != pk[:-1])
+            best = order[first]
+            self.item_posts = _Csr.build(self.post_item[best], best, n_items)
+        else:
+            self.kol_posts = _Csr.empty(n_kols)
+            self.item_posts = _Csr.empty(n_items)
+
+        # social: user ids may include users without embeddings (brand-new but with follows)
+        follows = cols("follows", "user_id", "kol_id")
+        friends = cols("friends", "user_id", "friend_id")
+        shares = cols("share_edges", "user_id", "to_user_id")
+        aff = cols("user_kol_affinity", "user_id", "kol_id", "affinity")
+        buys = cols("buys", "user_id", "item_id")
+        uid_parts = [_EMPTY_I64]
+        for table, keys in (
+            (follows, ("user_id",)),
+            (friends, ("user_id", "friend_id")),
+            (shares, ("user_id", "to_user_id")),
+            (aff, ("user_id",)),
+            (buys, ("user_id",)),
+        ):
+            if table is not None:
+                uid_parts.extend(np.asarray(table[k], dtype=np.int64) for k in keys)
+        self.social_users = _IdMap(np.unique(np.concatenate(uid_parts)))
+        n_su = len(self.social_users)
+        su = self.social_users.rows
+
+        if follows is not None:
+            self.user_follows = _Csr.build(su(follows["user_id"]), self.kols.rows(follows["kol_id"]), n_su)
+            self.kol_followers = np.bincount(self.kols.rows(follows["kol_id"]), minlength=n_kols).astype(
+                np.int64
+            )
+        else:
+            self.user_follows = _Csr.empty(n_su)
+            self.kol_followers = np.zeros(n_kols, dtype=np.int64)
+
+        a_parts, b_parts = [_EMPTY_I64], [_EMPTY_I64]
+        for table, ka, kb in ((friends, "user_id", "friend_id"), (shares, "user_id", "to_user_id")):
+            if table is not None:
+                a, b = su(table[ka]), su(table[kb])
+                a_parts += [a, b]
+                b_parts += [b, a]
+        a_all, b_all = np.concatenate(a_parts), np.concatenate(b_parts)
+        if len(a_all):
+            pairs = np.unique(np.stack([a_all, b_all], axis=1), axis=0)
+            pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+            self.user_friends = _Csr.build(pairs[:, 0], pairs[:, 1], n_su)
+        else:
+            self.user_friends = _Csr.empty(n_su)
+
+        if aff is not None:
+            self.user_affinity = _Csr.build(
+                su(aff["user_id"]), self.kols.rows(aff["kol_id"]), n_su, values=aff["affinity"]
+            )
+        else:
+            self.user_affinity = _Csr.empty(n_su)
+
+        if buys is not None:
+            brow = self.items.rows(buys["item_id"])
+            ok = brow >= 0
+            pairs = np.unique(np.stack([su(buys["user_id"])[ok], brow[ok]], axis=1), axis=0)
+            self.user_buys = _Csr.build(pairs[:, 0], pairs[:, 1], n_su)
+        else:
+            self.user_buys = _Csr.empty(n_su)
+
+    def explore_pool(self, max_followers: int, size: int = 500) -> np.ndarray:
+        """Newest posts (indices) of creators with at most ``max_followers`` followers."""
+        if len(self.post_ids) == 0:
+            return _EMPTY_I64
+        cached = self._explore_cache.get(max_followers)
+        if cached is not None:
+            return cached
+        small = self.kol_followers[self.post_kol] <= max_followers
+        idx = np.flatnonzero(small)
+        idx = idx[np.argsort(-self.post_created_at[idx], kind="stable")][:size]
+        self._explore_cache[max_followers] = idx
+        return idx
+
+    def __post_init__(self) -> None:
+        self._explore_cache: dict[int, np.ndarray] = {}

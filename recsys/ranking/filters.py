@@ -1,0 +1,40 @@
+"""Filters: items the user must not see on this page, as one boolean mask over candidates.
+
+Why a mask over rows (not per-item Python checks): a heavy user's ``seen`` set has thousands of
+entries; mapping them to rows once and using ``np.isin`` keeps a request in the millisecond range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from recsys.ranking.context import UserContext
+from recsys.ranking.feed_model import FeedModel
+
+
+def excluded_rows(model: FeedModel, ctx: UserContext, exclude: Iterable[int] = ()) -> np.ndarray:
+    """Sorted unique item rows the user has seen, bought or hidden, plus the caller's ``exclude``."""
+    ids: list[int] = [*ctx.seen, *ctx.bought, *ctx.hidden_items, *exclude]
+    if not ids:
+        return np.zeros(0, dtype=np.int64)
+    rows = model.items.rows(np.asarray(ids, dtype=np.int64))
+    return np.unique(rows[rows >= 0])
+
+
+def keep_mask(model: FeedModel, items: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """True for candidate item rows that survive: not excluded and in stock."""
+    keep = model.item_in_stock[items].copy() if len(model.item_in_stock) else np.ones(len(items), dtype=bool)
+    if len(excluded):
+        keep &= ~np.isin(items, excluded, assume_unique=False)
+    return keep
+
+
+def hidden_categories(model: FeedModel, ctx: UserContext) -> np.ndarray:
+    """Category codes of items the user hid (negative feedback demotes the rest of that category)."""
+    if not ctx.hidden_items or not len(model.categories):
+        return np.zeros(0, dtype=np.int64)
+    rows = model.items.rows(np.asarray(list(ctx.hidden_items), dtype=np.int64))
+    cats = model.item_category[rows[rows >= 0]]
+    return np.unique(cats[cats >= 0])

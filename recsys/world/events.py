@@ -1,0 +1,259 @@
+"""Day-by-day event simulation: feed sessions, reactions, and multi-hop share cascades.
+
+Every decision goes through ``GroundTruth`` (click/hide/like/save/cart/buy/share probabilities,
+friend choice), so the logged events follow the same model the offline simulator uses.
+
+One day, fully vectorised:
+1. Each user opens Poisson(activity) feed sessions at uniform times; sessions are numbered
+   globally in time order, which gives the feed request id ``r<session>``. A session shows
+   6–14 impressions, each a post picked from: a followed KOL's recent posts (55%), popular posts
+   weighted by KOL follower pull (30%), or any published post (15%).
+2. Wave 0 reacts to the feed impressions; each later wave reacts to the posts friends shared in
+   the wave before (up to ``max_share_depth`` hops), so group-buy cascades go multi-hop.
+3. Social proof (``n_friends_bought``) counts friends' buys up to the start of the day, plus one
+   when the friend who shared the post had bought it.
+
+Event timing within a reaction: impression → click (+2–20 s) → like/save, cart (+20–300 s) →
+buy (+30–1800 s after cart) → share (after the buy, else after the click). A shared post reaches
+the friend 1 min + Exp(2 h) later, as an ``impression`` with the original post_id and kol_id.
+Shares carry an internal generation id (``share_gid``) until the writer turns it into the share's
+rank in the events file (see ``recsys.world.generate``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from recsys.schema import ACTION_CODE
+from recsys.world.config import DAY, WorldConfig
+from recsys.world.entities import StaticWorld, _csr
+from recsys.world.truth import SocialProof
+
+FOLLOWED_SHARE = 0.55
+POPULAR_SHARE = 0.30
+SLOT_SECONDS = 8
+SHARE_DELAY_MEAN = 7_200.0
+
+REQ_FEED = 0
+REQ_SHARE = 1
+
+A_IMP, A_CLICK, A_LIKE, A_SAVE = (
+    ACTION_CODE["impression"],
+    ACTION_CODE["click"],
+    ACTION_CODE["like"],
+    ACTION_CODE["save"],
+)
+A_CART, A_SHARE, A_BUY, A_HIDE = (
+    ACTION_CODE["cart"],
+    ACTION_CODE["share"],
+    ACTION_CODE["buy"],
+    ACTION_CODE["hide"],
+)
+
+
+@dataclass
+class EventChunk:
+    """Columnar events; ``to_user``/``share_gid`` are -1 and ``value`` NaN where absent.
+    ``req_kind`` is REQ_FEED (``req_num`` = session number) or REQ_SHARE (``req_num`` = share gid)."""
+
+    ts: np.ndarray
+    user: np.ndarray
+    item: np.ndarray
+    action: np.ndarray
+    post: np.ndarray
+    kol: np.ndarray
+    to_user: np.ndarray
+    req_kind: np.ndarray
+    req_num: np.ndarray
+    value: np.ndarray
+    share_gid: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def take(self, idx: np.ndarray | slice) -> EventChunk:
+        return EventChunk(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    @staticmethod
+    def concat(parts: list[EventChunk]) -> EventChunk:
+        return EventChunk(
+            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(EventChunk)}
+        )
+
+    @staticmethod
+    def empty() -> EventChunk:
+        i = np.empty(0, dtype=np.int64)
+        return EventChunk(i, i, i, i.astype(np.int8), i, i, i, i.astype(np.int8), i, np.empty(0), i)
+
+
+@dataclass
+class _Wave:
+    user: np.ndarray
+    post: np.ndarray
+    ts: np.ndarray
+    req_kind: int
+    req_num: np.ndarray
+    sharer_bought: np.ndarray  # 0/1 per impression; all 0 for feed impressions
+
+
+class EventSimulator:
+    """Holds the cross-day state (session/share counters, who bought what)."""
+
+    def __init__(self, cfg: WorldConfig, world: StaticWorld) -> None:
+        self.cfg = cfg
+        self.w = world
+        self.truth = world.truth
+        self.proof = SocialProof(world.truth)
+        self.next_session = 0
+        self.next_share = 0
+        n_p = world.post_kol.shape[0]
+        self.n_posts = n_p
+        self.follow_indptr, self.follow_kols = _csr(world.follow_user, world.follow_kol, cfg.n_users)
+        # one trailing dummy entry so users without follows index safely (their pick is masked out)
+        self.follow_kols_padded = np.append(self.follow_kols, np.int64(0))
+        pid = np.arange(n_p, dtype=np.int64)
+        self.kol_posts = np.lexsort((pid, world.post_kol))
+        self.kol_post_key = world.post_kol[self.kol_posts] * n_p + self.kol_posts
+        self.kol_ptr = np.zeros(cfg.n_kols + 1, dtype=np.int64)
+        np.cumsum(np.bincount(world.post_kol, minlength=cfg.n_kols), out=self.kol_ptr[1:])
+        self.post_cum_pull = np.cumsum(self.truth.kol_pull[world.post_kol])
+
+    # ---- feed ----
+    def _pick_posts(self, rng: np.random.Generator, users: np.ndarray, n_avail: int) -> np.ndarray:
+        n = users.shape[0]
+        r_src, r_a, r_b, r_c = rng.random(n), rng.random(n), rng.random(n), rng.random(n)
+        popular = np.searchsorted(
+            self.post_cum_pull[:n_avail], r_a * self.post_cum_pull[n_avail - 1], side="right"
+        )
+        popular = np.minimum(popular, n_avail - 1)
+        anyp = np.floor(r_b * n_avail).astype(np.int64)
+        start = self.follow_indptr[users]
+        deg = self.follow_indptr[users + 1] - start
+        fk = self.follow_kols_padded[start + np.floor(r_c * deg).astype(np.int64)]
+        avail_k = np.searchsorted(self.kol_post_key, fk * self.n_posts + n_avail) - self.kol_ptr[fk]
+        offset = avail_k - 1 - np.floor(avail_k * r_a * r_a).astype(np.int64)  # skewed to recent posts
+        followed = self.kol_posts[np.clip(self.kol_ptr[fk] + offset, 0, self.n_posts - 1)]
+        can_follow = (deg > 0) & (avail_k > 0)
+        use_f = (r_src < FOLLOWED_SHARE) & can_follow
+        use_any = r_src >= FOLLOWED_SHARE + POPULAR_SHARE
+        return np.where(use_f, followed, np.where(use_any, anyp, popular))
+
+    def day(self, d: int, rng: np.random.Generator) -> EventChunk:
+        cfg = self.cfg
+        day_start = cfg.start_ts + d * DAY
+        n_avail = int(np.searchsorted(self.w.post_created_at, day_start, side="left"))
+        if n_avail == 0:
+            return EventChunk.empty()
+        n_s = rng.poisson(self.truth.user_activity)
+        su = np.repeat(np.arange(cfg.n_users, dtype=np.int64), n_s)
+        sts = day_start + rng.integers(0, DAY, su.shape[0], dtype=np.int64)
+        o = np.lexsort((su, sts))
+        su, sts = su[o], sts[o]
+        n_sess = su.shape[0]
+        sess_num = self.next_session + np.arange(n_sess, dtype=np.int64)
+        self.next_session += n_sess
+        length = rng.integers(cfg.min_impressions, cfg.max_impressions + 1, n_sess)
+        sidx = np.repeat(np.arange(n_sess), length)
+        slot = np.arange(sidx.shape[0]) - np.repeat(np.cumsum(length) - length, length)
+        users = su[sidx]
+        posts = self._pick_posts(rng, users, n_avail)
+        wave = _Wave(
+            users,
+            posts,
+            sts[sidx] + slot * SLOT_SECONDS,
+            REQ_FEED,
+            sess_num[sidx],
+            np.zeros(users.shape[0], np.int64),
+        )
+        parts: list[EventChunk] = []
+        buyers: list[np.ndarray] = []
+        bought_items: list[np.ndarray] = []
+        depth = 0
+        while wave.user.shape[0] > 0:
+            ev, next_wave = self._react(rng, wave, from_friend=depth > 0)
+            parts.append(ev)
+            is_buy = ev.action == A_BUY
+            buyers.append(ev.user[is_buy])
+            bought_items.append(ev.item[is_buy])
+            depth += 1
+            if depth > cfg.max_share_depth:
+                break
+            wave = next_wave
+        self.proof.add(np.concatenate(buyers), np.concatenate(bought_items))
+        return EventChunk.concat(parts)
+
+    # ---- reactions ----
+    def _react(self, rng: np.random.Generator, wave: _Wave, from_friend: bool) -> tuple[EventChunk, _Wave]:
+        t = self.truth
+        u, post, ts = wave.user, wave.post, wave.ts
+        item, kol = self.w.post_item[post], self.w.post_kol[post]
+        n = u.shape[0]
+        ff = np.full(n, 1.0 if from_friend else 0.0)
+        clicked = rng.random(n) < t.click_prob(u, item, kol, from_friend=ff)
+        nc = np.flatnonzero(~clicked)
+        hidden = nc[rng.random(nc.shape[0]) < t.hide_prob(u[nc], item[nc], kol[nc])]
+        c = np.flatnonzero(clicked)
+        uc, ic, kc = u[c], item[c], kol[c]
+        m = c.shape[0]
+        nfb = self.proof.count_friends_bought(uc, ic) + wave.sharer_bought[c]
+        bought = rng.random(m) < t.buy_prob(uc, ic, kc, nfb)
+        liked = rng.random(m) < t.like_prob(uc, ic, kc)
+        saved = rng.random(m) < t.save_prob(uc, ic, kc)
+        carted = bought | (rng.random(m) < t.cart_prob(uc, ic, kc))
+        shared = rng.random(m) < t.share_prob(uc, ic, kc, bought=bought)
+        t_click = ts[c] + rng.integers(2, 21, m)
+        t_like = t_click + rng.integers(3, 61, m)
+        t_save = t_click + rng.integers(3, 121, m)
+        t_cart = t_click + rng.integers(20, 301, m)
+        t_buy = t_cart + rng.integers(30, 1801, m)
+        t_share = np.where(bought, t_buy, t_click) + rng.integers(5, 601, m)
+        t_hide = ts[hidden] + rng.integers(1, 11, hidden.shape[0])
+
+        s = np.flatnonzero(shared)
+        to = t.pick_share_friend(rng, uc[s])
+        ok = to >= 0
+        s, to = s[ok], to[ok]
+        gid = self.next_share + np.arange(s.shape[0], dtype=np.int64)
+        self.next_share += s.shape[0]
+
+        # (positions into the wave, action, ts) for every event of this wave
+        blocks: list[tuple[np.ndarray, int, np.ndarray]] = [
+            (np.arange(n), A_IMP, ts),
+            (hidden, A_HIDE, t_hide),
+            (c, A_CLICK, t_click),
+            (c[liked], A_LIKE, t_like[liked]),
+            (c[saved], A_SAVE, t_save[saved]),
+            (c[carted], A_CART, t_cart[carted]),
+            (c[bought], A_BUY, t_buy[bought]),
+            (c[s], A_SHARE, t_share[s]),
+        ]
+        pos = np.concatenate([b[0] for b in blocks])
+        action = np.concatenate([np.full(b[0].shape[0], b[1], dtype=np.int8) for b in blocks])
+        ev_ts = np.concatenate([b[2] for b in blocks])
+        total = pos.shape[0]
+        to_user = np.full(total, -1, dtype=np.int64)
+        share_gid = np.full(total, -1, dtype=np.int64)
+        n_share = s.shape[0]
+        to_user[total - n_share :] = to
+        share_gid[total - n_share :] = gid
+        value = np.full(total, np.nan)
+        is_buy = action == A_BUY
+        value[is_buy] = t.item_price[item[pos[is_buy]]]
+        ev = EventChunk(
+            ts=ev_ts,
+            user=u[pos],
+            item=item[pos],
+            action=action,
+            post=post[pos],
+            kol=kol[pos],
+            to_user=to_user,
+            req_kind=np.full(total, wave.req_kind, dtype=np.int8),
+            req_num=wave.req_num[pos],
+            value=value,
+            share_gid=share_gid,
+        )
+        delay = 60 + np.floor(rng.exponential(SHARE_DELAY_MEAN, n_share)).astype(np.int64)
+        nxt = _Wave(to, post[c[s]], t_share[s] + delay, REQ_SHARE, gid, bought[s].astype(np.int64))
+        return ev, nxt

@@ -1,0 +1,93 @@
+"""Prometheus metrics of one app instance, on its own registry.
+
+Why a registry per app: tests build many apps in one process, and the global default registry
+would refuse the second registration. Labels are low-cardinality (route templates, not raw paths;
+store *scheme*, never the URL, so a password can never leak into /metrics).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "kolfeed_http_requests", "HTTP requests by route", ["route", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "kolfeed_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.feed_responses = Counter("kolfeed_feed_responses", "feed pages served", ["arm"], registry=r)
+        self.feed_items = Counter("kolfeed_feed_items_served", "feed entries served", ["source"], registry=r)
+        self.degraded = Counter(
+            "kolfeed_feed_degraded", "feed pages answered without the feature store", ["reason"], registry=r
+        )
+        self.events = Counter("kolfeed_events_accepted", "events accepted", ["action"], registry=r)
+        self.reloads = Counter("kolfeed_model_reloads", "admin model reloads", ["outcome"], registry=r)
+        self.model_version = Gauge("kolfeed_model_version", "version of the run being served", registry=r)
+        self.store_backend = Gauge("kolfeed_store_backend", "store in use", ["scheme"], registry=r)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def route_label(scope: Scope) -> str:
+    """The matched route's template (``/v1/feed``), or ``unmatched`` so 404 scans cannot blow up labels."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: counts and times every HTTP request by route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = route_label(scope)
+            method = str(scope.get("method", ""))
+            self.metrics.requests.labels(route=route, method=method, status=str(status)).inc()
+            self.metrics.latency.labels(route=route, method=method).observe(time.perf_counter() - start)

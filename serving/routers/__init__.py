@@ -1,0 +1,1 @@
+"""One router per API area: feed, events, admin, health."""

@@ -1,0 +1,61 @@
+"""``/livez``, ``/readyz``, ``/metrics``: what an orchestrator and Prometheus poll.
+
+Why two probes: liveness only says the process answers (restart if not); readiness says this
+replica can serve a personalised feed right now (model loaded AND store answering ping), so a load
+balancer stops routing to it without killing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from serving.deps import HolderDep, MetricsDep, SettingsDep, StoreDep
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["health"])
+
+PING_TIMEOUT_S = 1.0
+
+
+@router.get("/livez", summary="The process is up")
+async def livez() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Model loaded and feature store reachable", response_model=None)
+async def readyz(holder: HolderDep, store: StoreDep, settings: SettingsDep) -> JSONResponse:
+    reasons: list[str] = []
+    loaded = holder.current
+    if loaded is None:
+        reasons.append("no model loaded")
+    try:
+        ok = await asyncio.wait_for(store.ping(), timeout=max(PING_TIMEOUT_S, settings.request_deadline_s))
+    except TimeoutError:
+        ok = False
+        reasons.append("feature store ping timed out")
+    except Exception as exc:  # any failure of the dependency means "not ready", never a 500
+        ok = False
+        log.warning("store ping failed: %s", type(exc).__name__)
+        reasons.append(f"feature store ping failed ({type(exc).__name__})")
+    else:
+        if not ok:
+            reasons.append("feature store ping returned false")
+    body: dict[str, object] = {
+        "ready": not reasons,
+        "reasons": reasons,
+        "model_version": loaded.version if loaded else None,
+        "run_id": loaded.run_id if loaded else None,
+        "store_ok": ok,
+    }
+    return JSONResponse(body, status_code=200 if not reasons else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics_endpoint(metrics: MetricsDep) -> Response:
+    payload, content_type = metrics.render()
+    return Response(content=payload, media_type=content_type)

@@ -1,0 +1,158 @@
+"""Request and response bodies of the HTTP API (pydantic), with the limits they enforce.
+
+Why strict models: the frontend is a different team; an unknown field, an unknown action or an id
+that is not an integer must come back as a 4xx that names the problem, never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+from recsys.schema import ACTION_NAMES
+
+INT64_MAX = 2**63 - 1
+MAX_EVENTS_PER_BATCH = 1_000
+MAX_FEED_LIMIT = 100
+MAX_EXCLUDE = 1_000
+
+Id = Annotated[StrictInt, Field(ge=0, le=INT64_MAX)]
+
+
+def parse_id_list(raw: str | None, name: str) -> list[int]:
+    """``"1,2, 3"`` → ``[1, 2, 3]``; raises ValueError naming the bad element."""
+    if raw is None or not raw.strip():
+        return []
+    out: list[int] = []
+    for part in raw.split(","):
+        token = part.strip()
+        if not token:
+            continue
+        if not token.isdigit() or int(token) > INT64_MAX:
+            raise ValueError(f"{name}: {token!r} is not a non-negative integer id")
+        out.append(int(token))
+    if len(out) > MAX_EXCLUDE:
+        raise ValueError(f"{name}: at most {MAX_EXCLUDE} ids, got {len(out)}")
+    return out
+
+
+class FeedQuery(BaseModel):
+    """Query string of ``GET /v1/feed``; unknown parameters are rejected (FastAPI ignores them otherwise)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: int = Field(..., ge=0, le=INT64_MAX, description="the user to build a page for")
+    limit: int = Field(20, ge=1, le=MAX_FEED_LIMIT, description="entries on the page")
+    exclude: str | None = Field(None, description="comma-separated item ids not to show (e.g. on screen now)")
+    variant: str | None = Field(
+        None, min_length=1, max_length=100, description="debug: force a ranking variant instead of the arm"
+    )
+
+    @field_validator("exclude")
+    @classmethod
+    def _check_exclude(cls, v: str | None) -> str | None:
+        parse_id_list(v, "exclude")
+        return v
+
+    @property
+    def exclude_ids(self) -> list[int]:
+        return parse_id_list(self.exclude, "exclude")
+
+
+class FeedItem(BaseModel):
+    item_id: int
+    post_id: int | None
+    kol_id: int | None
+    score: float
+    reasons: list[str]
+    source: str = Field(description="candidate source that proposed the item")
+
+
+class FeedResponse(BaseModel):
+    request_id: str = Field(description="uuid4 hex; send it back with the events this page caused")
+    user_id: int
+    arm: str = Field(description="ranking variant (experiment arm) that built the page")
+    degraded: bool = Field(description="true when the feature store was unavailable and the page is generic")
+    model_version: int
+    items: list[FeedItem]
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ts: float | None = Field(None, description="unix seconds; defaults to the time the service received it")
+    user_id: Id
+    item_id: Id
+    action: str = Field(description="one of " + ", ".join(ACTION_NAMES))
+    post_id: Id | None = None
+    kol_id: Id | None = None
+    to_user_id: Id | None = Field(None, description="share: the friend it went to")
+    request_id: str | None = Field(None, max_length=64, description="the feed response that showed the item")
+    value: float | None = Field(None, description="buy: order value")
+
+    @field_validator("action")
+    @classmethod
+    def _known_action(cls, v: str) -> str:
+        if v not in ACTION_NAMES:
+            raise ValueError(f"unknown action {v!r}; expected one of {', '.join(ACTION_NAMES)}")
+        return v
+
+    @field_validator("ts", "value")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    @field_validator("ts")
+    @classmethod
+    def _positive_ts(cls, v: float | None) -> float | None:
+        if v is not None and v < 0:
+            raise ValueError("must be unix seconds (>= 0)")
+        return v
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(..., min_length=1, max_length=MAX_EVENTS_PER_BATCH)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        # Checked before validating each event so a huge batch is refused cheaply and clearly.
+        if isinstance(data, dict):
+            events = data.get("events")
+            if isinstance(events, list) and len(events) > MAX_EVENTS_PER_BATCH:
+                raise ValueError(
+                    f"too many events: {len(events)} in one batch, at most {MAX_EVENTS_PER_BATCH}; split it"
+                )
+        return data
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: str = Field(..., min_length=1, max_length=4_096, description="a run directory under runs_root")
+
+
+class ModelInfo(BaseModel):
+    run_id: str
+    version: int
+    run_dir: str
+    loaded_at: float
+
+
+class ReloadResponse(BaseModel):
+    previous: ModelInfo | None
+    current: ModelInfo
+
+
+class ErrorResponse(BaseModel):
+    detail: str

@@ -1,0 +1,134 @@
+"""FAISS index: approximate recall vs exact IndexFlatIP, save/load, run-directory build."""
+
+from __future__ import annotations
+
+import json
+
+import faiss
+import numpy as np
+import pytest
+
+from recsys import artifacts as A
+from recsys.index import (
+    IndexBuildError,
+    build_index,
+    build_run_index,
+    exact_recall,
+    load_index,
+    save_index,
+    search,
+)
+from tests.ranking_fixtures import make_tiny_run
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    # clustered random vectors (like trained embeddings, unlike isotropic noise), fixed seed
+    rng = np.random.default_rng(42)
+    centres = rng.standard_normal((40, 32)).astype(np.float32)
+    xb = centres[rng.integers(0, 40, 4000)] + 0.5 * rng.standard_normal((4000, 32)).astype(np.float32)
+    xq = centres[rng.integers(0, 40, 100)] + 0.5 * rng.standard_normal((100, 32)).astype(np.float32)
+    return xb.astype(np.float32), xq.astype(np.float32)
+
+
+def test_flat_is_exact(data: tuple[np.ndarray, np.ndarray]) -> None:
+    xb, xq = data
+    index = build_index(xb, "Flat")
+    assert exact_recall(index, xb, xq, 100) == 1.0
+    scores, ids = search(index, xq[:3], 5)
+    expected = np.argsort(-(xq[:3] @ xb.T), axis=1)[:, :5]
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(xq[:3] @ xb.T, expected, axis=1), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("factory", "params"),
+    [("HNSW32", {"ef_search": 256}), ("IVF64,Flat", {"nprobe": 16})],
+)
+def test_ann_recall_at_100(data: tuple[np.ndarray, np.ndarray], factory: str, params: dict[str, int]) -> None:
+    xb, xq = data
+    index = build_index(xb, factory, **params)
+    recall = exact_recall(index, xb, xq, 100)
+    assert recall >= 0.95, f"{factory} recall@100 = {recall:.3f}"
+
+
+def test_ivf_recall_drops_with_one_probe(data: tuple[np.ndarray, np.ndarray]) -> None:
+    # guards the test above: the recall measure can fail (one probed list misses most neighbours)
+    xb, xq = data
+    index = build_index(xb, "IVF64,Flat", nprobe=1)
+    assert exact_recall(index, xb, xq, 100) < 0.9
+
+
+def test_save_load_round_trip(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    xb, xq = data
+    for factory in ("Flat", "HNSW16"):
+        index = build_index(xb, factory)
+        path = tmp_path / f"{factory}.faiss"
+        save_index(index, path)
+        loaded = load_index(path)
+        assert loaded.ntotal == len(xb)
+        s1, i1 = search(index, xq, 10)
+        s2, i2 = search(loaded, xq, 10)
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_allclose(s1, s2)
+    assert isinstance(faiss.downcast_index(load_index(tmp_path / "HNSW16.faiss")), faiss.IndexHNSW)
+
+
+def test_search_pads_missing_slots(data: tuple[np.ndarray, np.ndarray]) -> None:
+    xb, xq = data
+    index = build_index(xb[:3], "Flat")
+    scores, ids = search(index, xq[:2], 5)
+    assert ids.shape == (2, 5)
+    assert (ids[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()
+
+
+def test_bad_inputs_name_the_problem(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    xb, _ = data
+    with pytest.raises(IndexBuildError, match="factory"):
+        build_index(xb, "NotAnIndex")
+    with pytest.raises(IndexBuildError, match="IVF lists"):
+        build_index(xb[:10], "IVF64,Flat")
+    with pytest.raises(IndexBuildError, match="metric"):
+        build_index(xb, "Flat", metric="cosine")
+    with pytest.raises(IndexBuildError, match="NaN"):
+        build_index(np.full((3, 4), np.nan, dtype=np.float32))
+    with pytest.raises(IndexBuildError, match="dimension"):
+        search(build_index(xb), np.zeros((1, 5), np.float32), 3)
+    bad = tmp_path / "bad.faiss"
+    bad.write_bytes(b"not an index")
+    with pytest.raises(IndexBuildError, match=r"bad\.faiss"):
+        load_index(bad)
+
+
+def test_build_run_index_updates_manifest(tmp_path) -> None:
+    run = make_tiny_run(tmp_path / "run", with_index=False)
+    info = build_run_index(run, "HNSW16", recall_queries=6)
+    assert info["factory"] == "HNSW16"
+    assert (run / A.INDEX).is_file()
+    manifest = A.verify_run_dir(run)  # re-checksummed: still valid
+    assert A.INDEX in manifest.files and "index.json" in manifest.files
+    assert json.loads((run / "index.json").read_text())["n_items"] == 40
+
+
+def test_build_run_index_refuses_corrupt_run(tmp_path) -> None:
+    run = make_tiny_run(tmp_path / "run", with_index=False)
+    with open(run / A.ITEM_EMB, "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(A.ArtifactError, match="checksum"):
+        build_run_index(run)
+    assert not (run / A.INDEX).exists()
+
+
+def test_cli_index_build(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from kolfeed.cli import _register, app
+
+    _register()
+    run = make_tiny_run(tmp_path / "run", with_index=False)
+    result = CliRunner().invoke(app, ["index", "build", str(run), "--factory", "HNSW16"])
+    assert result.exit_code == 0, result.output
+    assert '"factory": "HNSW16"' in result.output
+    bad = CliRunner().invoke(app, ["index", "build", str(tmp_path / "nope")])
+    assert bad.exit_code == 1
+    assert "not a directory" in bad.output

@@ -1,0 +1,321 @@
+"""FeedRanker on the hand-built tiny run (tests/ranking_fixtures.py): sources, filters, diversity,
+reasons, cold start and variant weights, each with a known answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from recsys import artifacts as A
+from recsys.ranking import candidates as C
+from recsys.ranking.context import FeedEntry, UserContext
+from recsys.ranking.feed import FeedRanker
+from recsys.ranking.feed_model import FeedModel
+from recsys.ranking.filters import excluded_rows
+from recsys.ranking.variants import RankingVariant, load_variants
+from tests.ranking_fixtures import Tiny, category_of, make_tiny_run
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ranking"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> FeedModel:
+    return FeedModel.load(make_tiny_run(tmp_path_factory.mktemp("tiny") / "run"))
+
+
+@pytest.fixture(scope="module")
+def ranker(model: FeedModel) -> FeedRanker:
+    return FeedRanker(model)
+
+
+def variant(**changes: Any) -> RankingVariant:
+    """Default variant with KOL 15 alone counted as a 'new creator' and loose caps, unless changed."""
+    data: dict[str, Any] = {
+        "name": "test",
+        "explore_max_followers": 0,
+        "per_kol_cap": 100,
+        "per_category_cap": 100,
+    }
+    cand = changes.pop("candidates", {})
+    data.update(changes)
+    data["candidates"] = cand
+    return RankingVariant.model_validate(data)
+
+
+def ctx(user_id: int = Tiny.USER, **kw: Any) -> UserContext:
+    base: dict[str, Any] = {
+        "recent_items": [],
+        "seen": set(),
+        "bought": set(),
+        "hidden_items": set(),
+        "hidden_kols": set(),
+        "live_kol_affinity": {},
+    }
+    base.update(kw)
+    return UserContext(user_id=user_id, **base)
+
+
+def items_of(entries: list[FeedEntry]) -> list[int]:
+    return [e.item_id for e in entries]
+
+
+def entry_for(entries: list[FeedEntry], item_id: int) -> FeedEntry:
+    found = [e for e in entries if e.item_id == item_id]
+    assert len(found) == 1, f"item {item_id} appears {len(found)} times"
+    return found[0]
+
+
+def kol_posts(kol_id: int) -> set[int]:
+    j = Tiny.KOLS.index(kol_id)
+    out = {Tiny.ITEM0 + i for i in range(j, Tiny.N_ITEMS, len(Tiny.KOLS))}
+    if kol_id == Tiny.FOLLOWED_KOL:
+        out.add(Tiny.TWO_KOL_ITEM)
+    return out
+
+
+# ------------------------------------------------------------------ model loading
+def test_model_loads_world_tables(model: FeedModel) -> None:
+    assert model.has_world
+    assert model.categories == sorted(Tiny.CATS)
+    row = model.items.row(Tiny.OUT_OF_STOCK_ITEM)
+    assert not model.item_in_stock[row] and model.item_in_stock.sum() == Tiny.N_ITEMS - 1
+    assert model.categories[model.item_category[model.items.row(1001)]] == category_of(1001)
+    srow = model.social_users.row(Tiny.USER)
+    assert set(model.kols.ids[model.user_follows.get(srow)]) == {Tiny.FOLLOWED_KOL}
+    assert set(model.social_users.ids[model.user_friends.get(srow)]) == set(Tiny.FRIENDS)
+    assert model.kol_followers[model.kols.row(Tiny.NEW_KOL)] == 0
+    # the two-KOL item has one (best) post per KOL
+    posts = model.item_posts.get(model.items.row(Tiny.TWO_KOL_ITEM))
+    assert sorted(model.kols.ids[model.post_kol[posts]]) == [10, 12]
+
+
+def test_corrupt_run_is_refused(tmp_path: Path) -> None:
+    run = make_tiny_run(tmp_path / "run")
+    with open(run / "catalog" / "posts.parquet", "ab") as fh:
+        fh.write(b"tampered")
+    with pytest.raises(A.ArtifactError, match=r"checksum mismatch for catalog/posts\.parquet"):
+        FeedModel.load(run)
+
+
+def test_embeddings_only_run_without_index_works(tmp_path: Path) -> None:
+    model = FeedModel.load(make_tiny_run(tmp_path / "run", with_world=False, with_index=False))
+    assert not model.has_world and model.index.ntotal == Tiny.N_ITEMS
+    entries = FeedRanker(model).rank(ctx(), variant(), 10)
+    assert len(entries) == 10
+    assert entries[0].item_id == Tiny.ANN_ITEM
+    assert all(e.post_id is None and e.kol_id is None for e in entries)
+    cold = FeedRanker(model).rank(ctx(Tiny.UNKNOWN_USER), variant(), 10)
+    assert len(cold) == 10 and cold[0].item_id == Tiny.ITEM0  # most popular
+
+
+# ------------------------------------------------------------------ candidate sources
+def _sources(model: FeedModel, c: UserContext, v: RankingVariant, **kw: Any) -> dict[int, int]:
+    sig = C.user_signals(model, c, v, kw.get("trending"), kw.get("friends_bought"))
+    cand = C.generate(model, c, v, sig, n_filtered=len(excluded_rows(model, c)))
+    return dict(zip(model.items.ids[cand.items].tolist(), cand.sources.tolist(), strict=True))
+
+
+def test_each_candidate_source_appears(model: FeedModel) -> None:
+    v = variant(
+        candidates={
+            "ann_k": 3,
+            "trending_k": 2,
+            "similar_to_recent": 2,
+            "explore_slots": 1,
+            "posts_per_kol": 20,
+        }
+    )
+    src = _sources(model, ctx(recent_items=[1030]), v, trending=[(1033, 9.0), (1034, 1.0)])
+    assert src[Tiny.ANN_ITEM] & C.ANN
+    assert all(src[i] & C.FOLLOWED for i in kol_posts(Tiny.FOLLOWED_KOL))
+    assert all(src[i] & C.AFFINITY for i in kol_posts(13))  # static affinity, not followed
+    assert src[Tiny.FRIENDS_ITEM] & C.FRIENDS and src[Tiny.ONE_FRIEND_ITEM] & C.FRIENDS
+    assert src[1033] & C.TRENDING and src[1034] & C.TRENDING
+    assert src[1030] & C.SIMILAR
+    assert any(src[i] & C.EXPLORE for i in kol_posts(Tiny.NEW_KOL))
+    # the sources are selective: a KOL-11 item that is none of the above carries no KOL/friend bit
+    assert not src.get(1007, 0) & (C.FOLLOWED | C.AFFINITY | C.FRIENDS)
+
+
+def test_followed_kol_source_takes_newest_posts(model: FeedModel) -> None:
+    v = variant(candidates={"ann_k": 0, "trending_k": 0, "posts_per_kol": 4, "affinity_kols": 0})
+    src = _sources(model, ctx(), v)
+    followed = {i for i, s in src.items() if s & C.FOLLOWED}
+    # KOL 10 posts items 0, 6, ..., 36 aged (i % 10) days, plus TWO_KOL_ITEM at age 0
+    assert followed == {1000, 1030, Tiny.TWO_KOL_ITEM, 1012}
+
+
+def test_trending_falls_back_to_run_popularity(model: FeedModel) -> None:
+    v = variant(candidates={"ann_k": 0, "trending_k": 3})
+    src = _sources(model, ctx(Tiny.UNKNOWN_USER), v)
+    assert {i for i, s in src.items() if s & C.TRENDING} == {1000, 1001, 1002}
+
+
+def test_live_affinity_and_service_friends_bought_are_sources(model: FeedModel) -> None:
+    v = variant(candidates={"ann_k": 0, "trending_k": 0, "posts_per_kol": 20})
+    src = _sources(model, ctx(Tiny.UNKNOWN_USER, live_kol_affinity={12: 4.0}), v, friends_bought={1020: 3})
+    assert all(src[i] & C.AFFINITY for i in kol_posts(12))
+    assert src[1020] & C.FRIENDS
+
+
+# ------------------------------------------------------------------ filters
+@pytest.mark.parametrize("field", ["seen", "bought", "hidden_items", "exclude"])
+def test_each_filter_removes_its_items(ranker: FeedRanker, field: str) -> None:
+    v = variant()
+    before = items_of(ranker.rank(ctx(), v, 40))
+    drop = {Tiny.ANN_ITEM, Tiny.FRIENDS_ITEM}
+    assert drop <= set(before)
+    if field == "exclude":
+        after = items_of(ranker.rank(ctx(), v, 40, exclude=drop))
+    else:
+        after = items_of(ranker.rank(ctx(**{field: drop}), v, 40))
+    assert not drop & set(after)
+    assert len(after) == len(before) - 2
+
+
+def test_out_of_stock_never_served(ranker: FeedRanker) -> None:
+    for user in (*Tiny.USERS, Tiny.UNKNOWN_USER):
+        assert Tiny.OUT_OF_STOCK_ITEM not in items_of(ranker.rank(ctx(user), variant(), 40))
+
+
+def test_hidden_kol_is_dropped(ranker: FeedRanker) -> None:
+    v = variant()
+    before = ranker.rank(ctx(), v, 40)
+    assert any(e.kol_id == Tiny.FOLLOWED_KOL for e in before)
+    after = ranker.rank(ctx(hidden_kols={Tiny.FOLLOWED_KOL}), v, 40)
+    assert all(e.kol_id != Tiny.FOLLOWED_KOL for e in after)
+    # the product KOL 12 also posted stays, now promoted by KOL 12; KOL 10's other products go
+    assert entry_for(after, Tiny.TWO_KOL_ITEM).kol_id == 12
+    assert not (kol_posts(Tiny.FOLLOWED_KOL) - {Tiny.TWO_KOL_ITEM}) & set(items_of(after))
+
+
+def test_negative_feedback_demotes_category(ranker: FeedRanker) -> None:
+    v = variant(hide_demotion=0.5)
+    hidden = 1004  # beauty
+    target = 1008  # also beauty
+    assert category_of(hidden) == category_of(target) == "beauty"
+    before = entry_for(ranker.rank(ctx(), v, 40), target).score
+    after = entry_for(ranker.rank(ctx(hidden_items={hidden}), v, 40), target).score
+    assert after == pytest.approx(before - 0.5, abs=1e-4)
+
+
+def test_negative_live_affinity_demotes_kol(ranker: FeedRanker) -> None:
+    v = variant()
+    base = {e.item_id: e.score for e in ranker.rank(ctx(), v, 40)}
+    neg = {e.item_id: e.score for e in ranker.rank(ctx(live_kol_affinity={11: -3.0}), v, 40)}
+    assert all(neg[i] < base[i] for i in kol_posts(11) if i in neg and i in base)
+
+
+# ------------------------------------------------------------------ diversity
+def test_one_product_once_with_best_post(ranker: FeedRanker, model: FeedModel) -> None:
+    entries = ranker.rank(ctx(), variant(), 40)
+    assert len(items_of(entries)) == len(set(items_of(entries)))
+    best = entry_for(entries, Tiny.TWO_KOL_ITEM)
+    assert best.kol_id == Tiny.FOLLOWED_KOL  # user 1 follows KOL 10, not KOL 12
+    assert model.kols.ids[model.post_kol[model.post_ids.tolist().index(best.post_id)]] == Tiny.FOLLOWED_KOL
+
+
+@pytest.mark.parametrize(("kol_cap", "cat_cap"), [(1, 100), (100, 2), (2, 3)])
+def test_per_kol_and_per_category_caps_hold(ranker: FeedRanker, kol_cap: int, cat_cap: int) -> None:
+    v = variant(per_kol_cap=kol_cap, per_category_cap=cat_cap)
+    for user in (Tiny.USER, 4, Tiny.UNKNOWN_USER):
+        entries = ranker.rank(ctx(user), v, 20)
+        kols = [e.kol_id for e in entries if e.kol_id is not None]
+        cats = [category_of(e.item_id) for e in entries]
+        assert max(kols.count(k) for k in set(kols)) <= kol_cap
+        assert max(cats.count(c) for c in set(cats)) <= cat_cap
+        assert len(entries) == min(20, kol_cap * len(Tiny.KOLS), cat_cap * len(Tiny.CATS))
+
+
+# ------------------------------------------------------------------ reasons
+def test_reason_texts_appear_when_their_condition_holds(ranker: FeedRanker) -> None:
+    v = variant(candidates={"explore_slots": 1})
+    entries = ranker.rank(ctx(), v, 40, trending=[(1030, 10.0)])
+    by_item = {e.item_id: e for e in entries}
+    for e in entries:
+        follows = "because you follow @kol_10" in e.reasons
+        assert follows == (e.kol_id == Tiny.FOLLOWED_KOL), e
+    assert "2 friends bought this" in by_item[Tiny.FRIENDS_ITEM].reasons
+    assert "1 friend bought this" in by_item[Tiny.ONE_FRIEND_ITEM].reasons
+    assert sum(any("friend" in r for r in e.reasons) for e in entries) == 2
+    assert f"trending in {category_of(1030)}" in by_item[1030].reasons
+    assert sum(any(r.startswith("trending") for r in e.reasons) for e in entries) == 1
+    assert by_item[Tiny.ANN_ITEM].reasons[0] == "similar to items you liked"
+    explore = [e for e in entries if e.source == "explore"]
+    assert len(explore) == 1 and explore[0].kol_id == Tiny.NEW_KOL
+    assert explore[0].reasons[0] == "new creator for you"
+    assert sum("new creator for you" in e.reasons for e in entries) == 1
+    engaged = [e for e in entries if e.kol_id == 13]
+    assert engaged and all("you often engage with @kol_13" in e.reasons for e in engaged)
+
+
+def test_service_friends_bought_gives_reason(ranker: FeedRanker) -> None:
+    entries = ranker.rank(ctx(Tiny.UNKNOWN_USER), variant(), 40, friends_bought={1020: 3})
+    assert "3 friends bought this" in entry_for(entries, 1020).reasons
+
+
+# ------------------------------------------------------------------ cold start
+@pytest.mark.parametrize("user", [Tiny.UNKNOWN_USER, Tiny.SOCIAL_ONLY_USER, 123456789])
+def test_cold_start_gets_a_full_page(ranker: FeedRanker, user: int) -> None:
+    for v in load_variants(CONFIGS).values():
+        entries = ranker.rank(ctx(user), v, 10)
+        assert len(entries) == 10
+        assert len(set(items_of(entries))) == 10
+        assert all(e.reasons for e in entries)
+
+
+def test_cold_start_with_tiny_candidate_counts_is_backfilled(ranker: FeedRanker) -> None:
+    v = variant(candidates={"ann_k": 0, "trending_k": 1, "followed_kol_posts": 0, "explore_slots": 0})
+    entries = ranker.rank(ctx(Tiny.UNKNOWN_USER), v, 15)
+    assert len(entries) == 15
+    assert any(e.source == "popular" for e in entries)
+
+
+def test_social_only_user_sees_followed_kol(ranker: FeedRanker) -> None:
+    entries = ranker.rank(ctx(Tiny.SOCIAL_ONLY_USER), load_variants(CONFIGS)["default"], 10)
+    assert entries[0].kol_id == 11 and "because you follow @kol_11" in entries[0].reasons
+
+
+def test_recent_items_steer_an_unknown_user(ranker: FeedRanker) -> None:
+    entries = ranker.rank(ctx(Tiny.UNKNOWN_USER, recent_items=[Tiny.ANN_ITEM]), variant(), 10)
+    assert any(e.source == "similar" or "similar to items you liked" in e.reasons for e in entries)
+
+
+def test_limit_and_empty_edge_cases(ranker: FeedRanker) -> None:
+    assert ranker.rank(ctx(), variant(), 0) == []
+    assert len(ranker.rank(ctx(), variant(), 1)) == 1
+    everything = {Tiny.ITEM0 + i for i in range(Tiny.N_ITEMS)}
+    assert ranker.rank(ctx(seen=everything), variant(), 10) == []
+
+
+# ------------------------------------------------------------------ variant weights
+def test_kol_weight_ranks_followed_kol_posts_higher(ranker: FeedRanker) -> None:
+    shipped = load_variants(CONFIGS)
+    user, kol = 4, 13  # user 4 follows KOL 13
+    positions = {}
+    for name in ("no_kol", "kol_heavy"):
+        v = shipped[name].model_copy(update={"per_kol_cap": 100, "per_category_cap": 100})
+        entries = ranker.rank(ctx(user), v, 40)
+        positions[name] = np.mean([i for i, e in enumerate(entries) if e.kol_id == kol])
+    assert positions["kol_heavy"] + 3 < positions["no_kol"], positions
+
+
+def test_feed_entry_fields(ranker: FeedRanker) -> None:
+    entries = ranker.rank(ctx(), load_variants(CONFIGS)["default"], 10)
+    scores = [e.score for e in entries if e.source != "explore"]
+    assert scores == sorted(scores, reverse=True)
+    for e in entries:
+        assert isinstance(e.item_id, int) and isinstance(e.score, float)
+        assert e.source in {
+            "followed_kol",
+            "kol_affinity",
+            "friends_bought",
+            "ann",
+            "similar",
+            "trending",
+            "explore",
+            "popular",
+        }

@@ -1,0 +1,457 @@
+"""The feed service end to end: HTTP in, ranker and feature store behind, on the tiny known world.
+
+The app runs with its real lifespan (model + variants + memory:// store), driven by httpx over ASGI;
+dependencies are swapped with ``app.dependency_overrides`` (a real MemoryStore subclass, not a mock).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from fastapi import FastAPI
+
+from features.base import StoreEvent, UserState
+from features.errors import StoreUnavailable
+from features.memory import MemoryStore
+from serving.app import create_app
+from serving.deps import get_store
+from serving.settings import Settings
+from tests.ranking_fixtures import Tiny, category_of, make_tiny_run
+
+SHIPPED_VARIANTS = Path(__file__).resolve().parents[1] / "configs" / "ranking"
+TOKEN = "test-admin-token"
+LOOSE = "loose"
+"""A test variant: KOL 15 alone is a 'new creator', caps loose, so every source can show up."""
+
+
+def kol_posts(kol_id: int) -> set[int]:
+    j = Tiny.KOLS.index(kol_id)
+    out = {Tiny.ITEM0 + i for i in range(j, Tiny.N_ITEMS, len(Tiny.KOLS))}
+    if kol_id == Tiny.FOLLOWED_KOL:
+        out.add(Tiny.TWO_KOL_ITEM)
+    return out
+
+
+@pytest.fixture
+def ranking_dir(tmp_path: Path) -> Path:
+    out = tmp_path / "ranking"
+    out.mkdir()
+    for path in SHIPPED_VARIANTS.glob("*.yaml"):
+        shutil.copy(path, out / path.name)
+    loose = {
+        "name": LOOSE,
+        "explore_max_followers": 0,
+        "per_kol_cap": 100,
+        "per_category_cap": 100,
+        "candidates": {"ann_k": 5, "explore_slots": 1, "posts_per_kol": 20},
+    }
+    (out / f"{LOOSE}.yaml").write_text(yaml.safe_dump(loose))
+    return out
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    make_tiny_run(root / "run1", version=1)
+    return root
+
+
+@pytest.fixture
+def settings(runs_root: Path, ranking_dir: Path) -> Settings:
+    return make_settings(runs_root, ranking_dir)
+
+
+def make_settings(runs_root: Path, ranking_dir: Path, **changes: Any) -> Settings:
+    data: dict[str, Any] = {
+        "runs_root": runs_root,
+        "ranking_dir": ranking_dir,
+        "store_url": "memory://",
+        "admin_token": TOKEN,
+        "request_deadline_s": 5.0,  # generous: tests must not depend on machine speed
+    }
+    data.update(changes)
+    return Settings(**data)
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and yield a client talking to it in-process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kolfeed.test") as client:
+            yield client
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with running(application) as client:
+        application.state.test_client = client
+        yield application
+
+
+@pytest.fixture
+def client(app: FastAPI) -> httpx.AsyncClient:
+    c: httpx.AsyncClient = app.state.test_client
+    return c
+
+
+async def feed(client: httpx.AsyncClient, user_id: int, **params: Any) -> dict[str, Any]:
+    r = await client.get("/v1/feed", params={"user_id": user_id, **params})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def post_events(client: httpx.AsyncClient, *events: dict[str, Any]) -> httpx.Response:
+    return await client.post("/v1/events", json={"events": list(events)})
+
+
+def items_of(body: dict[str, Any]) -> list[int]:
+    return [e["item_id"] for e in body["items"]]
+
+
+# ------------------------------------------------------------------ feed shape and validation
+async def test_feed_shape(client: httpx.AsyncClient) -> None:
+    body = await feed(client, Tiny.USER, limit=10)
+    assert set(body) == {"request_id", "user_id", "arm", "degraded", "model_version", "items"}
+    assert len(body["request_id"]) == 32 and int(body["request_id"], 16) >= 0
+    assert body["user_id"] == Tiny.USER and body["arm"] == "default" and body["degraded"] is False
+    assert body["model_version"] == 1
+    assert len(body["items"]) == 10
+    for e in body["items"]:
+        assert set(e) == {"item_id", "post_id", "kol_id", "score", "reasons", "source"}
+        assert e["reasons"] and all(isinstance(r, str) for r in e["reasons"])
+    assert len(set(items_of(body))) == 10
+    assert Tiny.OUT_OF_STOCK_ITEM not in items_of(body)
+    # the default page size is 20 (the loose variant has no diversity caps to shrink it)
+    assert len((await feed(client, Tiny.USER, variant=LOOSE))["items"]) == 20
+    again = await feed(client, Tiny.USER, limit=10)
+    assert again["request_id"] != body["request_id"]
+
+
+@pytest.mark.parametrize("limit, status", [(0, 422), (101, 422), (-1, 422), ("x", 422), (1, 200), (100, 200)])
+async def test_limit_bounds(client: httpx.AsyncClient, limit: Any, status: int) -> None:
+    r = await client.get("/v1/feed", params={"user_id": Tiny.USER, "limit": limit, "variant": LOOSE})
+    assert r.status_code == status, r.text
+    if status == 422:
+        assert "limit" in r.json()["detail"]
+    else:
+        assert len(r.json()["items"]) == min(limit, Tiny.N_ITEMS - 1)
+
+
+async def test_unknown_query_parameter_is_named(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/feed", params={"user_id": 1, "limt": 5})
+    assert r.status_code == 422
+    assert "limt" in r.json()["detail"] and "unknown parameter" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "params, needle",
+    [
+        ({}, "user_id"),
+        ({"user_id": "abc"}, "user_id"),
+        ({"user_id": -5}, "user_id"),
+        ({"user_id": 1, "exclude": "1,x"}, "exclude"),
+        ({"user_id": 1, "variant": "nope"}, "unknown variant"),
+    ],
+)
+async def test_bad_feed_requests_are_4xx(client: httpx.AsyncClient, params: dict[str, Any], needle: str) -> None:
+    r = await client.get("/v1/feed", params=params)
+    assert r.status_code == 422
+    assert needle in r.json()["detail"]
+
+
+async def test_exclude_and_variant(client: httpx.AsyncClient) -> None:
+    first = items_of(await feed(client, Tiny.USER, limit=5))
+    body = await feed(client, Tiny.USER, limit=5, exclude=",".join(map(str, first)), variant="no_kol")
+    assert body["arm"] == "no_kol"
+    assert not set(first) & set(items_of(body))
+
+
+async def test_cold_start_user_gets_a_feed(client: httpx.AsyncClient) -> None:
+    for user in (Tiny.UNKNOWN_USER, 123_456_789):
+        body = await feed(client, user, limit=10)
+        assert body["degraded"] is False and len(body["items"]) == 10
+
+
+# ------------------------------------------------------------------ sources and reasons end to end
+async def test_each_source_and_reason_is_visible(client: httpx.AsyncClient) -> None:
+    # other users make item 1007 (KOL 11, no other source) trending (recorded through the API, read back from the store)
+    await post_events(client, *[{"user_id": u, "item_id": 1007, "action": "buy"} for u in (4, 5, 6)])
+    body = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
+    by_item = {e["item_id"]: e for e in body["items"]}
+    sources = {e["source"] for e in body["items"]}
+    assert {"followed_kol", "kol_affinity", "friends_bought", "ann", "trending", "explore"} <= sources
+    assert "2 friends bought this" in by_item[Tiny.FRIENDS_ITEM]["reasons"]
+    assert "1 friend bought this" in by_item[Tiny.ONE_FRIEND_ITEM]["reasons"]
+    assert f"trending in {category_of(1007)}" in by_item[1007]["reasons"] and by_item[1007]["source"] == "trending"
+    assert by_item[Tiny.ANN_ITEM]["source"] == "ann"
+    assert "similar to items you liked" in by_item[Tiny.ANN_ITEM]["reasons"]
+    for e in body["items"]:
+        assert ("because you follow @kol_10" in e["reasons"]) == (e["kol_id"] == Tiny.FOLLOWED_KOL)
+    explore = [e for e in body["items"] if e["source"] == "explore"]
+    assert len(explore) == 1 and explore[0]["kol_id"] == Tiny.NEW_KOL
+    assert explore[0]["reasons"][0] == "new creator for you"
+    assert any("you often engage with @kol_13" in e["reasons"] for e in body["items"])
+
+
+async def test_live_friend_purchase_becomes_social_proof(client: httpx.AsyncClient) -> None:
+    item = 1020  # nobody bought it in the run
+    before = {e["item_id"]: e for e in (await feed(client, Tiny.USER, limit=40, variant=LOOSE))["items"]}
+    assert not any("friend" in r for r in before.get(item, {"reasons": []})["reasons"])
+    r = await post_events(client, *[{"user_id": f, "item_id": item, "action": "buy"} for f in Tiny.FRIENDS])
+    assert r.status_code == 202
+    after = {e["item_id"]: e for e in (await feed(client, Tiny.USER, limit=40, variant=LOOSE))["items"]}
+    assert "2 friends bought this" in after[item]["reasons"]
+
+
+async def test_recent_clicks_drive_similar_items_for_a_new_user(client: httpx.AsyncClient) -> None:
+    user = 5_000
+    before = await feed(client, user, limit=10, variant=LOOSE)
+    assert not any(e["source"] == "similar" for e in before["items"])
+    await post_events(client, {"user_id": user, "item_id": Tiny.ANN_ITEM, "action": "click"})
+    after = await feed(client, user, limit=10, variant=LOOSE)
+    assert any(e["source"] == "similar" for e in after["items"])
+
+
+# ------------------------------------------------------------------ event → feed loop
+async def test_buy_removes_the_item(client: httpx.AsyncClient) -> None:
+    assert Tiny.ANN_ITEM in items_of(await feed(client, Tiny.USER))
+    r = await post_events(client, {"user_id": Tiny.USER, "item_id": Tiny.ANN_ITEM, "action": "buy", "value": 9.5})
+    assert r.status_code == 202 and r.json() == {"accepted": 1}
+    assert Tiny.ANN_ITEM not in items_of(await feed(client, Tiny.USER, limit=100))
+
+
+async def test_hidden_kol_posts_drop(client: httpx.AsyncClient) -> None:
+    body = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
+    assert any(e["kol_id"] == Tiny.FOLLOWED_KOL for e in body["items"])
+    hide = {"user_id": Tiny.USER, "item_id": 1000, "kol_id": Tiny.FOLLOWED_KOL, "post_id": 500, "action": "hide"}
+    assert (await post_events(client, hide)).status_code == 202
+    after = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
+    assert after["items"] and not any(e["kol_id"] == Tiny.FOLLOWED_KOL for e in after["items"])
+
+
+async def test_impression_marks_seen(client: httpx.AsyncClient) -> None:
+    page = await feed(client, 2, limit=5)
+    events = [
+        {"user_id": 2, "item_id": e["item_id"], "action": "impression", "request_id": page["request_id"]}
+        for e in page["items"]
+    ]
+    assert (await post_events(client, *events)).json() == {"accepted": 5}
+    nxt = await feed(client, 2, limit=5)
+    assert len(nxt["items"]) == 5 and not set(items_of(page)) & set(items_of(nxt))
+
+
+async def test_events_fill_category_from_the_model(app: FastAPI, client: httpx.AsyncClient) -> None:
+    recorded: list[StoreEvent] = []
+
+    class Recording(MemoryStore):
+        async def record_events(self, events: Sequence[StoreEvent]) -> None:
+            recorded.extend(events)
+            await super().record_events(events)
+
+    app.dependency_overrides[get_store] = lambda: Recording()
+    r = await post_events(
+        client,
+        {"user_id": 1, "item_id": 1002, "action": "click", "ts": 1_700_000_000},
+        {"user_id": 1, "item_id": 77_777, "action": "share", "to_user_id": 2},
+    )
+    assert r.status_code == 202
+    assert [(e.item_id, e.category) for e in recorded] == [(1002, category_of(1002)), (77_777, None)]
+    assert recorded[0].ts == 1_700_000_000 and recorded[1].ts > 1_700_000_000
+    assert recorded[1].to_user_id == 2
+
+
+# ------------------------------------------------------------------ events validation
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ({"events": [{"user_id": 1, "item_id": 2, "action": "purchase"}]}, "unknown action 'purchase'"),
+        ({"events": [{"user_id": 1, "action": "click"}]}, "item_id"),
+        ({"events": [{"user_id": "1", "item_id": 2, "action": "click"}]}, "user_id"),
+        ({"events": [{"user_id": 1, "item_id": 2, "action": "click", "colour": "red"}]}, "colour"),
+        ({"events": []}, "events"),
+        ({"evnts": []}, "evnts"),
+        ([1, 2], "body"),
+    ],
+)
+async def test_malformed_event_batches_are_422(client: httpx.AsyncClient, body: Any, needle: str) -> None:
+    r = await client.post("/v1/events", json=body)
+    assert r.status_code == 422, r.text
+    assert needle in r.json()["detail"]
+
+
+async def test_event_batch_limit(client: httpx.AsyncClient) -> None:
+    one = {"user_id": 1, "item_id": 1010, "action": "impression"}
+    assert (await client.post("/v1/events", json={"events": [one] * 1000})).json() == {"accepted": 1000}
+    r = await client.post("/v1/events", json={"events": [one] * 1001})
+    assert r.status_code == 422 and "too many events: 1001" in r.json()["detail"]
+
+
+async def test_not_json_and_oversized_bodies(client: httpx.AsyncClient, app: FastAPI) -> None:
+    r = await client.post("/v1/events", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    limit = app.state.settings.max_body_bytes
+    r = await client.post("/v1/events", content=b" " * (limit + 1), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+
+
+# ------------------------------------------------------------------ admin reload
+def auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_reload_bumps_the_version(client: httpx.AsyncClient, runs_root: Path) -> None:
+    make_tiny_run(runs_root / "run2", version=2)
+    r = await client.post("/v1/admin/reload", json={"run_dir": "run2"}, headers=auth())
+    assert r.status_code == 200, r.text
+    assert r.json()["previous"]["version"] == 1 and r.json()["current"]["version"] == 2
+    assert (await feed(client, Tiny.USER))["model_version"] == 2
+    model = await client.get("/v1/admin/model", headers=auth())
+    assert model.json()["run_id"] == "tiny-v2"
+    # an absolute path inside the root works too
+    r = await client.post("/v1/admin/reload", json={"run_dir": str(runs_root / "run1")}, headers=auth())
+    assert r.status_code == 200 and r.json()["current"]["version"] == 1
+
+
+@pytest.mark.parametrize("headers", [{}, auth("wrong"), {"Authorization": TOKEN}, {"Authorization": "Basic x"}])
+async def test_reload_needs_the_token(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    r = await client.post("/v1/admin/reload", json={"run_dir": "run1"}, headers=headers)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+
+
+async def test_admin_disabled_without_token_unless_dev(runs_root: Path, ranking_dir: Path) -> None:
+    for dev, status in ((False, 403), (True, 200)):
+        app = create_app(make_settings(runs_root, ranking_dir, admin_token=None, dev_mode=dev))
+        async with running(app) as client:
+            r = await client.post("/v1/admin/reload", json={"run_dir": "run1"}, headers=auth("anything"))
+            assert r.status_code == status, r.text
+
+
+@pytest.mark.parametrize("run_dir", ["../outside", "run1/../../outside", "/etc", ".", "", "run1\x00"])
+async def test_reload_refuses_paths_outside_the_root(
+    client: httpx.AsyncClient, tmp_path: Path, run_dir: str
+) -> None:
+    make_tiny_run(tmp_path / "outside", version=9)  # a valid run, but not under runs_root
+    r = await client.post("/v1/admin/reload", json={"run_dir": run_dir}, headers=auth())
+    assert r.status_code in (400, 422), r.text
+    assert (await feed(client, Tiny.USER))["model_version"] == 1
+
+
+async def test_symlink_escaping_the_root_is_refused(
+    client: httpx.AsyncClient, tmp_path: Path, runs_root: Path
+) -> None:
+    make_tiny_run(tmp_path / "outside", version=9)
+    (runs_root / "sneaky").symlink_to(tmp_path / "outside")
+    r = await client.post("/v1/admin/reload", json={"run_dir": "sneaky"}, headers=auth())
+    assert r.status_code == 400
+
+
+async def test_corrupt_run_keeps_the_old_model(client: httpx.AsyncClient, runs_root: Path) -> None:
+    bad = make_tiny_run(runs_root / "run3", version=3)
+    emb = bad / "item_emb.npy"
+    data = bytearray(emb.read_bytes())
+    data[-1] ^= 0xFF
+    emb.write_bytes(bytes(data))
+    r = await client.post("/v1/admin/reload", json={"run_dir": "run3"}, headers=auth())
+    assert r.status_code == 409
+    assert "checksum mismatch for item_emb.npy" in r.json()["detail"]
+    assert "still serving tiny-v1 v1" in r.json()["detail"]
+    assert (await feed(client, Tiny.USER))["model_version"] == 1
+    missing = await client.post("/v1/admin/reload", json={"run_dir": "nope"}, headers=auth())
+    assert missing.status_code == 409 and "not a directory" in missing.json()["detail"]
+
+
+# ------------------------------------------------------------------ health, degraded mode, metrics
+class PingFalseStore(MemoryStore):
+    async def ping(self) -> bool:
+        return False
+
+
+class DownStore(MemoryStore):
+    """A real store whose backend is gone: every read and write raises StoreUnavailable."""
+
+    async def ping(self) -> bool:
+        raise StoreUnavailable("connection refused")
+
+    async def user_state(self, user_id: int, now: float | None = None) -> UserState:
+        raise StoreUnavailable("connection refused")
+
+    async def user_states(self, user_ids: Sequence[int], now: float | None = None) -> list[UserState]:
+        raise StoreUnavailable("connection refused")
+
+    async def trending(
+        self, k: int, category: str | None = None, now: float | None = None
+    ) -> list[tuple[int, float]]:
+        raise StoreUnavailable("connection refused")
+
+    async def record_events(self, events: Sequence[StoreEvent]) -> None:
+        raise StoreUnavailable("connection refused")
+
+
+async def test_livez_readyz(app: FastAPI, client: httpx.AsyncClient) -> None:
+    assert (await client.get("/livez")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    app.dependency_overrides[get_store] = lambda: PingFalseStore()
+    r = await client.get("/readyz")
+    assert r.status_code == 503 and r.json()["reasons"] == ["feature store ping returned false"]
+    app.dependency_overrides[get_store] = lambda: DownStore()
+    r = await client.get("/readyz")
+    assert r.status_code == 503 and "StoreUnavailable" in r.json()["reasons"][0]
+    assert (await client.get("/livez")).status_code == 200
+
+
+async def test_store_down_gives_a_degraded_feed(app: FastAPI, client: httpx.AsyncClient) -> None:
+    app.dependency_overrides[get_store] = lambda: DownStore()
+    body = await feed(client, Tiny.USER, limit=10)
+    assert body["degraded"] is True and len(body["items"]) == 10
+    r = await post_events(client, {"user_id": 1, "item_id": 1001, "action": "click"})
+    assert r.status_code == 503 and "unavailable" in r.json()["detail"]
+    metrics = (await client.get("/metrics")).text
+    assert 'kolfeed_feed_degraded_total{reason="store_unavailable"} 1.0' in metrics
+
+
+async def test_unreachable_redis_degrades_and_never_leaks_the_password(
+    runs_root: Path, ranking_dir: Path
+) -> None:
+    url = "redis://:hunter2secret@127.0.0.1:1/0"  # nothing listens on port 1
+    app = create_app(make_settings(runs_root, ranking_dir, store_url=url, request_deadline_s=2.0))
+    async with running(app) as client:
+        body = await feed(client, Tiny.USER, limit=5)
+        assert body["degraded"] is True and len(body["items"]) == 5
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        for r in (ready, await client.get("/metrics"), await client.get("/openapi.json")):
+            assert "hunter2secret" not in r.text
+
+
+async def test_metrics_count_requests_items_events(client: httpx.AsyncClient) -> None:
+    await feed(client, Tiny.USER, limit=7)
+    await post_events(client, {"user_id": 1, "item_id": 1010, "action": "click"})
+    await client.get("/v1/feed", params={"user_id": 1, "limit": 0})
+    text = (await client.get("/metrics")).text
+    assert 'kolfeed_http_requests_total{method="GET",route="/v1/feed",status="200"} 1.0' in text
+    assert 'kolfeed_http_requests_total{method="GET",route="/v1/feed",status="422"} 1.0' in text
+    assert 'kolfeed_http_request_duration_seconds_count{method="GET",route="/v1/feed"} 2.0' in text
+    served = [line for line in text.splitlines() if line.startswith("kolfeed_feed_items_served_total")]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in served) == 7
+    assert 'kolfeed_events_accepted_total{action="click"} 1.0' in text
+    assert "kolfeed_model_version 1.0" in text
+    assert 'kolfeed_feed_responses_total{arm="default"} 1.0' in text
+
+
+async def test_docs_and_unknown_routes(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 200
+    spec = (await client.get("/openapi.json")).json()
+    assert {"/v1/feed", "/v1/events", "/v1/admin/reload", "/readyz"} <= set(spec["paths"])
+    assert (await client.get("/v2/nothing")).status_code == 404
+    assert (await client.delete("/v1/feed")).status_code == 405

@@ -66,7 +66,10 @@ class KolReport(BaseModel):
     buy_per_click: float | None
     buy_per_impression: float | None
     followers_gained: int | None
-    """Follows of this KOL in the window (None without a follows table)."""
+    """Follows of this KOL in the window, or in the log's time span when no start is given
+    (None without a follows table)."""
+    followers_total: int | None
+    """All follows of this KOL before the window's stop."""
     vertical_fit: float | None
     """Share of the KOL's credited GMV in the KOL's own verticals (None without items+kols tables or GMV)."""
     verticals: list[str]
@@ -170,16 +173,20 @@ def _rate(num: float, den: float) -> float | None:
     return float(num) / float(den) if den else None
 
 
-def _followers(follows: Any, start_ts: int | None, stop_ts: int | None) -> dict[int, int]:
+def _followers(
+    follows: Any, start_ts: int | None, stop_ts: int | None
+) -> tuple[dict[int, int], dict[int, int]]:
+    """(follows gained in ``[start_ts, stop_ts)``, all follows before ``stop_ts``) per KOL."""
     kol = _column(follows, "kol_id", "follows").astype(np.int64)
     ts = _column(follows, "ts", "follows").astype(np.int64)
-    mask = np.ones(len(kol), dtype=bool)
-    if start_ts is not None:
-        mask &= ts >= start_ts
-    if stop_ts is not None:
-        mask &= ts < stop_ts
-    ids, counts = np.unique(kol[mask], return_counts=True)
-    return {int(k): int(c) for k, c in zip(ids, counts, strict=True)}
+    before_stop = np.ones(len(kol), dtype=bool) if stop_ts is None else ts < stop_ts
+    gained = before_stop if start_ts is None else before_stop & (ts >= start_ts)
+
+    def per_kol(mask: np.ndarray) -> dict[int, int]:
+        ids, counts = np.unique(kol[mask], return_counts=True)
+        return {int(k): int(c) for k, c in zip(ids, counts, strict=True)}
+
+    return per_kol(gained), per_kol(before_stop)
 
 
 def _verticals(kols: Any) -> dict[int, list[str]]:
@@ -241,7 +248,11 @@ def kol_attribution(
     too_deep = is_buy & ~no_kol & (dep > depth_limit)
     credited = is_buy & ~no_kol & ~too_deep
 
-    followers = _followers(follows, start_ts, stop_ts) if follows is not None else None
+    # "Gained" = followed within the window; with no start, within the log's own time span.
+    gain_start = start_ts if start_ts is not None else (int(cols.ts.min()) if len(cols) else None)
+    followers, followers_total = (
+        _followers(follows, gain_start, stop_ts) if follows is not None else (None, None)
+    )
     verticals = _verticals(kols) if kols is not None else {}
     categories = _categories(items) if items is not None else None
 
@@ -291,6 +302,7 @@ def kol_attribution(
                 buy_per_click=_rate(buys, clicks),
                 buy_per_impression=_rate(buys, imps),
                 followers_gained=None if followers is None else followers.get(int(k), 0),
+                followers_total=None if followers_total is None else followers_total.get(int(k), 0),
                 vertical_fit=vfit,
                 verticals=verts,
                 commission=commission,

@@ -43,11 +43,14 @@ class FeedQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: int = Field(..., ge=0, le=INT64_MAX, description="the user to build a page for")
-    limit: int = Field(20, ge=1, le=MAX_FEED_LIMIT, description="entries on the page")
-    exclude: str | None = Field(None, description="comma-separated item ids not to show (e.g. on screen now)")
+    user_id: int = Field(default=..., ge=0, le=INT64_MAX, description="the user to build a page for")
+    limit: int = Field(default=20, ge=1, le=MAX_FEED_LIMIT, description="entries on the page")
+    exclude: str | None = Field(default=None, description="comma-separated item ids not to show")
     variant: str | None = Field(
-        None, min_length=1, max_length=100, description="debug: force a ranking variant instead of the arm"
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="debug: force a ranking variant",
     )
 
     @field_validator("exclude")
@@ -82,15 +85,15 @@ class FeedResponse(BaseModel):
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ts: float | None = Field(None, description="unix seconds; defaults to the time the service received it")
+    ts: float | None = Field(default=None, description="unix seconds; default: now")
     user_id: Id
     item_id: Id
     action: str = Field(description="one of " + ", ".join(ACTION_NAMES))
     post_id: Id | None = None
     kol_id: Id | None = None
-    to_user_id: Id | None = Field(None, description="share: the friend it went to")
-    request_id: str | None = Field(None, max_length=64, description="the feed response that showed the item")
-    value: float | None = Field(None, description="buy: order value")
+    to_user_id: Id | None = Field(default=None, description="share: the friend it went to")
+    request_id: str | None = Field(default=None, max_length=64, description="feed response that showed it")
+    value: float | None = Field(default=None, description="buy: order value")
 
     @field_validator("action")
     @classmethod
@@ -117,7 +120,7 @@ class EventIn(BaseModel):
 class EventBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    events: list[EventIn] = Field(..., min_length=1, max_length=MAX_EVENTS_PER_BATCH)
+    events: list[EventIn] = Field(default=..., min_length=1, max_length=MAX_EVENTS_PER_BATCH)
 
     @model_validator(mode="before")
     @classmethod
@@ -139,7 +142,7 @@ class EventsAccepted(BaseModel):
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    run_dir: str = Field(..., min_length=1, max_length=4_096, description="a run directory under runs_root")
+    run_dir: str = Field(default=..., min_length=1, max_length=4_096, description="a run dir under runs_root")
 
 
 class ModelInfo(BaseModel):

@@ -89,6 +89,9 @@ def test_followers_vertical_fit_commission_and_roi() -> None:
     )
     k7, k8 = rep.kol(7), rep.kol(8)
     assert (k7.followers_gained, k8.followers_gained) == (1, 1)
+    assert (k7.followers_total, k8.followers_total) == (2, 1)
+    # no window: "gained" means within the log's own time span, so the old follow still does not count
+    assert kol_attribution(_table(), follows=follows).kol(7).followers_gained == 1
     assert k7.vertical_fit == pytest.approx(1.0) and k8.vertical_fit == pytest.approx(0.0)
     assert k7.verticals == ["beauty", "home"]
     assert k7.commission == pytest.approx(5.0) and k7.roi == pytest.approx(2.0)

@@ -7,7 +7,8 @@ dependencies are swapped with ``app.dependency_overrides`` (a real MemoryStore s
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,9 @@ async def test_unknown_query_parameter_is_named(client: httpx.AsyncClient) -> No
         ({"user_id": 1, "variant": "nope"}, "unknown variant"),
     ],
 )
-async def test_bad_feed_requests_are_4xx(client: httpx.AsyncClient, params: dict[str, Any], needle: str) -> None:
+async def test_bad_feed_requests_are_4xx(
+    client: httpx.AsyncClient, params: dict[str, Any], needle: str
+) -> None:
     r = await client.get("/v1/feed", params=params)
     assert r.status_code == 422
     assert needle in r.json()["detail"]
@@ -184,15 +187,26 @@ async def test_cold_start_user_gets_a_feed(client: httpx.AsyncClient) -> None:
 
 # ------------------------------------------------------------------ sources and reasons end to end
 async def test_each_source_and_reason_is_visible(client: httpx.AsyncClient) -> None:
-    # other users make item 1007 (KOL 11, no other source) trending (recorded through the API, read back from the store)
+    # other users make item 1007 (KOL 11, no other source) trending: recorded via the API, read from the store
     await post_events(client, *[{"user_id": u, "item_id": 1007, "action": "buy"} for u in (4, 5, 6)])
     body = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
     by_item = {e["item_id"]: e for e in body["items"]}
     sources = {e["source"] for e in body["items"]}
-    assert {"followed_kol", "kol_affinity", "friends_bought", "ann", "trending", "explore"} <= sources
+    assert {
+        "followed_kol",
+        "kol_affinity",
+        "friends_bought",
+        "ann",
+        "trending",
+        "explore",
+        "popular",
+    } <= sources
     assert "2 friends bought this" in by_item[Tiny.FRIENDS_ITEM]["reasons"]
     assert "1 friend bought this" in by_item[Tiny.ONE_FRIEND_ITEM]["reasons"]
-    assert f"trending in {category_of(1007)}" in by_item[1007]["reasons"] and by_item[1007]["source"] == "trending"
+    assert (
+        f"trending in {category_of(1007)}" in by_item[1007]["reasons"]
+        and by_item[1007]["source"] == "trending"
+    )
     assert by_item[Tiny.ANN_ITEM]["source"] == "ann"
     assert "similar to items you liked" in by_item[Tiny.ANN_ITEM]["reasons"]
     for e in body["items"]:
@@ -201,6 +215,7 @@ async def test_each_source_and_reason_is_visible(client: httpx.AsyncClient) -> N
     assert len(explore) == 1 and explore[0]["kol_id"] == Tiny.NEW_KOL
     assert explore[0]["reasons"][0] == "new creator for you"
     assert any("you often engage with @kol_13" in e["reasons"] for e in body["items"])
+    assert all(e["reasons"] == ["popular right now"] for e in body["items"] if e["source"] == "popular")
 
 
 async def test_live_friend_purchase_becomes_social_proof(client: httpx.AsyncClient) -> None:
@@ -225,7 +240,9 @@ async def test_recent_clicks_drive_similar_items_for_a_new_user(client: httpx.As
 # ------------------------------------------------------------------ event → feed loop
 async def test_buy_removes_the_item(client: httpx.AsyncClient) -> None:
     assert Tiny.ANN_ITEM in items_of(await feed(client, Tiny.USER))
-    r = await post_events(client, {"user_id": Tiny.USER, "item_id": Tiny.ANN_ITEM, "action": "buy", "value": 9.5})
+    r = await post_events(
+        client, {"user_id": Tiny.USER, "item_id": Tiny.ANN_ITEM, "action": "buy", "value": 9.5}
+    )
     assert r.status_code == 202 and r.json() == {"accepted": 1}
     assert Tiny.ANN_ITEM not in items_of(await feed(client, Tiny.USER, limit=100))
 
@@ -233,7 +250,13 @@ async def test_buy_removes_the_item(client: httpx.AsyncClient) -> None:
 async def test_hidden_kol_posts_drop(client: httpx.AsyncClient) -> None:
     body = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
     assert any(e["kol_id"] == Tiny.FOLLOWED_KOL for e in body["items"])
-    hide = {"user_id": Tiny.USER, "item_id": 1000, "kol_id": Tiny.FOLLOWED_KOL, "post_id": 500, "action": "hide"}
+    hide = {
+        "user_id": Tiny.USER,
+        "item_id": 1000,
+        "kol_id": Tiny.FOLLOWED_KOL,
+        "post_id": 500,
+        "action": "hide",
+    }
     assert (await post_events(client, hide)).status_code == 202
     after = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
     assert after["items"] and not any(e["kol_id"] == Tiny.FOLLOWED_KOL for e in after["items"])
@@ -300,7 +323,9 @@ async def test_not_json_and_oversized_bodies(client: httpx.AsyncClient, app: Fas
     r = await client.post("/v1/events", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["detail"]
     limit = app.state.settings.max_body_bytes
-    r = await client.post("/v1/events", content=b" " * (limit + 1), headers={"content-type": "application/json"})
+    r = await client.post(
+        "/v1/events", content=b" " * (limit + 1), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413 and "too large" in r.json()["detail"]
 
 
@@ -322,7 +347,9 @@ async def test_reload_bumps_the_version(client: httpx.AsyncClient, runs_root: Pa
     assert r.status_code == 200 and r.json()["current"]["version"] == 1
 
 
-@pytest.mark.parametrize("headers", [{}, auth("wrong"), {"Authorization": TOKEN}, {"Authorization": "Basic x"}])
+@pytest.mark.parametrize(
+    "headers", [{}, auth("wrong"), {"Authorization": TOKEN}, {"Authorization": "Basic x"}]
+)
 async def test_reload_needs_the_token(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
     r = await client.post("/v1/admin/reload", json={"run_dir": "run1"}, headers=headers)
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
@@ -455,3 +482,57 @@ async def test_docs_and_unknown_routes(client: httpx.AsyncClient) -> None:
     assert {"/v1/feed", "/v1/events", "/v1/admin/reload", "/readyz"} <= set(spec["paths"])
     assert (await client.get("/v2/nothing")).status_code == 404
     assert (await client.delete("/v1/feed")).status_code == 405
+
+
+async def test_unexpected_error_is_a_bare_json_500(runs_root: Path, ranking_dir: Path) -> None:
+    class BrokenStore(MemoryStore):
+        async def user_state(self, user_id: int, now: float | None = None) -> UserState:
+            raise RuntimeError("bug: secret internals")
+
+    app = create_app(make_settings(runs_root, ranking_dir))
+    app.dependency_overrides[get_store] = lambda: BrokenStore()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kolfeed.test") as client:
+            r = await client.get("/v1/feed", params={"user_id": 1})
+    assert r.status_code == 500 and r.json() == {"detail": "internal error"}
+
+
+# ------------------------------------------------------------------ the real Redis store
+REDIS_DB = 14
+
+
+@pytest.fixture
+def redis_db14(redis_server: str) -> Iterator[str]:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    try:
+        yield f"{redis_server}/{REDIS_DB}?prefix=kf:serving-test:{uuid.uuid4().hex}:"
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.mark.redis
+async def test_event_feed_loop_on_redis(redis_db14: str, runs_root: Path, ranking_dir: Path) -> None:
+    app = create_app(make_settings(runs_root, ranking_dir, store_url=redis_db14))
+    async with running(app) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        body = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
+        assert body["degraded"] is False
+        assert Tiny.ANN_ITEM in items_of(body) and any(
+            e["kol_id"] == Tiny.FOLLOWED_KOL for e in body["items"]
+        )
+        r = await post_events(
+            client,
+            {"user_id": Tiny.USER, "item_id": Tiny.ANN_ITEM, "action": "buy", "value": 12.0},
+            {"user_id": Tiny.USER, "item_id": 1000, "kol_id": Tiny.FOLLOWED_KOL, "action": "hide"},
+            *[{"user_id": f, "item_id": 1020, "action": "buy"} for f in Tiny.FRIENDS],
+        )
+        assert r.status_code == 202 and r.json() == {"accepted": 4}
+        after = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
+        assert after["degraded"] is False
+        assert Tiny.ANN_ITEM not in items_of(after)
+        assert not any(e["kol_id"] == Tiny.FOLLOWED_KOL for e in after["items"])
+        assert "2 friends bought this" in {e["item_id"]: e for e in after["items"]}[1020]["reasons"]

@@ -50,8 +50,10 @@ class UserSignals:
     """(n_kols,) bool."""
     hidden_kols: np.ndarray
     """(n_kols,) bool."""
-    friends_bought: dict[int, int]
-    """Item row → number of friends who bought it (run data merged with the service's live data)."""
+    fb_rows: np.ndarray
+    """Sorted item rows some friend bought (run data merged with the service's live data) ..."""
+    fb_counts: np.ndarray
+    """... and how many friends bought each (aligned with ``fb_rows``)."""
     trend_score: np.ndarray | None
     """Item row → trending score in [0, 1] when the service passed trending; None ⇒ use popularity."""
     trend_rows: np.ndarray
@@ -64,6 +66,46 @@ class CandidateSet:
     sources: np.ndarray
     explore_posts: np.ndarray = field(default_factory=lambda: _EMPTY)
     """Post indices of exploration candidates (their item rows are in ``items`` with the EXPLORE bit)."""
+
+
+def _friends_bought(
+    model: FeedModel, srow: int, live: dict[int, int] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted item rows, friend counts): the run's friends' buys, maxed with the service's live counts
+    (max, not sum, since the live data usually re-counts the same friends)."""
+    rows_parts = [_EMPTY]
+    cnt_parts = [_EMPTY]
+    if srow >= 0:
+        friends = model.user_friends.get(srow)
+        if len(friends):
+            _, entries = model.user_buys.gather(friends)
+            if len(entries):
+                uniq, cnt = np.unique(model.user_buys.indices[entries], return_counts=True)
+                rows_parts.append(uniq)
+                cnt_parts.append(cnt.astype(np.int64))
+    if live:
+        rows = model.items.rows(np.fromiter(live.keys(), dtype=np.int64, count=len(live)))
+        cnt = np.fromiter(live.values(), dtype=np.int64, count=len(live))
+        ok = (rows >= 0) & (cnt > 0)
+        rows_parts.append(rows[ok])
+        cnt_parts.append(cnt[ok])
+    rows = np.concatenate(rows_parts)
+    cnt = np.concatenate(cnt_parts)
+    if not len(rows):
+        return _EMPTY, _EMPTY
+    order = np.lexsort((-cnt, rows))  # by row, highest count first
+    rows, cnt = rows[order], cnt[order]
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = rows[1:] != rows[:-1]
+    return rows[first], cnt[first]
+
+
+def friends_count(sig: UserSignals, items: np.ndarray) -> np.ndarray:
+    """Friends who bought each of ``items`` (0 for most)."""
+    if not len(sig.fb_rows) or not len(items):
+        return np.zeros(len(items), dtype=np.int64)
+    pos = np.minimum(np.searchsorted(sig.fb_rows, items), len(sig.fb_rows) - 1)
+    return np.where(sig.fb_rows[pos] == items, sig.fb_counts[pos], 0)
 
 
 def user_signals(
@@ -106,21 +148,7 @@ def user_signals(
         hrows = model.kols.rows(list(ctx.hidden_kols))
         hidden[hrows[hrows >= 0]] = True
 
-    counts: dict[int, int] = {}
-    if srow >= 0:
-        friends = model.user_friends.get(srow)
-        if len(friends):
-            _, entries = model.user_buys.gather(friends)
-            if len(entries):
-                bought_rows = model.user_buys.indices[entries]
-                uniq, cnt = np.unique(bought_rows, return_counts=True)
-                counts = dict(zip(uniq.tolist(), cnt.tolist(), strict=True))
-    if friends_bought:
-        ids = np.fromiter(friends_bought.keys(), dtype=np.int64)
-        rows = model.items.rows(ids)
-        for r, c in zip(rows.tolist(), friends_bought.values(), strict=True):
-            if r >= 0 and c > 0:
-                counts[r] = max(counts.get(r, 0), int(c))
+    fb_rows, fb_counts = _friends_bought(model, srow, friends_bought)
 
     trend_score: np.ndarray | None = None
     if trending:
@@ -146,7 +174,8 @@ def user_signals(
         kol_affinity=aff,
         followed=followed,
         hidden_kols=hidden,
-        friends_bought=counts,
+        fb_rows=fb_rows,
+        fb_counts=fb_counts,
         trend_score=trend_score,
         trend_rows=trend_rows,
     )
@@ -172,22 +201,24 @@ def generate(
             parts.append(rows)
             bits.append(bit)
 
-    # 1. ANN on the user's embedding (+ neighbours of recently engaged items)
+    # 1. ANN on the user's embedding (+ neighbours of recently engaged items), one FAISS call
+    queries: list[tuple[np.ndarray, int, int]] = []  # (vector, k, source bit)
     if cc.ann_k > 0:
         if ann is not None:
             add(ann[1], ANN)
         elif sig.has_embedding and sig.query is not None:
-            k = min(model.n_items, cc.ann_k + min(n_filtered, MAX_EXTRA_ANN))
-            _, ids = search(model.index, sig.query[None, :], k)
-            add(ids[0], ANN)
+            queries.append((sig.query, cc.ann_k + min(n_filtered, MAX_EXTRA_ANN), ANN))
     if cc.similar_to_recent > 0 and ctx.recent_items:
         recent = model.items.rows(ctx.recent_items[:20])
         recent = recent[recent >= 0]
         if len(recent):
-            q = model.item_emb[recent].mean(axis=0, keepdims=True)
-            k = min(model.n_items, cc.similar_to_recent + len(recent) + min(n_filtered, MAX_EXTRA_ANN))
-            _, ids = search(model.index, q, k)
-            add(ids[0], SIMILAR)
+            k = cc.similar_to_recent + len(recent) + min(n_filtered, MAX_EXTRA_ANN)
+            queries.append((model.item_emb[recent].mean(axis=0), k, SIMILAR))
+    if queries:
+        k_max = min(model.n_items, max(q[1] for q in queries))
+        _, ids = search(model.index, np.stack([q[0] for q in queries]), k_max)
+        for row, (_, k, bit) in zip(ids, queries, strict=True):
+            add(row[:k], bit)
 
     # 2. fresh posts of followed and high-affinity KOLs
     if cc.followed_kol_posts > 0 and len(model.post_ids):
@@ -208,10 +239,8 @@ def generate(
             add(model.post_item[posts], bit)
 
     # 3. items bought by friends in the share graph
-    if cc.friends_bought > 0 and sig.friends_bought:
-        rows = np.fromiter(sig.friends_bought.keys(), dtype=np.int64, count=len(sig.friends_bought))
-        cnt = np.fromiter(sig.friends_bought.values(), dtype=np.int64, count=len(rows))
-        add(rows[np.argsort(-cnt, kind="stable")][: cc.friends_bought], FRIENDS)
+    if cc.friends_bought > 0 and len(sig.fb_rows):
+        add(sig.fb_rows[np.argsort(-sig.fb_counts, kind="stable")][: cc.friends_bought], FRIENDS)
 
     # 4. trending (service) or popular (run) items
     if cc.trending_k > 0:
@@ -220,7 +249,7 @@ def generate(
     # 5. exploration: newest posts of small creators the user does not follow
     explore = _EMPTY
     if cc.explore_slots > 0 and len(model.post_ids):
-        pool = model.explore_pool(variant.explore_max_followers)
+        pool = model.explore_pool(variant.explore_max_followers, size=max(50, 25 * cc.explore_slots))
         kol = model.post_kol[pool]
         explore = pool[~sig.followed[kol] & ~sig.hidden_kols[kol]]
         add(model.post_item[explore], EXPLORE)

@@ -426,14 +426,14 @@ class FeedModel:
         """Newest posts (indices) of creators with at most ``max_followers`` followers."""
         if len(self.post_ids) == 0:
             return _EMPTY_I64
-        cached = self._explore_cache.get(max_followers)
+        cached = self._explore_cache.get((max_followers, size))
         if cached is not None:
             return cached
         small = self.kol_followers[self.post_kol] <= max_followers
         idx = np.flatnonzero(small)
         idx = idx[np.argsort(-self.post_created_at[idx], kind="stable")][:size]
-        self._explore_cache[max_followers] = idx
+        self._explore_cache[(max_followers, size)] = idx
         return idx
 
     def __post_init__(self) -> None:
-        self._explore_cache: dict[int, np.ndarray] = {}
+        self._explore_cache: dict[tuple[int, int], np.ndarray] = {}

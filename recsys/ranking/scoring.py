@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.ranking.candidates import UserSignals
+from recsys.ranking.candidates import UserSignals, friends_count
 from recsys.ranking.feed_model import FeedModel
 from recsys.ranking.variants import RankingVariant
 
@@ -77,7 +77,7 @@ def score_candidates(
     n = len(items)
     item_part = normalised_dot(model, sig.query, items)
     trend = trend_signal(model, sig.trend_score, items)
-    trust_count = np.fromiter((sig.friends_bought.get(r, 0) for r in items.tolist()), dtype=np.int64, count=n)
+    trust_count = friends_count(sig, items)
     trust = trust_count / (1.0 + trust_count)
 
     post = np.full(n, -1, dtype=np.int64)

@@ -61,7 +61,11 @@ def route_label(scope: Scope) -> str:
     """The matched route's template (``/v1/feed``), or ``unmatched`` so 404 scans cannot blow up labels."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    if isinstance(path, str):
+        return path
+    if "endpoint" in scope:  # a plain Starlette route (/docs, /openapi.json): static paths, bounded
+        return str(scope.get("path", "unmatched"))
+    return "unmatched"
 
 
 class MetricsMiddleware:

@@ -482,6 +482,9 @@ async def test_docs_and_unknown_routes(client: httpx.AsyncClient) -> None:
     assert {"/v1/feed", "/v1/events", "/v1/admin/reload", "/readyz"} <= set(spec["paths"])
     assert (await client.get("/v2/nothing")).status_code == 404
     assert (await client.delete("/v1/feed")).status_code == 405
+    text = (await client.get("/metrics")).text
+    assert 'kolfeed_http_requests_total{method="GET",route="/docs",status="200"} 1.0' in text
+    assert 'kolfeed_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
 
 
 async def test_unexpected_error_is_a_bare_json_500(runs_root: Path, ranking_dir: Path) -> None:

@@ -147,7 +147,7 @@ def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str
             log.info("metrics: %s", {k: round(v, 5) for k, v in metrics.items()})
         _maybe_fail(fail_after, "evaluate")
         with stages.stage("export"):
-            _export(tmp, model, prepared, cfg, metrics, fit_seconds, stages)
+            _export(tmp, model, prepared, cfg, fit_seconds)
         _maybe_fail(fail_after, "export")
         metrics["load_seconds"] = stages.seconds.get("load", 0.0)
         write_json(tmp / art.METRICS, {**metrics, **{f"data_{k}": v for k, v in prepared.stats.items()}})
@@ -183,9 +183,7 @@ def _export(
     model: Any,
     prepared: Prepared,
     cfg: TrainConfig,
-    metrics: dict[str, Any],
     fit_seconds: float,
-    stages: Stages,
 ) -> None:
     from recsys.index import build_index, save_index
 

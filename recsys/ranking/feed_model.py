@@ -129,7 +129,8 @@ class FeedModel:
     kols: _IdMap = field(default_factory=lambda: _IdMap(_EMPTY_I64))
     kol_followers: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
     kol_category_fit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
-    """(n_kols, n_categories) fit in [0, 1]; from kol_category_fit.parquet, else from KOL verticals."""
+    """(n_kols, n_categories) fit in [0, 1], relative to the KOL's best category; from
+    kol_category_fit.parquet, else 1.0 for the KOL's declared verticals."""
     post_ids: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
     post_kol: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
     """KOL row of each post."""
@@ -327,8 +328,12 @@ class FeedModel:
             krows = self.kols.rows(fit["kol_id"])
             ccodes = np.array([cat_code.get(str(c), -1) for c in fit["category"]], dtype=np.int64)
             ok = (krows >= 0) & (ccodes >= 0)
-            vals = np.clip(np.asarray(fit["fit"], dtype=np.float32), 0.0, 1.0)
+            vals = np.maximum(np.asarray(fit["fit"], dtype=np.float32), 0.0)
             self.kol_category_fit[krows[ok], ccodes[ok]] = vals[ok]
+            # training exports shares (rows sum to 1); rescale so each KOL's best category is 1.0
+            top = self.kol_category_fit.max(axis=1, keepdims=True) if n_cats else None
+            if top is not None:
+                np.divide(self.kol_category_fit, top, out=self.kol_category_fit, where=top > 0)
         elif kols is not None and "verticals" in kols:
             krows = self.kols.rows(kols["kol_id"])
             for krow, verticals in zip(krows, kols["verticals"], strict=True):

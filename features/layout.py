@@ -23,7 +23,14 @@ key                            score                                 bound
 (no space after ``P`` in the real keys). Per-user keys expire ``user_ttl_s`` after the user's last
 write; trending keys two generations after their last write (see :mod:`features.decay`). Bounds keep
 the highest scores (the newest, for time-scored sets); ties drop the smaller member as Redis does
-(byte order of the decimal id). Within one batch, each key is trimmed once after all its writes.
+(byte order of the decimal id). Within one batch, each key is trimmed once after all its writes
+(the memory backend lets keys bounded above 1,000 members, i.e. trending, overshoot by a quarter
+before cutting back, to avoid sorting 10,000 items per batch). For affinity the bound drops the
+lowest scores first, i.e. the most negative KOLs; their hides stay recorded in ``hid_kols``.
+
+Weights are ``recsys.schema.DEFAULT_ACTION_WEIGHTS``: every non-zero weight with a KOL moves the
+user's affinity (hide subtracts); every positive weight adds to trending (overall, and in the
+event's category when it has one).
 """
 
 from __future__ import annotations

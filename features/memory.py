@@ -8,6 +8,7 @@ across threads. Memory is bounded by the per-key limits and by expiring idle key
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,10 @@ from features.options import StoreOptions
 
 SWEEP_EVERY_WRITES = 10_000
 """Scan for expired keys after this many key writes (reads also skip expired keys)."""
+
+LAZY_TRIM_ABOVE = 1000
+"""Keys bounded above this many members (trending) may overshoot by a quarter before being cut back
+to the bound, so a batch does not sort 10,000 items; per-user keys are trimmed exactly, as on Redis."""
 
 
 def _rank_key(item: tuple[int, float]) -> tuple[float, str]:
@@ -66,9 +71,9 @@ class MemoryStore:
                     zset[member] = zset.get(member, 0.0) + amount
             for key, limit in plan.limits.items():
                 zset = self._zsets[key]
-                if len(zset) > limit:
-                    kept = sorted(zset.items(), key=_rank_key, reverse=True)[:limit]
-                    self._zsets[key] = dict(kept)
+                slack = limit // 4 if limit > LAZY_TRIM_ABOVE else 0
+                if len(zset) > limit + slack:
+                    self._zsets[key] = dict(heapq.nlargest(limit, zset.items(), key=_rank_key))
             for key, ttl in plan.ttls.items():
                 self._expires[key] = wall + ttl
             self._writes_since_sweep += len(plan.ttls)
@@ -95,8 +100,10 @@ class MemoryStore:
         self._writes_since_sweep = 0
 
     def _newest_first(self, key: str, wall: float, limit: int | None = None) -> list[tuple[int, float]]:
-        ranked = sorted(self._live(key, wall).items(), key=_rank_key, reverse=True)
-        return ranked if limit is None else ranked[:limit]
+        zset = self._live(key, wall)
+        if limit is not None and limit < len(zset):
+            return heapq.nlargest(limit, zset.items(), key=_rank_key)
+        return sorted(zset.items(), key=_rank_key, reverse=True)
 
     # -- reads -----------------------------------------------------------------------------------
     async def user_state(self, user_id: int, now: float | None = None) -> UserState:
@@ -109,7 +116,9 @@ class MemoryStore:
         with self._lock:
             for uid in user_ids:
                 keys = user_read_keys(self._keys, uid, gen)
-                lists = [[m for m, _ in self._newest_first(k, wall)] for k in keys[:6]]
+                ordered = [[m for m, _ in self._newest_first(k, wall)] for k in keys[:3]]
+                unordered = [list(self._live(k, wall)) for k in keys[3:6]]  # read back as sets
+                lists = ordered + unordered
                 affinity = list(self._live(keys[6], wall).items())
                 raw = raw_user_read(lists, affinity)
                 out.append(assemble(raw, factor, self.options.recent_limit))

@@ -43,6 +43,9 @@ def _register() -> None:
     from kolfeed import commands_report
 
     commands_report.register(app)
+    from kolfeed import commands_simulate
+
+    commands_simulate.register(app)
 
 
 def main() -> None:

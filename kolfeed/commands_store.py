@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-store_app = typer.Typer(help="Online feature store: check connectivity (more commands to come).")
+store_app = typer.Typer(help="Online feature store: check connectivity, rebuild it from the event log.")
 
 
 @store_app.command("ping")
@@ -43,6 +43,46 @@ def ping(
         return
     typer.echo(f"error: store {redact_url(store)}: {problem}", err=True)
     raise typer.Exit(code=1)
+
+
+@store_app.command("rebuild")
+def rebuild(
+    log_dir: str = typer.Option(..., "--log", help="event log directory (the service's durable log)"),
+    store: str = typer.Option(..., "--store", help="store URL to rebuild, e.g. redis://127.0.0.1:6379/0"),
+    clear: bool = typer.Option(
+        False, "--clear", help="drop the store's keys (its prefix only) first; use unless the store is empty"
+    ),
+) -> None:
+    """Replay the whole event log into the store. Run it with the service stopped (it takes the
+    log's writer lock). Exit 1 if the store or the log fails, 2 if the URL is wrong."""
+    import asyncio
+
+    from features.errors import StoreConfigError, StoreError
+    from features.eventlog import EventLogError
+    from features.factory import open_store, redact_url
+    from features.replay import RebuildResult, rebuild_store
+
+    try:
+        backend = open_store(store)
+    except StoreConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+
+    async def run() -> RebuildResult:
+        try:
+            return await rebuild_store(log_dir, backend, clear=clear, progress=True)
+        finally:
+            await backend.close()
+
+    try:
+        result = asyncio.run(run())
+    except (StoreError, EventLogError) as exc:
+        typer.echo(f"error: rebuild of {redact_url(store)} from {log_dir}: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(
+        f"rebuilt {redact_url(store)} from {log_dir}: {result.replayed} events replayed, "
+        f"{result.skipped_invalid} rejected as invalid, cleared={result.cleared}, position={result.position}"
+    )
 
 
 def register(app: typer.Typer) -> None:

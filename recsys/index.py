@@ -37,6 +37,11 @@ def _as_f32(vectors: np.ndarray, what: str) -> np.ndarray:
     return out
 
 
+def set_search_threads(n: int) -> None:
+    """FAISS OpenMP threads for this process (1 is best for single-query serving searches)."""
+    faiss.omp_set_num_threads(max(1, int(n)))
+
+
 def set_search_params(
     index: faiss.Index, ef_search: int | None = None, nprobe: int | None = None
 ) -> faiss.Index:

@@ -174,7 +174,7 @@ def evaluate_pipeline(
         raise PipelineEvalError(
             "the vectorised path only reproduces the ranker for runs without world tables"
         )
-    ranker = FeedRanker(model)
+    ranker = FeedRanker(model, search_threads=None)  # batch searches here profit from all cores
 
     starts = range(0, len(eval_users), batch_size)
     if progress:

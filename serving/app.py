@@ -10,22 +10,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
-from features.factory import open_store
 
+from features.base import FeatureStore
+from features.errors import StoreAuthError, StoreUnavailable
+from features.eventlog import EventLog
+from features.factory import open_store
+from features.replay import Replayer
 from recsys.artifacts import newest_run
 from recsys.ranking.variants import VariantError, load_variants
 from serving.errors import BodyLimitMiddleware, install_exception_handlers
+from serving.limits import ConcurrencyLimiter, LimitConfig, LimitMiddleware, register_reliability_metrics
 from serving.metrics import MetricsMiddleware, ServiceMetrics
-from serving.routers import admin, events, feed, health
+from serving.outbox import Outbox, log_marker_id
+from serving.routers import admin, dashboard, events, experiments, feed, health, kols
 from serving.settings import Settings
 from serving.state import LoadedModel, ModelHolder, load_model
 
 log = logging.getLogger(__name__)
+
+STARTUP_STORE_CHECK_S = 2.0
+OUTBOX_STOP_S = 5.0
 
 
 def run_dir_to_serve(settings: Settings) -> Path:
@@ -56,10 +65,64 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.holder = holder
     app.state.store = store
     log.info("serving run %s v%s from %s", loaded.run_id, loaded.version, loaded.run_dir)
-    try:
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(store.close)
+        await check_store_credentials(store)
+        await start_event_log(app, settings, store, stack)
         yield
-    finally:
-        await store.close()
+
+
+async def check_store_credentials(store: FeatureStore) -> None:
+    """Fail start-up on a wrong store password (a config mistake); an unreachable store only degrades."""
+    try:
+        await asyncio.wait_for(store.trending(1), timeout=STARTUP_STORE_CHECK_S)
+    except StoreAuthError:
+        raise
+    except (StoreUnavailable, TimeoutError) as exc:
+        log.warning(
+            "feature store %s not answering at start-up (%s); feeds are degraded until it does",
+            store.url,
+            type(exc).__name__,
+        )
+
+
+async def start_event_log(
+    app: FastAPI, settings: Settings, store: FeatureStore, stack: AsyncExitStack
+) -> None:
+    """Open the durable event log and run the outbox (log → store replay) until shutdown."""
+    if settings.event_log_dir is None:
+        log.warning("no event log configured: events live only in the store %s", store.url)
+        return
+    event_log = await asyncio.to_thread(EventLog, settings.event_log_dir)
+    stack.callback(event_log.close)
+    if event_log.recovery.torn_records:
+        log.warning(
+            "event log %s: recovered from a torn tail (%d bytes dropped)",
+            settings.event_log_dir,
+            event_log.recovery.dropped_bytes,
+        )
+    replayer = Replayer(event_log)
+    outbox = Outbox(replayer, store, await asyncio.to_thread(log_marker_id, settings.event_log_dir))
+    app.state.event_log = event_log
+    app.state.replayer = replayer
+    app.state.outbox = outbox
+    stop = asyncio.Event()
+    task = asyncio.create_task(outbox.run(settings.replay_interval_s, stop), name="kolfeed-outbox")
+
+    async def stop_outbox() -> None:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, timeout=OUTBOX_STOP_S)
+        except TimeoutError:
+            log.warning("outbox did not stop within %.0f s; cancelled", OUTBOX_STOP_S)
+
+    stack.push_async_callback(stop_outbox)
+    log.info(
+        "event log %s: last seq %d, %d pending for the store",
+        settings.event_log_dir,
+        event_log.last_seq,
+        replayer.pending,
+    )
 
 
 def create_app(settings: Settings | None = None, preloaded: LoadedModel | None = None) -> FastAPI:
@@ -75,11 +138,28 @@ def create_app(settings: Settings | None = None, preloaded: LoadedModel | None =
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.preloaded = preloaded
+    app.state.event_log = None
+    app.state.replayer = None
+    app.state.outbox = None
+    limiter = ConcurrencyLimiter(
+        LimitConfig(
+            max_inflight=settings.max_inflight,
+            max_waiting=settings.max_waiting,
+            max_queue_wait_s=settings.max_queue_wait_s,
+            request_timeout_s=settings.request_timeout_s,
+        )
+    )
+    app.state.limiter = limiter
+    register_reliability_metrics(metrics, app)
     install_exception_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(LimitMiddleware, limiter=limiter)  # sheds load before any body is read
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last = outermost: times everything
     app.include_router(feed.router)
     app.include_router(events.router)
     app.include_router(admin.router)
     app.include_router(health.router)
+    app.include_router(experiments.router)  # its lifespan loads + checks experiments after variants
+    app.include_router(kols.router)
+    app.include_router(dashboard.router)
     return app

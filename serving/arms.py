@@ -1,15 +1,66 @@
-"""Which ranking variant (experiment arm) a user gets.
+"""Which ranking variant (experiment arm) a user gets, and what the feed response calls it.
 
-Why its own module: the experiments engineer replaces this one function with deterministic, sticky
-A/B assignment; the feed router only calls ``choose_arm`` and knows nothing about experiments.
+Why its own module: the feed router only calls ``choose_arm`` and knows nothing about experiments.
+Assignment is ``recsys.experiments.assignment.choose_variant``: a salted blake2b hash of the user id,
+so it is deterministic and sticky across restarts, replicas and machines. The first active experiment
+(by name) takes the user; with none active every user gets the default variant.
+
+Arm labels (the feed response's ``arm``): ``"<experiment>:<arm>"`` inside an experiment (e.g.
+``"feed_mix:no_kol"``), else the default variant's name (``"default"`` unless configured otherwise).
+At startup ``serving.experiments`` registers every label as an alias of its arm's ranking variant in
+``app.state.variants``, so ``variants[label]`` is the variant to rank with.
+
+The experiments come from ``experiments=`` when the caller has them (``request.app.state.experiments``),
+else from the table the running app installed with :func:`install` at startup (one app per process).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+
+from recsys.experiments.assignment import ArmChoice, choose_variant
+from recsys.experiments.config import ExperimentConfig
 from recsys.ranking.variants import DEFAULT_VARIANT_NAME
 
+_installed: dict[str, ExperimentConfig] = {}
 
-def choose_arm(user_id: int, default_arm: str = DEFAULT_VARIANT_NAME) -> str:
-    """Until an experiment is configured every user is in the default arm."""
-    del user_id
-    return default_arm
+
+def install(experiments: Mapping[str, ExperimentConfig]) -> None:
+    """Make ``experiments`` the ones :func:`choose_arm` uses by default (called by the app's lifespan)."""
+    _installed.clear()
+    _installed.update(experiments)
+
+
+def installed() -> dict[str, ExperimentConfig]:
+    return dict(_installed)
+
+
+def arm_label_for(experiment: str, arm: str) -> str:
+    return f"{experiment}:{arm}"
+
+
+def arm_label(choice: ArmChoice) -> str:
+    """``"<experiment>:<arm>"`` or, outside any experiment, the variant name."""
+    return choice.variant if choice.experiment is None else arm_label_for(choice.experiment, choice.arm)
+
+
+def choose(
+    user_id: int,
+    default_arm: str = DEFAULT_VARIANT_NAME,
+    experiments: Mapping[str, ExperimentConfig] | None = None,
+    now: datetime | float | int | None = None,
+) -> ArmChoice:
+    """The full choice (experiment, arm, variant) for one user."""
+    table = _installed if experiments is None else experiments
+    return choose_variant(user_id, table, default_arm, now)
+
+
+def choose_arm(
+    user_id: int,
+    default_arm: str = DEFAULT_VARIANT_NAME,
+    experiments: Mapping[str, ExperimentConfig] | None = None,
+    now: datetime | float | int | None = None,
+) -> str:
+    """The arm label of ``user_id``; also a key of ``app.state.variants`` (see the module docstring)."""
+    return arm_label(choose(user_id, default_arm, experiments, now))

@@ -32,3 +32,32 @@ class Settings(BaseSettings):
     )
     trending_k: int = Field(default=50, ge=0, le=1_000, description="trending items read per request")
     friends_limit: int = Field(default=50, ge=0, le=1_000, description="friends counted for social proof")
+    # --- reliability: durable event log, replay into the store, load shedding (serving/limits.py) ---
+    event_log_dir: Path | None = Field(
+        default=Path("var/eventlog"), description="append-only event log (source of truth); None: off"
+    )
+    replay_interval_s: float = Field(
+        default=0.5, gt=0, le=60, description="how often events not yet in the store are re-applied"
+    )
+    max_inflight: int = Field(default=64, ge=1, le=10_000, description="requests handled at once")
+    max_waiting: int = Field(default=256, ge=0, le=100_000, description="requests allowed to wait for a slot")
+    max_queue_wait_s: float = Field(
+        default=0.05, ge=0, le=10, description="longest wait for a slot; then 503 + Retry-After"
+    )
+    request_timeout_s: float = Field(
+        default=2.0, gt=0, le=120, description="whole-request deadline (not admin); past it 503"
+    )
+    # --- end reliability ---
+
+    # --- experiments, reports and dashboard (serving/experiments.py, serving/event_source.py) ---
+    experiments_dir: Path | None = Field(
+        default=Path("configs/experiments"), description="A/B experiment YAMLs; None = no experiments"
+    )
+    events_path: Path | None = Field(
+        default=None,
+        description="events for reports: a .parquet/.csv file, a world dir, or the service's event-log dir",
+    )
+    report_cache_s: float = Field(default=30.0, ge=0, le=3_600, description="reports are reused this long")
+    kol_costs_path: Path | None = Field(
+        default=None, description="CSV kol_id,cost: what each creator cost, for ROI in the KOL reports"
+    )

@@ -75,3 +75,12 @@ def redis_url(redis_server: str) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reliability: every app a test builds keeps its durable event log in that test's tmp dir (never in
+# the repo's default var/eventlog, and never shared between tests). Tests that pass event_log_dir win.
+# ---------------------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _event_log_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KOLFEED_EVENT_LOG_DIR", str(tmp_path_factory.mktemp("eventlog")))

@@ -319,3 +319,28 @@ def test_feed_entry_fields(ranker: FeedRanker) -> None:
             "explore",
             "popular",
         }
+
+
+def test_garbage_context_never_raises(ranker: FeedRanker) -> None:
+    c = ctx(
+        2**70,
+        recent_items=[-5, 10**12],
+        seen={-1, 10**15},
+        hidden_items={123},
+        hidden_kols={999, Tiny.FOLLOWED_KOL},
+        live_kol_affinity={424242: 3.0, 11: float("inf")},
+    )
+    entries = ranker.rank(
+        c, variant(), 10, exclude={77}, trending=[(5, 1.0), (1001, float("nan"))], friends_bought={8: 2}
+    )
+    assert len(entries) == 10
+    assert all(e.kol_id != Tiny.FOLLOWED_KOL for e in entries)
+
+
+def test_synthetic_catalog_random_contexts_get_full_pages() -> None:
+    from recsys.ranking.synthetic import synthetic_model, time_rank
+
+    model = synthetic_model(n_items=3000, n_users=300, n_kols=60, dim=16)
+    assert model.has_world and len(model.post_ids) == 6000
+    out = time_rank(model, RankingVariant(name="default"), calls=60, limit=20)
+    assert out["short_pages"] == 0 and out["calls"] == 60

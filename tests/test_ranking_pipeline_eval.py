@@ -86,7 +86,7 @@ def test_world_run_goes_through_the_ranker(tmp_path: Path) -> None:
 
 
 def test_shape_mismatch_is_explained() -> None:
-    model, train, test = _one_hot_world()
+    model, _, _ = _one_hot_world()
     with pytest.raises(PipelineEvalError, match="item columns"):
         evaluate_pipeline(model, _variant(), None, sp.csr_matrix((30, 31)), progress=False)
     with pytest.raises(PipelineEvalError, match="user rows"):

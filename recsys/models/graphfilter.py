@@ -108,6 +108,7 @@ class GraphFilter:
         self.item_ideal: np.ndarray | None = None  # (n_items, k) h(P) D_i^{1/2} V
         self.fit_seconds = 0.0
         self._ops: Any = None  # torch sparse R̃ and R̃ᵀ, rebuilt lazily
+        self._scales: tuple[sp.csr_matrix, np.ndarray, np.ndarray] | None = None
 
     # ---- fitting -------------------------------------------------------------------------------
     def fit(self, train: sp.csr_matrix) -> None:
@@ -151,13 +152,17 @@ class GraphFilter:
         return self.train, self.v, self.sigma, self.item_ideal
 
     def _degree_scales(self) -> tuple[np.ndarray, np.ndarray]:
+        """(D_u^{-1/2}, D_i^{-1/2}) diagonals (0 for empty rows/columns), cached per train matrix."""
         assert self.train is not None
+        if self._scales is not None and self._scales[0] is self.train:
+            return self._scales[1], self._scales[2]
         m = self.train
         du = np.asarray(m.sum(axis=1), dtype=np.float64).ravel()
         di = np.asarray(m.sum(axis=0), dtype=np.float64).ravel()
         du_s = np.where(du > 0, 1.0 / np.sqrt(np.maximum(du, 1e-30)), 0.0)
         di_s = np.where(di > 0, 1.0 / np.sqrt(np.maximum(di, 1e-30)), 0.0)
-        return du_s.astype(np.float32), di_s.astype(np.float32)
+        self._scales = (self.train, du_s.astype(np.float32), di_s.astype(np.float32))
+        return self._scales[1], self._scales[2]
 
     def _normalized(self) -> sp.csr_matrix:
         assert self.train is not None

@@ -32,7 +32,7 @@ MAX_EXTRA_ANN = 1000
 
 def squash(x: np.ndarray) -> np.ndarray:
     """Map an unbounded affinity to (-1, 1): x / (1 + |x|)."""
-    x = np.asarray(x, dtype=np.float32)
+    x = np.nan_to_num(np.asarray(x, dtype=np.float32), nan=0.0, posinf=1e6, neginf=-1e6)
     return x / (1.0 + np.abs(x))
 
 

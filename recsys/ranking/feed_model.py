@@ -43,7 +43,10 @@ class _IdMap:
         return len(self.ids)
 
     def rows(self, ids: np.ndarray | list[int]) -> np.ndarray:
-        q = np.asarray(ids, dtype=np.int64).reshape(-1)
+        try:
+            q = np.asarray(ids, dtype=np.int64).reshape(-1)
+        except OverflowError:  # an id outside int64 cannot be in the map
+            q = np.array([i if -(2**63) <= i < 2**63 else -(2**63) for i in ids], dtype=np.int64)
         if len(self._sorted) == 0 or len(q) == 0:
             return np.full(len(q), -1, dtype=np.int64)
         pos = np.searchsorted(self._sorted, q)

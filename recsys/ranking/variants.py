@@ -25,12 +25,14 @@ class ScoreWeights(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    item_score: float = Field(1.0, ge=0, description="model dot product, min-max normalised per request")
-    kol_affinity: float = Field(0.5, ge=0, description="user's affinity to the promoting KOL")
-    trust: float = Field(0.4, ge=0, description="social proof: friends who bought the item")
-    category_fit: float = Field(0.2, ge=0, description="creator-category fit of the promoting KOL")
-    trending: float = Field(0.2, ge=0, description="trending / popularity score")
-    freshness: float = Field(0.1, ge=0, description="recency of the promoting post")
+    item_score: float = Field(
+        default=1.0, ge=0, description="model dot product, min-max normalised per request"
+    )
+    kol_affinity: float = Field(default=0.5, ge=0, description="user's affinity to the promoting KOL")
+    trust: float = Field(default=0.4, ge=0, description="social proof: friends who bought the item")
+    category_fit: float = Field(default=0.2, ge=0, description="creator-category fit of the promoting KOL")
+    trending: float = Field(default=0.2, ge=0, description="trending / popularity score")
+    freshness: float = Field(default=0.1, ge=0, description="recency of the promoting post")
 
 
 class CandidateCounts(BaseModel):
@@ -38,34 +40,42 @@ class CandidateCounts(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ann_k: int = Field(200, ge=0, description="FAISS nearest items to the user embedding")
-    followed_kol_posts: int = Field(100, ge=0, description="fresh posts of followed / high-affinity KOLs")
-    friends_bought: int = Field(50, ge=0, description="items the user's share-graph friends bought")
-    trending_k: int = Field(50, ge=0, description="trending items (service arg, else run popularity)")
-    explore_slots: int = Field(2, ge=0, description="page slots reserved for new / small creators")
-    posts_per_kol: int = Field(5, ge=1, description="newest posts taken from each followed KOL")
-    affinity_kols: int = Field(
-        10, ge=0, description="top-affinity (unfollowed) KOLs whose posts are candidates"
+    ann_k: int = Field(default=200, ge=0, description="FAISS nearest items to the user embedding")
+    followed_kol_posts: int = Field(
+        default=100, ge=0, description="fresh posts of followed / high-affinity KOLs"
     )
-    similar_to_recent: int = Field(20, ge=0, description="neighbours of the user's recent items")
+    friends_bought: int = Field(default=50, ge=0, description="items the user's share-graph friends bought")
+    trending_k: int = Field(default=50, ge=0, description="trending items (service arg, else run popularity)")
+    explore_slots: int = Field(default=2, ge=0, description="page slots reserved for new / small creators")
+    posts_per_kol: int = Field(default=5, ge=1, description="newest posts taken from each followed KOL")
+    affinity_kols: int = Field(
+        default=10, ge=0, description="top-affinity (unfollowed) KOLs whose posts are candidates"
+    )
+    similar_to_recent: int = Field(default=20, ge=0, description="neighbours of the user's recent items")
 
 
 class RankingVariant(BaseModel):
+    """One arm of a ranking experiment: signal weights, candidate budgets, caps and penalties."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(..., min_length=1)
     description: str = ""
-    weights: ScoreWeights = Field(default_factory=lambda: ScoreWeights.model_validate({}))
-    candidates: CandidateCounts = Field(default_factory=lambda: CandidateCounts.model_validate({}))
-    per_kol_cap: int = Field(2, ge=1, description="max entries promoted by one KOL per page")
-    per_category_cap: int = Field(4, ge=1, description="max entries of one category per page")
+    weights: ScoreWeights = Field(default_factory=ScoreWeights)
+    candidates: CandidateCounts = Field(default_factory=CandidateCounts)
+    per_kol_cap: int = Field(default=2, ge=1, description="max entries promoted by one KOL per page")
+    per_category_cap: int = Field(default=4, ge=1, description="max entries of one category per page")
     hide_demotion: float = Field(
-        0.5, ge=0, description="score subtracted for an item whose category/KOL the user recently hid"
+        default=0.5, ge=0, description="score subtracted for an item whose category/KOL the user recently hid"
     )
-    follow_bonus: float = Field(0.5, ge=0, le=1, description="affinity floor for a KOL the user follows")
-    freshness_half_life_days: float = Field(7.0, gt=0)
+    follow_bonus: float = Field(
+        default=0.5, ge=0, le=1, description="affinity floor for a KOL the user follows"
+    )
+    freshness_half_life_days: float = Field(default=7.0, gt=0)
     explore_max_followers: int = Field(
-        50, ge=0, description="a creator with at most this many followers counts as 'new' for exploration"
+        default=50,
+        ge=0,
+        description="a creator with at most this many followers counts as 'new' for exploration",
     )
 
 

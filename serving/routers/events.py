@@ -1,19 +1,27 @@
 """``POST /v1/events``: what the user did with the page, recorded so the NEXT page reflects it.
 
-Why through the store synchronously: a bought item must disappear and a hidden creator must drop
-out on the very next request, so the batch is applied before we answer 202.
+Why log first: the durable event log is the source of truth. A batch is answered 202 only after it
+is appended and fsynced (the answer carries its sequence numbers), so a Redis outage or a crash of
+this process loses no acknowledged event. It is then applied to the store at once when the store is
+up and caught up (a bought item disappears and a hidden creator drops out on the very next request),
+else the outbox replays it, in log order, when the store answers again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import Field
 
-from features.base import StoreEvent
+from features.base import FeatureStore, StoreEvent
 from features.errors import InvalidEventError, StoreUnavailable
+from features.eventlog import EventLog, EventLogError
+from features.replay import Replayer, log_and_apply
 from serving.deps import HolderDep, MetricsDep, StoreDep
 from serving.lookups import item_categories
 from serving.schemas import ErrorResponse, EventBatch, EventsAccepted
@@ -47,17 +55,82 @@ def to_store_events(batch: EventBatch, loaded: LoadedModel | None, now: float) -
     return out
 
 
+class EventsAcknowledged(EventsAccepted):
+    """``accepted`` events are durable: in the event log (``first_seq..last_seq``) before this answer."""
+
+    first_seq: int | None = Field(description="log sequence number of the first event (None: no log)")
+    last_seq: int | None = Field(description="log sequence number of the last event (None: no log)")
+    applied_to_store: bool = Field(
+        description="reads already reflect the batch; if false the replayer applies it when the store answers"
+    )
+
+
+def get_event_log(request: Request) -> EventLog | None:
+    event_log: EventLog | None = request.app.state.event_log
+    return event_log
+
+
+def get_replayer(request: Request) -> Replayer | None:
+    replayer: Replayer | None = request.app.state.replayer
+    return replayer
+
+
+EventLogDep = Annotated[EventLog | None, Depends(get_event_log)]
+ReplayerDep = Annotated[Replayer | None, Depends(get_replayer)]
+
+
 @router.post(
     "/v1/events",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=EventsAccepted,
+    response_model=EventsAcknowledged,
     responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
-    summary="Record a batch of 1–1,000 user actions",
+    summary="Record a batch of 1–1,000 user actions (durable in the event log when answered 202)",
 )
 async def post_events(
-    batch: EventBatch, store: StoreDep, holder: HolderDep, metrics: MetricsDep
-) -> EventsAccepted:
+    batch: EventBatch,
+    store: StoreDep,
+    holder: HolderDep,
+    metrics: MetricsDep,
+    event_log: EventLogDep,
+    replayer: ReplayerDep,
+) -> EventsAcknowledged:
     events = to_store_events(batch, holder.current, time.time())
+    if event_log is None or replayer is None:
+        ack = await _store_only(store, events)
+    else:
+        ack = await _logged(event_log, replayer, store, events)
+    for action, n in Counter(e.action for e in events).items():
+        metrics.events.labels(action=action).inc(n)
+    return ack
+
+
+async def _logged(
+    event_log: EventLog, replayer: Replayer, store: FeatureStore, events: list[StoreEvent]
+) -> EventsAcknowledged:
+    """Append durably (fsync) first; the store is updated now if it can be, else by the replayer.
+
+    Cancellation (request deadline, client gone) must not interrupt the append halfway between
+    "written" and "answered": the append runs in a worker thread shielded from cancellation, so an
+    event is either acknowledged and logged, or not acknowledged (and possibly logged: a retry may
+    then duplicate it, which the store tolerates for set-valued state).
+    """
+    try:
+        result = await asyncio.shield(log_and_apply(event_log, replayer, store, events))
+    except InvalidEventError as exc:
+        raise HTTPException(status_code=422, detail=f"event batch rejected: {exc}") from None
+    except (EventLogError, OSError) as exc:
+        log.error("event log append failed: %s", exc)
+        raise HTTPException(status_code=503, detail="event log unavailable; retry later") from None
+    return EventsAcknowledged(
+        accepted=result.accepted,
+        first_seq=result.first_seq,
+        last_seq=result.last_seq,
+        applied_to_store=result.applied_to_store,
+    )
+
+
+async def _store_only(store: FeatureStore, events: list[StoreEvent]) -> EventsAcknowledged:
+    """No event log configured: the store is the only copy, so a store outage is a 503."""
     try:
         await store.record_events(events)
     except InvalidEventError as exc:
@@ -65,6 +138,4 @@ async def post_events(
     except StoreUnavailable as exc:
         log.warning("events not recorded: %s", exc)
         raise HTTPException(status_code=503, detail="feature store unavailable; retry later") from None
-    for action, n in Counter(e.action for e in events).items():
-        metrics.events.labels(action=action).inc(n)
-    return EventsAccepted(accepted=len(events))
+    return EventsAcknowledged(accepted=len(events), first_seq=None, last_seq=None, applied_to_store=True)

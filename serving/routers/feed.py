@@ -1,8 +1,9 @@
 """``GET /v1/feed``: one personalised page, answered even when the feature store is down.
 
-Why the degraded path: the frontend must never show an error page because Redis hiccuped. Store
-reads get a deadline; on StoreUnavailable or timeout the page is built from the model alone (empty
-live context, run popularity as trending) and flagged ``degraded``.
+Why the degraded path: the frontend must never show an error page because Redis hiccuped. The
+three live store reads (user state, trending, friends' purchases) share a deadline; a read that fails
+or is still running then is dropped and the page is built from the others plus the model (empty live
+context, run popularity as trending), flagged ``degraded``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
@@ -63,19 +64,67 @@ async def _friends_bought(
     return counts
 
 
-async def _live_inputs(
-    store: FeatureStore, loaded: LoadedModel, user_id: int, trending_k: int, friends_limit: int
-) -> tuple[UserState, list[tuple[int, float]], dict[int, int]]:
-    state, trending, friends_bought = await asyncio.gather(
-        store.user_state(user_id),
-        store.trending(trending_k) if trending_k > 0 else _empty_trending(),
-        _friends_bought(store, loaded, user_id, friends_limit),
-    )
-    return state, trending, friends_bought
+LiveInputs = tuple[UserState, list[tuple[int, float]], dict[int, int]]
 
 
 async def _empty_trending() -> list[tuple[int, float]]:
     return []
+
+
+async def _live_inputs(
+    store: FeatureStore,
+    loaded: LoadedModel,
+    user_id: int,
+    trending_k: int,
+    friends_limit: int,
+    deadline_s: float,
+) -> tuple[LiveInputs, str | None]:
+    """Read the three live sources concurrently, each cut off at the shared deadline.
+
+    A source that fails (StoreUnavailable) or is still running at the deadline is dropped and the
+    page is built from the others; the second value names why the page is degraded (None if not).
+    Any other exception is a bug and propagates (500).
+    """
+    tasks: dict[str, asyncio.Task[Any]] = {
+        "user_state": asyncio.ensure_future(store.user_state(user_id)),
+        "trending": asyncio.ensure_future(
+            store.trending(trending_k) if trending_k > 0 else _empty_trending()
+        ),
+        "friends_bought": asyncio.ensure_future(_friends_bought(store, loaded, user_id, friends_limit)),
+    }
+    try:
+        await asyncio.wait(tasks.values(), timeout=deadline_s)
+    finally:
+        for task in tasks.values():
+            if not task.done():
+                task.cancel()
+    got: dict[str, Any] = {}
+    unavailable: list[str] = []
+    slow: list[str] = []
+    for name, task in tasks.items():
+        if not task.done() or task.cancelled():
+            slow.append(name)
+            continue
+        exc = task.exception()
+        if isinstance(exc, StoreUnavailable):
+            unavailable.append(name)
+            log.warning("feed source %s failed for user %s: %s", name, user_id, exc)
+        elif exc is not None:
+            for other in tasks.values():  # retrieve the rest so asyncio does not warn
+                if other is not task and other.done() and not other.cancelled():
+                    other.exception()
+            raise exc
+        else:
+            got[name] = task.result()
+    if slow:
+        log.warning("feed sources %s cut off at %.3fs for user %s", ",".join(slow), deadline_s, user_id)
+    reason = "store_unavailable" if unavailable else "store_timeout" if slow else None
+    inputs: LiveInputs = (
+        got.get("user_state", UserState()),
+        got.get("trending", []),
+        got.get("friends_bought", {}),
+    )
+    return inputs, reason
 
 
 @router.get(
@@ -108,24 +157,21 @@ async def get_feed(
             arm = settings.default_variant
     variant = variants[arm]
 
-    degraded_reason: str | None = None
-    try:
-        state, trending, friends_bought = await asyncio.wait_for(
-            _live_inputs(store, loaded, params.user_id, settings.trending_k, settings.friends_limit),
-            timeout=settings.request_deadline_s,
-        )
-    except StoreUnavailable as exc:
-        degraded_reason = "store_unavailable"
-        log.warning("feed degraded for user %s: %s", params.user_id, exc)
-    except TimeoutError:
-        degraded_reason = "store_timeout"
-        log.warning("feed degraded for user %s: store too slow", params.user_id)
+    (state, trending, friends_bought), degraded_reason = await _live_inputs(
+        store,
+        loaded,
+        params.user_id,
+        settings.trending_k,
+        settings.friends_limit,
+        settings.request_deadline_s,
+    )
     if degraded_reason is not None:
-        state, trending, friends_bought = UserState(), [], {}
         metrics.degraded.labels(reason=degraded_reason).inc()
 
     ctx = context_from_state(params.user_id, state)
-    entries = loaded.ranker.rank(
+    # CPU-bound ranking runs in a worker thread so the event loop keeps admitting and shedding requests.
+    entries = await asyncio.to_thread(
+        loaded.ranker.rank,
         ctx,
         variant,
         params.limit,

@@ -2,7 +2,8 @@
 
 Why two probes: liveness only says the process answers (restart if not); readiness says this
 replica can serve a personalised feed right now (model loaded AND store answering ping), so a load
-balancer stops routing to it without killing it.
+balancer stops routing to it without killing it. While the store is down the body says
+``degraded: true`` (feeds still answered from the model) and how many logged events await replay.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from serving.deps import HolderDep, MetricsDep, SettingsDep, StoreDep
@@ -28,7 +29,7 @@ async def livez() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Model loaded and feature store reachable", response_model=None)
-async def readyz(holder: HolderDep, store: StoreDep, settings: SettingsDep) -> JSONResponse:
+async def readyz(request: Request, holder: HolderDep, store: StoreDep, settings: SettingsDep) -> JSONResponse:
     reasons: list[str] = []
     loaded = holder.current
     if loaded is None:
@@ -51,8 +52,26 @@ async def readyz(holder: HolderDep, store: StoreDep, settings: SettingsDep) -> J
         "model_version": loaded.version if loaded else None,
         "run_id": loaded.run_id if loaded else None,
         "store_ok": ok,
+        # degraded: feeds are answered from the model alone and events wait in the log for the store
+        "degraded": loaded is not None and not ok,
+        "event_log": event_log_status(request),
     }
     return JSONResponse(body, status_code=200 if not reasons else 503)
+
+
+def event_log_status(request: Request) -> dict[str, object] | None:
+    """Log → store replay state (None when the service runs without an event log)."""
+    state = request.app.state
+    event_log, replayer, outbox = state.event_log, state.replayer, state.outbox
+    if event_log is None or replayer is None or outbox is None:
+        return None
+    return {
+        "last_seq": event_log.last_seq,
+        "store_position": replayer.position,
+        "pending": replayer.pending,
+        "store_rebuilds": outbox.status.rebuilds,
+        "store_synced": outbox.status.store_synced,
+    }
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

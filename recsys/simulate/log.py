@@ -1,0 +1,65 @@
+"""The simulated event log as a ``recsys.schema.EVENTS`` table, with the world's request-id scheme.
+
+Why the same scheme: attribution (``recsys.attribution``) and cascade reconstruction
+(``recsys.world.cascades``) must work on simulated logs as on generated ones. So, as in
+``recsys.world.generate``: rows are sorted by ``ts`` (ties: generation order); feed impressions and
+reactions carry ``r<n>`` (n = global feed session); shares are numbered 0, 1, 2… in file order, and
+the friend's impression of a shared post and its reactions carry ``s<n>`` (n = that share's number).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from recsys.schema import ACTION_NAMES, EVENTS
+from recsys.world.events import A_SHARE, REQ_SHARE, EventChunk
+
+
+class EventLog:
+    def __init__(self) -> None:
+        self._parts: list[EventChunk] = []
+
+    def add(self, chunk: EventChunk) -> None:
+        if len(chunk):
+            self._parts.append(chunk)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._parts)
+
+    def chunk(self) -> EventChunk:
+        """All events in file order (sorted by ts, stable)."""
+        if not self._parts:
+            return EventChunk.empty()
+        ev = EventChunk.concat(self._parts)
+        return ev.take(np.argsort(ev.ts, kind="stable"))
+
+    def table(self) -> pa.Table:
+        ev = self.chunk()
+        n = len(ev)
+        # share generation id -> rank of that share in file order
+        is_share = ev.action == A_SHARE
+        gids = ev.share_gid[is_share]
+        rank = np.full(int(gids.max()) + 1 if gids.size else 0, -1, dtype=np.int64)
+        rank[gids] = np.arange(gids.size, dtype=np.int64)
+        via_share = ev.req_kind == REQ_SHARE
+        num = ev.req_num.copy()
+        if via_share.any():
+            num[via_share] = rank[ev.req_num[via_share]]
+            if (num[via_share] < 0).any():
+                raise RuntimeError("internal error: an event refers to a share that was never logged")
+        prefix = np.where(via_share, "s", "r")
+        request_id = np.char.add(prefix, num.astype(str))
+        names = np.array(ACTION_NAMES)
+        cols = {
+            "ts": pa.array(ev.ts, pa.int64()),
+            "user_id": pa.array(ev.user, pa.int64()),
+            "item_id": pa.array(ev.item, pa.int64()),
+            "action": pa.array(names[ev.action.astype(np.int64)], pa.string()),
+            "post_id": pa.array(ev.post, pa.int64(), mask=ev.post < 0),
+            "kol_id": pa.array(ev.kol, pa.int64(), mask=ev.kol < 0),
+            "to_user_id": pa.array(ev.to_user, pa.int64(), mask=ev.to_user < 0),
+            "request_id": pa.array(request_id.tolist() if n else [], pa.string()),
+            "value": pa.array(ev.value, pa.float64(), mask=np.isnan(ev.value)),
+        }
+        return pa.table(cols, schema=EVENTS.arrow_schema())

@@ -1,0 +1,208 @@
+"""Where the service's reports read events from, and a short cache so a dashboard refresh is cheap.
+
+Why one place: the experiment readout, its time series and the KOL leaderboard all need the same
+events table; reading a large log on every HTTP request would be slow, and recomputing a report that
+nothing changed under is waste. ``KOLFEED_EVENTS_PATH`` may be
+
+- a ``.parquet``/``.csv`` events file;
+- a world directory (holds ``events.parquet``/``.csv``; its ``items``/``kols``/``follows`` tables are
+  read too, for vertical fit and followers gained);
+- the service's durable event-log directory (anything else that is a directory), read with
+  ``features.eventlog.load_event_log``.
+
+A report is computed in a worker thread (never on the event loop) and reused for ``cache_s`` seconds;
+after that it is reused again only while the files' sizes and mtimes are unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from fastapi import Request
+
+from recsys.schema import EVENTS
+
+T = TypeVar("T")
+SourceKind = Literal["file", "world", "eventlog"]
+WORLD_SIDE_TABLES = ("items", "kols", "follows")
+
+
+class EventSourceError(RuntimeError):
+    """No event source is configured, or it cannot be read (the message names the path)."""
+
+
+@dataclass(frozen=True)
+class EventTables:
+    events: pa.Table
+    items: pa.Table | None = None
+    kols: pa.Table | None = None
+    follows: pa.Table | None = None
+
+
+def source_kind(path: Path) -> SourceKind:
+    """What ``path`` holds: an events file, a world directory, or an event-log directory."""
+    from recsys.io.tables import find_table_file
+
+    if path.is_file():
+        return "file"
+    if path.is_dir():
+        return "world" if find_table_file(path, "events") is not None else "eventlog"
+    raise EventSourceError(f"{path}: event source not found (KOLFEED_EVENTS_PATH)")
+
+
+def _signature(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """Sizes and mtimes of every file under ``path``: changes whenever new events are written."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:  # a segment rotated away while we looked
+            continue
+        out.append((str(f), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _only_event_columns(table: pa.Table) -> pa.Table:
+    """Keep the ``events`` schema's columns (an event log may carry more) with integral ``ts``."""
+    keep = [c.name for c in EVENTS.columns if c.name in table.column_names]
+    table = table.select(keep)
+    if "ts" in keep and pa.types.is_floating(table.schema.field("ts").type):
+        idx = table.schema.get_field_index("ts")
+        table = table.set_column(idx, "ts", pc.cast(pc.floor(table["ts"]), pa.int64()))
+    return table
+
+
+def load_event_tables(path: Path) -> EventTables:
+    """Blocking read of the configured source (raises EventSourceError with the path on failure)."""
+    from recsys.io.errors import DataError
+    from recsys.io.tables import find_table_file, load_table
+    from recsys.schema import TABLES
+
+    kind = source_kind(path)
+    try:
+        if kind == "file":
+            return EventTables(events=load_table(path, EVENTS).table)
+        if kind == "world":
+            events_file = find_table_file(path, "events")
+            assert events_file is not None
+            side: dict[str, pa.Table | None] = {}
+            for name in WORLD_SIDE_TABLES:
+                f = find_table_file(path, name)
+                side[name] = None if f is None else load_table(f, TABLES[name]).table
+            return EventTables(events=load_table(events_file, EVENTS).table, **side)
+        try:
+            from features.eventlog import load_event_log  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            raise EventSourceError(f"{path}: looks like an event-log directory, but {exc}") from None
+        return EventTables(events=_only_event_columns(load_event_log(path)))
+    except (DataError, OSError, pa.ArrowException, ValueError) as exc:
+        raise EventSourceError(f"{path}: cannot read events ({exc})") from None
+
+
+def load_costs(path: Path) -> dict[int, float]:
+    """Creator costs from a CSV with columns ``kol_id,cost`` (for ROI = commission / cost)."""
+    import pyarrow.csv as pcsv
+
+    try:
+        table = pcsv.read_csv(
+            path,
+            convert_options=pcsv.ConvertOptions(column_types={"kol_id": pa.int64(), "cost": pa.float64()}),
+        )
+    except (pa.ArrowException, OSError) as exc:
+        raise EventSourceError(f"{path}: cannot read KOL costs ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in ("kol_id", "cost") if c not in table.column_names]
+    if missing:
+        raise EventSourceError(f"{path}: KOL costs lack column(s) {', '.join(missing)}; expected kol_id,cost")
+    if table["kol_id"].null_count or table["cost"].null_count:
+        raise EventSourceError(f"{path}: KOL costs have empty kol_id or cost values")
+    return dict(zip(table["kol_id"].to_pylist(), table["cost"].to_pylist(), strict=True))
+
+
+@dataclass
+class _Entry:
+    at: float
+    signature: Any
+    value: Any
+
+
+class EventSource:
+    """The configured events plus a per-report cache; safe to share between requests."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        cache_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.cache_s = cache_s
+        self._clock = clock
+        self._lock = threading.Lock()  # one computation at a time: 2 cores, and no duplicate work
+        self._tables: tuple[Any, EventTables] | None = None
+        self._reports: dict[Hashable, _Entry] = {}
+        self.computations = 0
+        """How many reports were computed (not served from the cache): for tests and debugging."""
+
+    @property
+    def configured(self) -> bool:
+        return self.path is not None
+
+    def _require_path(self) -> Path:
+        if self.path is None:
+            raise EventSourceError(
+                "no event source configured: set KOLFEED_EVENTS_PATH to an events file, a world "
+                "directory or the service's event-log directory"
+            )
+        return self.path
+
+    def tables(self) -> EventTables:
+        """Blocking: the current tables, re-read only when the files changed."""
+        path = self._require_path()
+        sig = _signature(path) if path.exists() else None
+        if self._tables is not None and self._tables[0] == sig:
+            return self._tables[1]
+        tables = load_event_tables(path)
+        self._tables = (sig, tables)
+        return tables
+
+    def report_sync(self, key: Hashable, compute: Callable[[EventTables], T]) -> T:
+        """Blocking: the cached report for ``key``, or ``compute(tables)`` when stale."""
+        path = self._require_path()
+        with self._lock:
+            now = self._clock()
+            entry = self._reports.get(key)
+            if entry is not None and now - entry.at < self.cache_s:
+                value: T = entry.value
+                return value
+            sig = _signature(path) if path.exists() else None
+            if entry is not None and entry.signature == sig and sig is not None:
+                entry.at = now  # nothing changed underneath: still valid
+                value = entry.value
+                return value
+            result = compute(self.tables())
+            self.computations += 1
+            self._reports[key] = _Entry(at=now, signature=sig, value=result)
+            return result
+
+    async def report(self, key: Hashable, compute: Callable[[EventTables], T]) -> T:
+        """The report for ``key``, computed in a worker thread so the event loop keeps serving feeds."""
+        return await asyncio.to_thread(self.report_sync, key, compute)
+
+
+def get_event_source(request: Request) -> EventSource:
+    """The app's event source (created on first use from the settings if the lifespan did not)."""
+    source: EventSource | None = getattr(request.app.state, "event_source", None)
+    if source is None:
+        settings = request.app.state.settings
+        source = EventSource(settings.events_path, cache_s=settings.report_cache_s)
+        request.app.state.event_source = source
+    return source

@@ -1,0 +1,118 @@
+"""``/v1/kols``: what each creator really sells (funnel, GMV direct and through shares, commission).
+
+Why here and not only in the CLI: merchants and ops look at the dashboard, not at a terminal. The
+numbers are ``recsys.attribution.kol_attribution`` over the configured event source, computed in a
+worker thread and cached briefly (``serving.event_source``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import Path as PathParam
+from pydantic import BaseModel
+
+from recsys.attribution import (
+    AttributionError,
+    AttributionReport,
+    KolReport,
+    UnattributedBucket,
+    kol_attribution,
+)
+from recsys.experiments.events import EventTableError
+from serving.deps import SettingsDep
+from serving.event_source import EventSource, EventSourceError, EventTables, get_event_source, load_costs
+from serving.schemas import INT64_MAX, ErrorResponse
+
+router = APIRouter(tags=["kols"])
+
+EventSourceDep = Annotated[EventSource, Depends(get_event_source)]
+Commission = Annotated[float | None, Query(ge=0, le=1, description="commission rate on GMV, e.g. 0.1")]
+
+
+class KolLeaderboard(BaseModel):
+    commission_rate: float | None
+    depth_limit: int
+    log_buys: int
+    log_gmv: float
+    attributed_gmv: float
+    balanced: bool
+    costs_known: bool
+    """Whether creator costs are configured (``KOLFEED_KOL_COSTS_PATH``), i.e. ROI can be computed."""
+    kols_total: int
+    kols: list[KolReport]
+    """The top ``limit`` KOLs by credited GMV."""
+    unattributed: UnattributedBucket
+
+
+async def _attribution(
+    source: EventSource, commission: float | None, costs_path: Path | None
+) -> AttributionReport:
+    def compute(tables: EventTables) -> AttributionReport:
+        return kol_attribution(
+            tables.events,
+            items=tables.items,
+            kols=tables.kols,
+            follows=tables.follows,
+            commission_rate=commission,
+            costs=None if costs_path is None else load_costs(costs_path),
+        )
+
+    try:
+        report: AttributionReport = await source.report(("kols", commission, costs_path), compute)
+    except EventSourceError as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from None
+    except (EventTableError, AttributionError) as exc:
+        raise HTTPException(status_code=503, detail=f"events unusable for attribution: {exc}") from None
+    return report
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+
+
+@router.get(
+    "/v1/kols/leaderboard",
+    response_model=KolLeaderboard,
+    responses=ERRORS,
+    summary="KOLs by credited GMV: impressions → clicks → shares → buys → GMV, via-share GMV, commission",
+)
+async def leaderboard(
+    source: EventSourceDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=1_000)] = 20,
+    commission: Commission = None,
+) -> KolLeaderboard:
+    report = await _attribution(source, commission, settings.kol_costs_path)
+    return KolLeaderboard(
+        commission_rate=report.commission_rate,
+        depth_limit=report.depth_limit,
+        log_buys=report.log_buys,
+        log_gmv=report.log_gmv,
+        attributed_gmv=report.attributed_gmv,
+        balanced=report.balanced,
+        costs_known=settings.kol_costs_path is not None,
+        kols_total=len(report.kols),
+        kols=report.kols[:limit],
+        unattributed=report.unattributed,
+    )
+
+
+@router.get(
+    "/v1/kols/{kol_id}/report",
+    response_model=KolReport,
+    responses=ERRORS,
+    summary="One KOL's attribution report",
+)
+async def kol_report(
+    kol_id: Annotated[int, PathParam(ge=0, le=INT64_MAX)],
+    source: EventSourceDep,
+    settings: SettingsDep,
+    commission: Commission = None,
+) -> KolReport:
+    report = await _attribution(source, commission, settings.kol_costs_path)
+    try:
+        return report.kol(kol_id)
+    except KeyError:
+        raise HTTPException(status_code=404, detail=f"no events for KOL {kol_id}") from None

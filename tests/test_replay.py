@@ -1,0 +1,245 @@
+"""Replay of the event log into the store: memory://, the REAL Redis (db 13), and an outage.
+
+The outage is real too: a redis:// URL at a port where nothing listens raises StoreUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from features.base import FeatureStore, StoreEvent
+from features.errors import StoreUnavailable
+from features.eventlog import EventLog, LogReader
+from features.factory import open_store
+from features.replay import POSITION_FILE, Replayer, log_and_apply, read_position, rebuild_store, run_replayer
+
+REPLAY_DB = 13
+DEAD_URL = "redis://127.0.0.1:6391/13"
+NOW = 1_700_000_000.0
+
+
+def click(i: int, user: int = 1) -> StoreEvent:
+    return StoreEvent(ts=NOW + i, user_id=user, item_id=1000 + i, action="click", kol_id=7)
+
+
+def buy(i: int, user: int = 2) -> StoreEvent:
+    return StoreEvent(ts=NOW + i, user_id=user, item_id=5000 + i, action="buy", kol_id=8, category="home")
+
+
+async def bought_count(store: FeatureStore, user: int) -> int:
+    state = await store.user_state(user, now=NOW + 10_000)
+    return len(state.bought)
+
+
+BUYERS = range(20, 25)
+
+
+async def total_bought(store: FeatureStore) -> int:
+    """Distinct bought items over the users ``fill_log`` spreads its buys across."""
+    return sum(len(s.bought) for s in await store.user_states(list(BUYERS), now=NOW + 10_000))
+
+
+@pytest.fixture
+def redis13(redis_server: str) -> Iterator[str]:
+    """Base URL of db 13 with a unique key prefix; db 13 is flushed afterwards."""
+    import redis
+
+    prefix = f"kf:test-replay-{uuid.uuid4().hex[:8]}:"
+    try:
+        yield f"{redis_server}/{REPLAY_DB}?prefix={prefix}&socket_timeout=2&socket_connect_timeout=2"
+    finally:
+        client = redis.Redis(host="127.0.0.1", port=6379, db=REPLAY_DB)
+        client.flushdb()
+        client.close()
+
+
+def fill_log(directory: Path, n_buys: int, batch: int = 37) -> EventLog:
+    log = EventLog(directory, fsync=False, segment_bytes=8192)
+    events = [buy(i, user=BUYERS[i % len(BUYERS)]) for i in range(n_buys)]
+    for start in range(0, n_buys, batch):
+        log.append_batch(events[start : start + batch])
+    return log
+
+
+async def test_replay_into_memory_store_in_batches_and_is_idempotent_per_call(tmp_path: Path) -> None:
+    log = fill_log(tmp_path, 1234)
+    store = open_store("memory://")
+    replayer = Replayer(log, fsync=False)
+    assert replayer.position == 0 and replayer.pending == 1234
+    first = await replayer.replay_pending(store)
+    assert (first.applied, first.batches, first.position, first.pending, first.stopped) == (
+        1234,
+        3,
+        1234,
+        0,
+        None,
+    )
+    assert await total_bought(store) == 1234
+    again = await replayer.replay_pending(store)
+    assert (again.applied, again.batches) == (0, 0)
+    assert read_position(tmp_path / POSITION_FILE) == 1234
+    # A new Replayer (after a restart) resumes from the stored position.
+    log.append_batch([buy(5000, user=BUYERS[0])])
+    later = await Replayer(log, fsync=False).replay_pending(store)
+    assert (later.applied, later.position) == (1, 1235)
+    assert await total_bought(store) == 1235
+    log.close()
+
+
+async def test_unavailable_store_leaves_position_then_real_redis_gets_everything(
+    tmp_path: Path, redis13: str
+) -> None:
+    log = fill_log(tmp_path, 777)
+    replayer = Replayer(log)
+    dead = open_store(DEAD_URL)
+    try:
+        result = await replayer.replay_pending(dead)
+    finally:
+        await dead.close()
+    assert result.applied == 0 and result.position == 0 and result.pending == 777
+    assert result.stopped is not None and "unavailable" in result.stopped
+    assert read_position(tmp_path / POSITION_FILE) == 0
+
+    live = open_store(redis13)
+    try:
+        result = await replayer.replay_pending(live)
+        assert (result.applied, result.position, result.pending, result.stopped) == (777, 777, 0, None)
+        assert await total_bought(live) == 777
+        assert read_position(tmp_path / POSITION_FILE) == 777
+    finally:
+        await live.clear()
+        await live.close()
+        log.close()
+
+
+async def test_log_and_apply_keeps_order_through_an_outage(tmp_path: Path) -> None:
+    log = EventLog(tmp_path, fsync=False)
+    replayer = Replayer(log, fsync=False)
+    memory = open_store("memory://")
+    dead = open_store(DEAD_URL)
+
+    ok = await log_and_apply(log, replayer, memory, [click(0), click(1)])
+    assert (ok.accepted, ok.applied_to_store, ok.first_seq, ok.last_seq) == (2, True, 1, 2)
+    assert replayer.position == 2
+
+    down = await log_and_apply(log, replayer, dead, [buy(2)])
+    assert (down.accepted, down.applied_to_store) == (1, False)
+    assert replayer.position == 2 and replayer.pending == 1
+    await dead.close()
+
+    # The store is back, but seq 3 is still pending: the new batch must NOT jump the queue.
+    behind = await log_and_apply(log, replayer, memory, [buy(3)])
+    assert (behind.accepted, behind.applied_to_store) == (1, False)
+    assert replayer.position == 2 and await bought_count(memory, 2) == 0
+
+    caught_up = await replayer.replay_pending(memory)
+    assert (caught_up.applied, caught_up.position) == (2, 4)
+    assert await bought_count(memory, 2) == 2
+    direct = await log_and_apply(log, replayer, memory, [buy(4)])
+    assert direct.applied_to_store and replayer.position == 5
+    assert [seq for seq, _ in log.iter_events()] == [1, 2, 3, 4, 5]
+    log.close()
+
+
+async def test_background_replayer_applies_pending_events_when_store_returns(tmp_path: Path) -> None:
+    class Flaky:
+        """A memory store that is 'down' until switched on (the outage itself is tested on Redis)."""
+
+        def __init__(self) -> None:
+            self.inner = open_store("memory://")
+            self.url = "flaky://"
+            self.up = False
+
+        async def record_events(self, events: list[StoreEvent]) -> None:
+            if not self.up:
+                raise StoreUnavailable("down for the test")
+            await self.inner.record_events(events)
+
+    log = EventLog(tmp_path, fsync=False)
+    replayer = Replayer(log, fsync=False)
+    flaky = Flaky()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_replayer(flaky, replayer, 0.02, stop))  # type: ignore[arg-type]
+    for i in range(10):
+        result = await log_and_apply(log, replayer, flaky, [buy(i)])  # type: ignore[arg-type]
+        assert result.accepted == 1 and not result.applied_to_store
+    await asyncio.sleep(0.1)
+    assert replayer.position == 0
+    flaky.up = True
+    for _ in range(200):
+        if replayer.position == 10:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert replayer.position == 10
+    assert await bought_count(flaky.inner, 2) == 10
+    log.close()
+
+
+async def test_rebuild_store_clears_and_replays_everything(tmp_path: Path) -> None:
+    fill_log(tmp_path, 600).close()
+    store = open_store("memory://")
+    await store.record_events([buy(9999, user=3)])  # stale data the rebuild must drop
+    result = await rebuild_store(tmp_path, store, clear=True, progress=False)
+    assert (result.replayed, result.position, result.cleared) == (600, 600, True)
+    assert await total_bought(store) == 600
+    assert await bought_count(store, 3) == 0
+    assert read_position(tmp_path / POSITION_FILE) == 600
+
+
+async def test_rebuild_into_unavailable_store_raises(tmp_path: Path) -> None:
+    fill_log(tmp_path, 10).close()
+    dead = open_store(DEAD_URL)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await rebuild_store(tmp_path, dead, clear=False, progress=False)
+    finally:
+        await dead.close()
+
+
+def test_cli_store_rebuild_against_real_redis(tmp_path: Path, redis13: str) -> None:
+    log_dir = tmp_path / "log"
+    fill_log(log_dir, 321).close()
+    cmd = [sys.executable, "-m", "kolfeed.cli", "store", "rebuild", "--log", str(log_dir), "--store", redis13]
+    done = subprocess.run([*cmd, "--clear"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "321 events replayed" in done.stdout and "position=321" in done.stdout
+
+    async def check() -> int:
+        store = open_store(redis13)
+        try:
+            return await total_bought(store)
+        finally:
+            await store.close()
+
+    assert asyncio.run(check()) == 321
+    assert json.loads((log_dir / POSITION_FILE).read_text())["seq"] == 321
+    assert LogReader(log_dir).end_seq() == 321
+
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kolfeed.cli",
+            "store",
+            "rebuild",
+            "--log",
+            str(tmp_path / "nope"),
+            "--store",
+            redis13,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1
+    assert "does not exist" in bad.stderr and "Traceback" not in bad.stderr

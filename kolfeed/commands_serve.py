@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
         from pydantic import SecretStr, ValidationError
 
-        from features.errors import StoreConfigError, StoreUnavailable
+        from features.errors import StoreAuthError, StoreConfigError, StoreUnavailable
         from features.factory import open_store, redact_url
         from recsys.artifacts import ArtifactError, newest_run
         from recsys.ranking.variants import VariantError, load_variants
@@ -80,7 +80,12 @@ def register(app: typer.Typer) -> None:
         async def check_store() -> bool:
             st = open_store(store)
             try:
-                return await st.ping()
+                if await st.ping():
+                    return True
+                await st.trending(1)  # ping never raises; a read tells a wrong password from an outage
+                return False
+            except StoreAuthError:
+                raise
             except StoreUnavailable:
                 return False
             finally:
@@ -88,6 +93,9 @@ def register(app: typer.Typer) -> None:
 
         try:
             store_ok = asyncio.run(check_store())
+        except StoreAuthError as exc:
+            _fail(f"store {redact_url(store)} refused our credentials: {exc}")
+            return
         except StoreConfigError as exc:
             _fail(f"bad --store URL: {exc}")
             return

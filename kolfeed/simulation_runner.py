@@ -38,7 +38,7 @@ from recsys.ranking.feed_model import FeedModel
 from recsys.ranking.variants import RankingVariant
 from recsys.schema import ACTION_NAMES
 from recsys.simulate.config import SimConfig, SimulationError
-from recsys.simulate.engine import Page, Simulation, Step
+from recsys.simulate.engine import Page, Simulation
 from recsys.simulate.schedule import sample_users
 from recsys.world.config import DAY
 from recsys.world.events import EventChunk
@@ -344,7 +344,7 @@ def run_simulation(
         "config": cfg.model_dump(),
         "start_ts": start,
         "end_ts": sim.end_ts,
-        "users_sampled": int(len(users)),
+        "users_sampled": len(users),
         "users_per_arm": {a.name: int((user_arm == k).sum()) for k, a in enumerate(experiment.arms)},
         "events": table.num_rows,
         "stats": asdict(sim.stats),

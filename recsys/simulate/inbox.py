@@ -53,4 +53,4 @@ class ShareInbox:
 
     def undelivered(self) -> int:
         """Shares to simulated users still waiting (their friend had no later session)."""
-        return int(len(self._pending["to_user"]))
+        return len(self._pending["to_user"])

@@ -90,9 +90,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2) from None
         typer.echo(format_readout(result.report))
-        st = result.meta["stats"]
+        meta, st = result.meta, result.meta["stats"]
         typer.echo(
-            f"{result.meta['users_sampled']} users, {st['sessions']} sessions, {result.meta['events']} events, "
-            f"{st['shares_delivered']} shares seen by simulated friends; {result.meta['wall_seconds']:.1f} s"
+            f"{meta['users_sampled']} users, {st['sessions']} sessions, {meta['events']} events, "
+            f"{st['shares_delivered']} shares seen by simulated friends; {meta['wall_seconds']:.1f} s"
         )
         typer.echo(str(out))

@@ -53,8 +53,10 @@ def rebuild(
         False, "--clear", help="drop the store's keys (its prefix only) first; use unless the store is empty"
     ),
 ) -> None:
-    """Replay the whole event log into the store. Run it with the service stopped (it takes the
-    log's writer lock). Exit 1 if the store or the log fails, 2 if the URL is wrong."""
+    """Replay the whole event log into the store (run it with the service stopped).
+
+    It takes the log's writer lock. Exit 1 if the store or the log fails, 2 if the URL is wrong.
+    """
     import asyncio
 
     from features.errors import StoreConfigError, StoreError

@@ -8,7 +8,8 @@ nothing changed under is waste. ``KOLFEED_EVENTS_PATH`` may be
 - a world directory (holds ``events.parquet``/``.csv``; its ``items``/``kols``/``follows`` tables are
   read too, for vertical fit and followers gained);
 - the service's durable event-log directory (anything else that is a directory), read with
-  ``features.eventlog.load_event_log``.
+  ``features.eventlog.load_event_log``. Without ``KOLFEED_EVENTS_PATH`` the service's own event log
+  (``KOLFEED_EVENT_LOG_DIR``) is used, so reports cover what this service has acknowledged.
 
 A report is computed in a worker thread (never on the event loop) and reused for ``cache_s`` seconds;
 after that it is reused again only while the files' sizes and mtimes are unchanged.
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import Request
 
+from recsys.io.tables import find_table_file
 from recsys.schema import EVENTS
 
 T = TypeVar("T")
@@ -49,8 +51,6 @@ class EventTables:
 
 def source_kind(path: Path) -> SourceKind:
     """What ``path`` holds: an events file, a world directory, or an event-log directory."""
-    from recsys.io.tables import find_table_file
-
     if path.is_file():
         return "file"
     if path.is_dir():
@@ -59,8 +59,16 @@ def source_kind(path: Path) -> SourceKind:
 
 
 def _signature(path: Path) -> tuple[tuple[str, int, int], ...]:
-    """Sizes and mtimes of every file under ``path``: changes whenever new events are written."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    """Sizes and mtimes of the files holding events under ``path``: changes when events are written.
+
+    In an event-log directory only the segments count (``LOCK``/``replay.pos`` change without new events).
+    """
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        if find_table_file(path, "events") is None:
+            files = [f for f in files if f.suffix == ".log"]
     out = []
     for f in files:
         try:
@@ -84,7 +92,7 @@ def _only_event_columns(table: pa.Table) -> pa.Table:
 def load_event_tables(path: Path) -> EventTables:
     """Blocking read of the configured source (raises EventSourceError with the path on failure)."""
     from recsys.io.errors import DataError
-    from recsys.io.tables import find_table_file, load_table
+    from recsys.io.tables import load_table
     from recsys.schema import TABLES
 
     kind = source_kind(path)
@@ -100,7 +108,7 @@ def load_event_tables(path: Path) -> EventTables:
                 side[name] = None if f is None else load_table(f, TABLES[name]).table
             return EventTables(events=load_table(events_file, EVENTS).table, **side)
         try:
-            from features.eventlog import load_event_log  # type: ignore[import-not-found,unused-ignore]
+            from features.eventlog import load_event_log
         except ImportError as exc:
             raise EventSourceError(f"{path}: looks like an event-log directory, but {exc}") from None
         return EventTables(events=_only_event_columns(load_event_log(path)))
@@ -198,11 +206,22 @@ class EventSource:
         return await asyncio.to_thread(self.report_sync, key, compute)
 
 
+def configured_events_path(settings: Any) -> Path | None:
+    """``events_path`` if set, else the service's own durable event log (``event_log_dir``), else None."""
+    path: Path | None = settings.events_path
+    if path is None:
+        path = getattr(settings, "event_log_dir", None)
+    return path
+
+
+def event_source_for(settings: Any) -> EventSource:
+    return EventSource(configured_events_path(settings), cache_s=settings.report_cache_s)
+
+
 def get_event_source(request: Request) -> EventSource:
     """The app's event source (created on first use from the settings if the lifespan did not)."""
     source: EventSource | None = getattr(request.app.state, "event_source", None)
     if source is None:
-        settings = request.app.state.settings
-        source = EventSource(settings.events_path, cache_s=settings.report_cache_s)
+        source = event_source_for(request.app.state.settings)
         request.app.state.event_source = source
     return source

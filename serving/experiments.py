@@ -19,7 +19,7 @@ from recsys.experiments.assignment import active
 from recsys.experiments.config import ExperimentConfig, ExperimentConfigError, load_experiments
 from recsys.ranking.variants import RankingVariant
 from serving import arms
-from serving.event_source import EventSource
+from serving.event_source import event_source_for
 from serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ async def experiments_lifespan(app: FastAPI) -> AsyncIterator[None]:
     experiments = load_serving_experiments(settings.experiments_dir, variants)
     variants.update(arm_aliases(experiments, variants))
     app.state.experiments = experiments
-    app.state.event_source = EventSource(settings.events_path, cache_s=settings.report_cache_s)
+    app.state.event_source = event_source_for(settings)
     arms.install(experiments)
     running = [e.name for e in experiments.values() if active(e)]
     log.info(

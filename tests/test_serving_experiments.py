@@ -161,6 +161,7 @@ def make_settings(runs_root: Path, ranking_dir: Path, **changes: Any) -> Setting
         "ranking_dir": ranking_dir,
         "store_url": "memory://",
         "request_deadline_s": 5.0,
+        "event_log_dir": runs_root.parent / "eventlog",  # never the repo's var/eventlog
     }
     data.update(changes)
     return Settings(**data)
@@ -348,7 +349,8 @@ def test_timeseries_merges_buckets_beyond_max_points(exp_dir: Path, events_file:
 async def test_reports_without_event_source_are_503(
     runs_root: Path, ranking_dir: Path, exp_dir: Path
 ) -> None:
-    async with running(make_settings(runs_root, ranking_dir, experiments_dir=exp_dir)) as (_app, client):
+    settings = make_settings(runs_root, ranking_dir, experiments_dir=exp_dir, event_log_dir=None)
+    async with running(settings) as (_app, client):
         for url in ("/v1/experiments/kolw/report", "/v1/kols/leaderboard", "/v1/kols/10/report"):
             r = await client.get(url)
             assert r.status_code == 503 and "KOLFEED_EVENTS_PATH" in r.json()["detail"], url
@@ -402,6 +404,41 @@ async def test_kol_endpoints_known_answers(runs_root: Path, ranking_dir: Path, t
     async with running(settings) as (_app, client):
         r = await client.get("/v1/kols/leaderboard")
     assert r.status_code == 503 and "costs.csv" in r.json()["detail"] and "kol_id" in r.json()["detail"]
+
+
+async def test_events_posted_to_the_service_reach_the_readout(
+    runs_root: Path, ranking_dir: Path, exp_dir: Path
+) -> None:
+    """Feed → events with the page's request_id → the service's own event log → the arm's readout."""
+    settings = make_settings(runs_root, ranking_dir, experiments_dir=exp_dir, report_cache_s=0)
+    exp = load_experiments(exp_dir)["kolw"]
+    expected: dict[str, list[int]] = {"control": [0, 0, 0], "nokol": [0, 0, 0]}  # users, impressions, clicks
+    async with running(settings) as (_app, client):
+        for u in range(200, 240):
+            page = await feed(client, u, limit=4)
+            arm = page["arm"].split(":")[1]
+            events = [
+                {
+                    "user_id": u,
+                    "item_id": e["item_id"],
+                    "kol_id": e["kol_id"],
+                    "action": "impression",
+                    "request_id": page["request_id"],
+                }
+                for e in page["items"]
+            ]
+            clicks = 1 + u % 2 if arm == "nokol" else u % 2
+            events += [{**ev, "action": "click"} for ev in events[:clicks]]
+            assert (await client.post("/v1/events", json={"events": events})).status_code == 202
+            expected[arm][0] += 1
+            expected[arm][1] += len(page["items"])
+            expected[arm][2] += clicks
+        report = (await client.get("/v1/experiments/kolw/report")).json()
+        kols = (await client.get("/v1/kols/leaderboard", params={"limit": 100})).json()
+    for a in report["arms"]:
+        assert [a["users"], a["impressions"], a["clicks"]] == expected[a["name"]], a["name"]
+        assert a["name"] == assign(200, exp) or a["users"] > 0
+    assert sum(k["impressions"] for k in kols["kols"]) == expected["control"][1] + expected["nokol"][1]
 
 
 # ----------------------------------------------------------------------------------------- event source

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parents[2]
 
 
 class HarnessError(RuntimeError):
@@ -144,7 +145,7 @@ class ServiceProcess:
     def start(self, wait: bool = True, timeout_s: float = 60) -> ServiceProcess:
         env = {**os.environ, "KOLFEED_EVENT_LOG_DIR": str(self.config.event_log_dir), **self.config.env}
         out = open(self.config.log_path, "ab") if self.config.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         if wait:
             _wait(self.answers, timeout_s, f"feed service on port {self.port}", self.proc)
         return self

@@ -7,7 +7,7 @@ PORT ?= 8000
 WORLD ?= worlds/demo
 RUNS ?= runs
 
-.PHONY: install demo test lint typecheck pytest clean
+.PHONY: install demo test lint typecheck pytest clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,10 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest
+
+# Debian's chromium for tests/test_dashboard_browser.py (the tests skip without it; they never install it).
+browser:
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

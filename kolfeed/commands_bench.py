@@ -124,3 +124,107 @@ def train_command(
             f"world/{out['world']['scale']} {r['model']:<12} {r['graph']:<16} "
             f"buy_recall@20={r['buy_recall@20']:.4f} recall@20={r['recall@20']:.4f}"
         )
+
+
+@bench_app.command("serve")
+def serve_command(
+    items: int = typer.Option(1_000_000, help="synthetic catalog size"),
+    users: int = typer.Option(100_000, help="synthetic users (all with recent activity in Redis)"),
+    kols: int = typer.Option(20_000, help="synthetic creators"),
+    dim: int = typer.Option(64, help="embedding width"),
+    factory: str = typer.Option("HNSW32", help="FAISS factory string of the served index"),
+    rate: float = typer.Option(500.0, help="open-loop request rate of the main run (req/s)"),
+    duration: float = typer.Option(60.0, help="seconds of the main run"),
+    step_rates: str = typer.Option(
+        "250,500,750,1000,1250,1500,2000,2500", help="rates stepped up to find the max sustainable one"
+    ),
+    step_duration: float = typer.Option(15.0, help="seconds per step"),
+    redis: str = typer.Option(
+        "redis://127.0.0.1:6379/12", help="Redis db for the benchmark (own key prefix)"
+    ),
+    events_per_user: int = typer.Option(16, help="recent events written to Redis per user"),
+    calls: int = typer.Option(1000, help="in-process calls timed (rank, handler, ASGI)"),
+    results: str = typer.Option("bench/results", help="directory for serve.json and serve.png"),
+    workdir: str = typer.Option("", help="keep the run directory here (default: a temp dir, removed)"),
+) -> None:
+    """Feed-service speed: in-process vs HTTP latency, max throughput, recall@100, server memory."""
+    import sys
+
+    from kolfeed.bench.harness import HarnessError
+    from kolfeed.bench.serve import BenchServeError, ServeBenchConfig, run
+    from recsys.artifacts import ArtifactError
+    from recsys.index import IndexBuildError
+
+    try:
+        rates = [float(x) for x in step_rates.split(",") if x.strip()]
+    except ValueError:
+        typer.echo(f"error: --step-rates {step_rates!r}: expected comma-separated numbers", err=True)
+        raise typer.Exit(code=2) from None
+    cfg = ServeBenchConfig(
+        items=items,
+        users=users,
+        kols=kols,
+        dim=dim,
+        factory=factory,
+        redis_url=redis,
+        events_per_user=events_per_user,
+        rate=rate,
+        duration_s=duration,
+        step_rates=rates,
+        step_duration_s=step_duration,
+        in_process_calls=calls,
+        workdir=Path(workdir) if workdir else None,
+    )
+    try:
+        report = run(cfg, Path(results), command=" ".join(["kolfeed", *sys.argv[1:]]))
+    except (BenchServeError, HarnessError, ArtifactError, IndexBuildError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(json.dumps(report["summary"], indent=2))
+
+
+@bench_app.command("chaos")
+def chaos_command(
+    run: str = typer.Option("", help="run directory to serve (default: build world tiny + graph filter)"),
+    results: str = typer.Option("bench/results", help="directory for chaos.json and chaos.png"),
+    feed_requests: int = typer.Option(3000, min=1, help="outage: feed requests offered"),
+    event_batches: int = typer.Option(1000, min=1, help="outage: event batches offered"),
+    events_per_batch: int = typer.Option(10, min=1, max=1000),
+    duration: float = typer.Option(15.0, min=1.0, help="outage: seconds the load lasts"),
+    down: float = typer.Option(5.0, min=0.1, help="outage: seconds Redis stays down"),
+    overload_seconds: float = typer.Option(6.0, min=1.0, help="overload: seconds at 3x the capacity"),
+) -> None:
+    """Kill Redis mid-load, SIGKILL the service mid-ingest, and overload it 3x: what survives."""
+    from kolfeed.bench.chaos import KillParams, OutageParams, OverloadParams, run_all
+    from kolfeed.bench.harness import HarnessError
+
+    outage = OutageParams(
+        feed_requests=feed_requests,
+        event_batches=event_batches,
+        events_per_batch=events_per_batch,
+        duration_s=duration,
+        kill_at_s=duration * 0.3,
+        down_s=down,
+    )
+    kill = KillParams(writers=16, events_per_batch=events_per_batch, kill_after_s=3.0)
+    overload = OverloadParams(measure_s=3.0, overload_s=overload_seconds)
+    try:
+        out = run_all(Path(run) if run else None, Path(results), outage, kill, overload)
+    except (HarnessError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    f, e, k, o = out["outage"]["feed"], out["outage"]["events"], out["sigkill"], out["overload"]
+    typer.echo(
+        f"outage: feed sent={f['sent']} answered={f['answered']} degraded={f['degraded']} "
+        f"errors={f['errors']} p99={f['latency']['p99_ms']}ms | events acknowledged={e['acknowledged']} "
+        f"recovered_in_store={e['recovered_in_store']} in_log={e['in_log']}"
+    )
+    typer.echo(
+        f"sigkill: events acknowledged={k['acknowledged']} in_log_at_acked_seq={k['in_log_at_acked_seq']} "
+        f"logged_unacknowledged={k['unacknowledged_but_logged']}"
+    )
+    typer.echo(
+        f"overload: sustainable={o['sustainable_rps']} req/s offered={o['offered_rps']} req/s "
+        f"accepted={o['accepted']} (p99 {o['accepted_latency']['p99_ms']}ms) 503={o['rejected_503']} "
+        f"(p99 {o['rejected_latency']['p99_ms']}ms) timeouts={o['client_timeouts']}"
+    )

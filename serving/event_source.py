@@ -11,7 +11,8 @@ nothing changed under is waste. ``KOLFEED_EVENTS_PATH`` may be
   ``features.eventlog.load_event_log``. Without ``KOLFEED_EVENTS_PATH`` the service's own event log
   (``KOLFEED_EVENT_LOG_DIR``) is used, so reports cover what this service has acknowledged.
 
-A report is computed in a worker thread (never on the event loop) and reused for ``cache_s`` seconds;
+A report is computed on a dedicated worker thread (never on the event loop, never in the default pool
+the event log appends use) and reused for ``cache_s`` seconds;
 after that it is reused again only while the files' sizes and mtimes are unchanged.
 """
 
@@ -21,6 +22,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -157,6 +159,7 @@ class EventSource:
         self._lock = threading.Lock()  # one computation at a time: 2 cores, and no duplicate work
         self._tables: tuple[Any, EventTables] | None = None
         self._reports: dict[Hashable, _Entry] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kolfeed-reports")
         self.computations = 0
         """How many reports were computed (not served from the cache): for tests and debugging."""
 
@@ -202,8 +205,16 @@ class EventSource:
             return result
 
     async def report(self, key: Hashable, compute: Callable[[EventTables], T]) -> T:
-        """The report for ``key``, computed in a worker thread so the event loop keeps serving feeds."""
-        return await asyncio.to_thread(self.report_sync, key, compute)
+        """The report for ``key``, computed on this source's own worker thread.
+
+        Not ``asyncio.to_thread``: the default pool also runs the event log's appends, and a queue of
+        slow dashboard reports there would delay acknowledging events.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.report_sync, key, compute)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def configured_events_path(settings: Any) -> Path | None:

@@ -96,3 +96,4 @@ async def experiments_lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         arms.install({})
+        app.state.event_source.close()

@@ -51,7 +51,11 @@ class ConcurrencyLimiter:
         self.timed_out = 0
 
     async def acquire(self) -> None:
-        if self.waiting >= self.config.max_waiting and self._slots.locked():
+        if not self._slots.locked():
+            await self._slots.acquire()  # a free slot: taken at once, without suspending
+            self.inflight += 1
+            return
+        if self.waiting >= self.config.max_waiting:
             self.shed += 1
             raise Overloaded("wait queue full")
         self.waiting += 1
@@ -184,4 +188,4 @@ class _ReliabilityCollector:
 
 
 def register_reliability_metrics(metrics: ServiceMetrics, app: Any) -> None:
-    metrics.registry.register(_ReliabilityCollector(app))  # type: ignore[arg-type]
+    metrics.registry.register(_ReliabilityCollector(app))

@@ -437,7 +437,8 @@ async def test_events_posted_to_the_service_reach_the_readout(
         kols = (await client.get("/v1/kols/leaderboard", params={"limit": 100})).json()
     for a in report["arms"]:
         assert [a["users"], a["impressions"], a["clicks"]] == expected[a["name"]], a["name"]
-        assert a["name"] == assign(200, exp) or a["users"] > 0
+        assert a["users"] > 0
+    assert f"kolw:{assign(200, exp)}" == arms.choose_arm(200, experiments={"kolw": exp})
     assert sum(k["impressions"] for k in kols["kols"]) == expected["control"][1] + expected["nokol"][1]
 
 

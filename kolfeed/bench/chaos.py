@@ -15,9 +15,10 @@ tests (small counts); each scenario returns plain numbers, checked by the caller
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ USER_BASE = 5_000_000
 ITEM_BASE = 7_000_000
 EVENTS_PER_USER = 20
 """Distinct items per synthetic user (far below the store's per-user bounds, so nothing is trimmed)."""
+WARMUP_REQUESTS = 20
+"""Feed requests sent (and not counted) before the outage load starts."""
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -58,18 +61,11 @@ def make_batch(index: int, size: int, n_users: int) -> list[dict[str, Any]]:
     return out
 
 
-@dataclass
-class Timeline:
-    """Open-loop schedule: (time offset, kind, index), sorted by time."""
-
-    entries: list[tuple[float, str, int]] = field(default_factory=list)
-
-
 async def run_open_loop(
-    schedule: list[tuple[float, str, int]], fire: Callable[[str, int], Awaitable[None]]
+    schedule: list[tuple[float, str, int]], fire: Callable[[str, int], Coroutine[Any, Any, None]]
 ) -> None:
     t0 = time.perf_counter()
-    tasks = []
+    tasks: list[asyncio.Task[None]] = []
     for offset, kind, index in schedule:
         delay = t0 + offset - time.perf_counter()
         if delay > 0:
@@ -117,6 +113,8 @@ async def _outage(run_dir: Path, work: Path, p: OutageParams, ranking_dir: Path 
     try:
         await asyncio.to_thread(svc.start)
         client = RawClient(svc.port, timeout_s=10.0, max_connections=256)
+        for i in range(WARMUP_REQUESTS):  # cold start (connections, first ANN search) is not the outage
+            await client.request("GET", f"/v1/feed?user_id={USER_BASE + i}&limit=10")
         t_start = time.perf_counter()
 
         async def fire(kind: str, i: int) -> None:
@@ -382,3 +380,125 @@ def overload_scenario(
     run_dir: Path, work: Path, params: OverloadParams | None = None, ranking_dir: Path | None = None
 ) -> dict[str, Any]:
     return asyncio.run(_overload(run_dir, work, params or OverloadParams(), ranking_dir))
+
+
+# ------------------------------------------------------------------ the benchmark report
+def build_run(work: Path) -> Path:
+    """A small trained run for the service (world tiny + graph filter), made with the real CLI."""
+    import subprocess
+    import sys
+
+    from kolfeed.bench.harness import REPO
+
+    world, runs = work / "world", work / "runs"
+    kolfeed = [sys.executable, "-m", "kolfeed.cli"]
+    subprocess.run(
+        [*kolfeed, "world", "--scale", "tiny", "--seed", "7", "--out", str(world)], check=True, cwd=REPO
+    )
+    config = REPO / "configs" / "train" / "world_graphfilter.yaml"
+    subprocess.run(
+        [*kolfeed, "train", str(config), "--set", f"data.path={world}", "--out", str(runs)],
+        check=True,
+        cwd=REPO,
+    )
+    return max(p for p in runs.iterdir() if p.is_dir())
+
+
+def run_all(
+    run_dir: Path | None,
+    results_dir: Path,
+    outage: OutageParams,
+    kill: KillParams,
+    overload: OverloadParams,
+) -> dict[str, Any]:
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="kolfeed-chaos-"))
+    try:
+        run = run_dir if run_dir is not None else build_run(work / "build")
+        parts: dict[str, dict[str, Any]] = {}
+        for name in ("outage", "sigkill", "overload"):
+            (work / name).mkdir()
+        parts["outage"] = outage_scenario(run, work / "outage", outage)
+        parts["sigkill"] = sigkill_scenario(run, work / "sigkill", kill)
+        parts["overload"] = overload_scenario(run, work / "overload", overload)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    points = parts["outage"].pop("feed_points")
+    result = {
+        "benchmark": "chaos",
+        "run": str(run_dir)
+        if run_dir is not None
+        else "world tiny seed 7 + world_graphfilter (built for the run)",
+        "params": {
+            "outage": outage.__dict__,
+            "sigkill": kill.__dict__,
+            "overload": overload.__dict__,
+        },
+        **parts,
+    }
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "chaos.json").write_text(json.dumps(result, indent=2) + "\n")
+    _plot(result, points, results_dir / "chaos.png")
+    return result
+
+
+def _plot(result: dict[str, Any], points: list[tuple[float, float, int, bool]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    ax = axes[0]
+    for degraded, color, label in ((False, "tab:blue", "personalised"), (True, "tab:orange", "degraded")):
+        xs = [p[0] for p in points if p[3] == degraded and p[2] == 200]
+        ys = [p[1] for p in points if p[3] == degraded and p[2] == 200]
+        ax.scatter(xs, ys, s=4, color=color, label=label)
+    bad = [p for p in points if p[2] != 200]
+    if bad:
+        ax.scatter([p[0] for p in bad], [p[1] for p in bad], s=12, color="red", marker="x", label="error")
+    tl = result["outage"]["timeline_s"]
+    for key, style in (("redis_killed_s", "--"), ("redis_restarted_s", ":")):
+        if key in tl:
+            ax.axvline(tl[key], color="black", linestyle=style, label=key.replace("_s", "").replace("_", " "))
+    ax.set_yscale("log")
+    ax.set_xlabel("time since load start (s)")
+    ax.set_ylabel("feed latency (ms)")
+    ax.set_title("Redis killed + restarted empty mid-load")
+    ax.legend(fontsize=8)
+
+    ax = axes[1]
+    o, k = result["outage"]["events"], result["sigkill"]
+    labels = [
+        "outage:\nacknowledged",
+        "outage:\nin store after",
+        "sigkill:\nacknowledged",
+        "sigkill:\nin log after",
+    ]
+    values = [o["acknowledged"], o["recovered_in_store"], k["acknowledged"], k["in_log_at_acked_seq"]]
+    ax.bar(labels, values, color=["tab:gray", "tab:green", "tab:gray", "tab:green"])
+    for i, v in enumerate(values):
+        ax.text(i, v, f"{v:,}", ha="center", va="bottom", fontsize=9)
+    ax.set_ylabel("events")
+    ax.set_title("acknowledged events vs recovered")
+
+    ax = axes[2]
+    ov = result["overload"]
+    names = ["accepted p50", "accepted p99", "503 p50", "503 p99"]
+    vals = [
+        ov["accepted_latency"]["p50_ms"],
+        ov["accepted_latency"]["p99_ms"],
+        ov["rejected_latency"]["p50_ms"],
+        ov["rejected_latency"]["p99_ms"],
+    ]
+    ax.bar(names, [v or 0 for v in vals], color=["tab:blue", "tab:blue", "tab:red", "tab:red"])
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(
+        f"overload {ov['offered_rps']:.0f} req/s offered (3x {ov['sustainable_rps']:.0f}):\n"
+        f"{ov['accepted']} accepted, {ov['rejected_503']} x 503, {ov['client_timeouts']} timeouts"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,19 @@ from recsys.ranking.variants import RankingVariant
 from recsys.schema import CATEGORIES
 
 
-def synthetic_model(
+@dataclass
+class SyntheticWorld:
+    """The raw arrays and world tables behind :func:`synthetic_model` (to write them as a run directory)."""
+
+    user_emb: np.ndarray
+    item_emb: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    item_popularity: np.ndarray
+    tables: dict[str, dict[str, np.ndarray]]
+
+
+def synthetic_world(
     n_items: int = 100_000,
     n_users: int = 20_000,
     n_kols: int = 2_000,
@@ -32,9 +45,8 @@ def synthetic_model(
     follows_per_user: int = 10,
     friends_per_user: int = 10,
     buys_per_user: int = 5,
-    factory: str = "Flat",
     seed: int = 0,
-) -> FeedModel:
+) -> SyntheticWorld:
     rng = np.random.default_rng(seed)
     item_emb = rng.standard_normal((n_items, dim), dtype=np.float32) / np.sqrt(dim)
     user_emb = rng.standard_normal((n_users, dim), dtype=np.float32) / np.sqrt(dim)
@@ -78,8 +90,28 @@ def synthetic_model(
             "item_id": item_ids[rng.integers(0, n_items, n_users * buys_per_user)],
         },
     }
-    index = build_index(item_emb, factory)
-    return FeedModel.from_arrays(user_emb, item_emb, user_ids, item_ids, pop, index=index, tables=tables)
+    return SyntheticWorld(user_emb, item_emb, user_ids, item_ids, pop, tables)
+
+
+def synthetic_model(
+    n_items: int = 100_000,
+    n_users: int = 20_000,
+    n_kols: int = 2_000,
+    dim: int = 64,
+    posts_per_item: float = 2.0,
+    follows_per_user: int = 10,
+    friends_per_user: int = 10,
+    buys_per_user: int = 5,
+    factory: str = "Flat",
+    seed: int = 0,
+) -> FeedModel:
+    w = synthetic_world(
+        n_items, n_users, n_kols, dim, posts_per_item, follows_per_user, friends_per_user, buys_per_user, seed
+    )
+    index = build_index(w.item_emb, factory)
+    return FeedModel.from_arrays(
+        w.user_emb, w.item_emb, w.user_ids, w.item_ids, w.item_popularity, index=index, tables=w.tables
+    )
 
 
 def time_rank(

@@ -120,9 +120,9 @@ function drawChart(holder, chartId, title, series, bucketSeconds) {
 function liftCell(cmp) {
   const td = el("td");
   if (!cmp) { td.textContent = "—"; return td; }
-  const p = fin(cmp.p_value) ? (cmp.p_value < 0.0001 ? "<0.0001" : cmp.p_value.toFixed(4)) : "—";
+  const p = fin(cmp.p_value) ? (cmp.p_value < 0.0001 ? "p<0.0001" : `p=${cmp.p_value.toFixed(4)}`) : "p=—";
   td.textContent = `${signedPct(cmp.lift)} [${signedPct(cmp.lift_ci_low)}, ${signedPct(cmp.lift_ci_high)}]` +
-    ` p=${p}`;
+    ` ${p}`;
   if (cmp.significant) td.className = cmp.lift >= 0 ? "sig-up" : "sig-down";
   return td;
 }
@@ -162,9 +162,10 @@ async function renderExperiment(section, exp) {
   const state = exp.active ? "active" : "not active";
   box.appendChild(el("h3", {}, `${exp.name} — ${state}`));
   const shares = exp.arms.map((a) => `${a.name}=${a.variant} ${Math.round(a.share * 100)}%`).join(", ");
-  box.appendChild(el("p", { class: "sub" },
-    `${exp.description || ""} · control: ${exp.control} · arms: ${shares} · window: ` +
-    `${exp.start || "−∞"} → ${exp.stop || "+∞"}`));
+  const facts = [`control: ${exp.control}`, `arms: ${shares}`,
+    `window: ${exp.start || "−∞"} → ${exp.stop || "+∞"}`];
+  if (exp.description) facts.unshift(exp.description);
+  box.appendChild(el("p", { class: "sub" }, facts.join(" · ")));
   let report, series;
   try {
     [report, series] = await Promise.all([

@@ -1,0 +1,532 @@
+"""``kolfeed bench serve``: speed and memory of the feed service on a million-item synthetic catalog.
+
+Why these layers side by side: an HTTP latency alone cannot say where the time goes, and on a shared
+2-core machine it also measures the neighbours. So one run reports (1) the in-process cost of one
+``FeedRanker.rank`` call, of the feed handler with its real Redis reads but no HTTP, and of the whole
+ASGI app without sockets; (2) open-loop HTTP load from a separate process (:mod:`kolfeed.bench.loadgen`)
+at the target rate, then stepped up to find the highest rate still within the p99 budget; (3) the
+server's CPU per request and its memory (VmRSS/VmHWM); (4) ANN recall@100 of the served index vs exact.
+
+Everything is real: a run directory written with :mod:`recsys.artifacts` and loaded (checksums
+verified) by ``kolfeed serve`` in a subprocess, Redis db 12 under a unique key prefix (cleared after).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from kolfeed.bench.harness import REPO, ServiceConfig, ServiceProcess
+from kolfeed.bench.loadgen import LoadSpec, user_ids
+
+TARGET_P99_MS = 15.0
+TARGET_P50_MS = 5.0
+TARGET_RECALL = 0.95
+TARGET_RSS_MB = 2048.0
+
+
+class BenchServeError(RuntimeError):
+    """The benchmark could not run (Redis down, server did not start, bad option); message says why."""
+
+
+@dataclass
+class ServeBenchConfig:
+    items: int = 1_000_000
+    users: int = 100_000
+    kols: int = 20_000
+    dim: int = 64
+    factory: str = "HNSW32"
+    ef_search: list[int] = field(default_factory=lambda: [64, 128, 256])
+    """efSearch values whose recall@100 is measured; the served value is recsys.index's default."""
+    recall_queries: int = 1000
+    redis_url: str = "redis://127.0.0.1:6379/12"
+    events_per_user: int = 16
+    rate: float = 500.0
+    duration_s: float = 60.0
+    step_rates: list[float] = field(default_factory=lambda: [250, 500, 750, 1000, 1250, 1500, 2000, 2500])
+    step_duration_s: float = 15.0
+    warmup_s: float = 5.0
+    unknown_frac: float = 0.05
+    in_process_calls: int = 1000
+    seed: int = 0
+    workdir: Path | None = None
+    """Where the run directory goes (default: a fresh temporary directory, removed after)."""
+
+
+# ------------------------------------------------------------------ run directory
+def write_synthetic_run(cfg: ServeBenchConfig, out: Path) -> dict[str, Any]:
+    """Synthetic world → a verified run directory (arrays, Parquet tables, FAISS index, manifest)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recsys import artifacts as A
+    from recsys.index import DEFAULT_EF_SEARCH, build_index, exact_recall, save_index, set_search_params
+    from recsys.ranking.synthetic import synthetic_world
+
+    info: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    w = synthetic_world(n_items=cfg.items, n_users=cfg.users, n_kols=cfg.kols, dim=cfg.dim, seed=cfg.seed)
+    info["world_s"] = round(time.perf_counter() - t0, 2)
+    out.mkdir(parents=True, exist_ok=True)
+    A.save_array(out / A.USER_EMB, w.user_emb)
+    A.save_array(out / A.ITEM_EMB, w.item_emb)
+    A.save_array(out / A.USER_IDS, w.user_ids)
+    A.save_array(out / A.ITEM_IDS, w.item_ids)
+    A.save_array(out / A.ITEM_POPULARITY, w.item_popularity)
+    for name, columns in w.tables.items():
+        sub = out / (A.CATALOG_DIR if name in ("items", "kols", "posts") else A.SOCIAL_DIR)
+        sub.mkdir(exist_ok=True)
+        pq.write_table(pa.table({k: pa.array(v) for k, v in columns.items()}), sub / f"{name}.parquet")
+
+    t0 = time.perf_counter()
+    print(f"bench serve: building {cfg.factory} over {cfg.items:,} items ...", file=sys.stderr, flush=True)
+    index = build_index(w.item_emb, cfg.factory)
+    info["index_build_s"] = round(time.perf_counter() - t0, 2)
+    rng = np.random.default_rng(cfg.seed + 1)
+    n_q = min(cfg.recall_queries, cfg.users)
+    queries = w.user_emb[np.sort(rng.choice(cfg.users, size=n_q, replace=False))]
+    k = min(100, cfg.items)
+    recall: dict[str, float] = {}
+    for ef in sorted({*cfg.ef_search, DEFAULT_EF_SEARCH}):
+        set_search_params(index, ef_search=ef)
+        recall[str(ef)] = round(exact_recall(index, w.item_emb, queries, k), 4)
+    set_search_params(index, ef_search=DEFAULT_EF_SEARCH)
+    save_index(index, out / A.INDEX)
+    del index
+    info.update(
+        {
+            "factory": cfg.factory,
+            "k": k,
+            "recall_queries": n_q,
+            "recall_vs_exact_by_ef_search": recall,
+            "ef_search_served": DEFAULT_EF_SEARCH,
+            "recall_served": recall[str(DEFAULT_EF_SEARCH)],
+        }
+    )
+    manifest = A.Manifest(
+        run_id=A.new_run_id("bench-serve"),
+        version=1,
+        created_at=time.time(),
+        config={
+            "synthetic": {k2: v for k2, v in asdict(cfg).items() if k2 in ("items", "users", "kols", "dim")}
+        },
+        data_fingerprint=f"synthetic-seed-{cfg.seed}",
+    )
+    A.write_manifest(out, manifest)
+    info["run_dir_mb"] = round(sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20, 1)
+    return info
+
+
+def _world_key(cfg: ServeBenchConfig) -> dict[str, Any]:
+    keys = ("items", "users", "kols", "dim", "factory", "ef_search", "recall_queries", "seed")
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def reuse_or_write_run(cfg: ServeBenchConfig, run_dir: Path, info_path: Path) -> dict[str, Any]:
+    """Reuse a run directory a previous ``--workdir`` run built with the same world options (building
+    a million-item HNSW index takes minutes); otherwise (re)build it."""
+    from recsys.artifacts import ArtifactError, verify_run_dir
+
+    if info_path.is_file() and run_dir.is_dir():
+        saved = json.loads(info_path.read_text())
+        if saved.get("world") == _world_key(cfg):
+            try:
+                verify_run_dir(run_dir)
+                return {**saved["build"], "reused": True}
+            except ArtifactError:
+                pass
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    info_path.unlink(missing_ok=True)
+    build = write_synthetic_run(cfg, run_dir)
+    info_path.write_text(json.dumps({"world": _world_key(cfg), "build": build}, indent=2))
+    return build
+
+
+# ------------------------------------------------------------------ Redis
+def bench_store_url(base: str) -> str:
+    """``base`` with a unique key prefix so the benchmark never touches anyone else's keys."""
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}prefix=kfbench:{os.getpid()}:{uuid.uuid4().hex[:8]}:"
+
+
+async def populate_store(cfg: ServeBenchConfig, run_dir: Path, url: str, batch: int = 5000) -> dict[str, Any]:
+    """Recent activity for every user: impressions (seen), clicks, shares and a buy, with creators and
+    categories, so user-state reads, live KOL affinity, friends' purchases and trending are all real."""
+    import pyarrow.parquet as pq
+
+    from features.base import StoreEvent
+    from features.factory import open_store
+    from recsys import artifacts as A
+
+    items = pq.read_table(run_dir / A.CATALOG_DIR / "items.parquet", columns=["item_id", "category"])
+    item_ids = items.column("item_id").to_numpy()
+    cats = np.asarray(items.column("category").to_pylist())
+    posts = pq.read_table(run_dir / A.CATALOG_DIR / "posts.parquet", columns=["kol_id", "item_id"])
+    post_kol = posts.column("kol_id").to_numpy()
+    post_item_row = np.searchsorted(item_ids, posts.column("item_id").to_numpy())
+    pop = A.load_array(run_dir / A.ITEM_POPULARITY).astype(np.float64)
+    cum = np.cumsum(pop / pop.sum())
+    rng = np.random.default_rng(cfg.seed + 2)
+    store = open_store(url)
+    now = time.time()
+    n_events = 0
+    t0 = time.perf_counter()
+    per_user = max(cfg.events_per_user, 4)
+    n_imp = per_user - 4  # + 2 clicks, 1 share, 1 buy (the positive ones follow popularity)
+    try:
+        if not await store.ping():
+            raise BenchServeError(f"Redis at {store.url} is not answering")
+        events: list[StoreEvent] = []
+        for uid in tqdm(range(cfg.users), desc="redis users", file=sys.stderr, mininterval=2):
+            ts = now - rng.uniform(0, 86_400, per_user)
+            imp = rng.integers(0, len(item_ids), n_imp)
+            pos_posts = rng.integers(0, len(post_kol), 4)
+            pos_rows = np.where(
+                rng.random(4) < 0.5, post_item_row[pos_posts], np.searchsorted(cum, rng.random(4))
+            )
+            pos_rows = np.minimum(pos_rows, len(item_ids) - 1)
+            for j, row in enumerate(imp.tolist()):
+                events.append(StoreEvent(float(ts[j]), uid, int(item_ids[row]), "impression"))
+            for j, (row, action) in enumerate(
+                zip(pos_rows.tolist(), ("click", "click", "share", "buy"), strict=True)
+            ):
+                events.append(
+                    StoreEvent(
+                        float(ts[n_imp + j]),
+                        uid,
+                        int(item_ids[row]),
+                        action,
+                        kol_id=int(post_kol[pos_posts[j]]),
+                        category=str(cats[row]),
+                    )
+                )
+            if len(events) >= batch:
+                await store.record_events(events)
+                n_events += len(events)
+                events = []
+        if events:
+            await store.record_events(events)
+            n_events += len(events)
+    finally:
+        await store.close()
+    return {"users": cfg.users, "events": n_events, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+async def clear_store(url: str) -> None:
+    from features.factory import open_store
+
+    store = open_store(url)
+    try:
+        await store.clear()
+    finally:
+        await store.close()
+
+
+# ------------------------------------------------------------------ in-process timings
+def _pct(ms: np.ndarray) -> dict[str, float]:
+    return {
+        "calls": len(ms),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p90_ms": round(float(np.percentile(ms, 90)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "mean_ms": round(float(ms.mean()), 3),
+    }
+
+
+async def _time_app(cfg: ServeBenchConfig, run_dir: Path, url: str, loaded: Any) -> dict[str, Any]:
+    """The feed handler called directly (real Redis reads, ranking in a worker thread, response model)
+    and the whole ASGI app in-process (routing, validation, middlewares, JSON) — no sockets."""
+    import httpx
+    from pydantic import SecretStr
+
+    from serving.app import create_app
+    from serving.routers.feed import get_feed
+    from serving.schemas import FeedQuery
+    from serving.settings import Settings
+
+    settings = Settings(
+        run_dir=run_dir,
+        runs_root=run_dir.parent,
+        store_url=SecretStr(url),
+        ranking_dir=REPO / "configs" / "ranking",
+        experiments_dir=REPO / "configs" / "experiments",
+        event_log_dir=None,
+    )
+    app = create_app(settings, preloaded=loaded)
+    spec = LoadSpec(port=0, rate=1, duration_s=1, users=cfg.users, unknown_frac=cfg.unknown_frac, seed=7)
+    uids = [int(u) for u in user_ids(spec, cfg.in_process_calls + 20)]
+    out: dict[str, Any] = {}
+    async with app.router.lifespan_context(app):
+        st = app.state
+        handler = np.empty(cfg.in_process_calls)
+        degraded = 0
+        for j, uid in enumerate(uids):
+            t0 = time.perf_counter()
+            resp = await get_feed(
+                FeedQuery(user_id=uid), st.settings, st.holder, st.store, st.variants, st.metrics
+            )
+            if j >= 20:  # the first 20 warm up
+                handler[j - 20] = time.perf_counter() - t0
+                degraded += resp.degraded
+        out["handler"] = {**_pct(handler * 1e3), "degraded": degraded}
+        transport = httpx.ASGITransport(app=app)
+        asgi = np.empty(cfg.in_process_calls)
+        errors = 0
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for j, uid in enumerate(uids):
+                t0 = time.perf_counter()
+                r = await client.get("/v1/feed", params={"user_id": uid})
+                if j >= 20:
+                    asgi[j - 20] = time.perf_counter() - t0
+                    errors += r.status_code != 200
+        out["asgi"] = {**_pct(asgi * 1e3), "errors": errors}
+    return out
+
+
+def in_process(cfg: ServeBenchConfig, run_dir: Path, url: str) -> dict[str, Any]:
+    from recsys.ranking.synthetic import time_rank
+    from recsys.ranking.variants import load_variants
+    from serving.state import load_model
+
+    t0 = time.perf_counter()
+    loaded = load_model(run_dir)
+    load_s = time.perf_counter() - t0
+    variant = load_variants(REPO / "configs" / "ranking")["default"]
+    rank = time_rank(loaded.model, variant, calls=cfg.in_process_calls, seed=cfg.seed + 3)
+    out = {"model_load_s": round(load_s, 2), "rank": rank}
+    out.update(asyncio.run(_time_app(cfg, run_dir, url, loaded)))
+    return out
+
+
+# ------------------------------------------------------------------ the server process
+def proc_status(pid: int) -> dict[str, float]:
+    """VmRSS / VmHWM in MB and CPU seconds (user + system, all threads) of a live process."""
+    out: dict[str, float] = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = round(int(rest.split()[0]) / 1024, 1)
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    out["cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def offer_load(
+    cfg: ServeBenchConfig, port: int, pid: int, rate: float, duration_s: float, seed: int
+) -> dict[str, Any]:
+    """One open-loop load run from a separate process; adds the server's CPU per request."""
+    cmd = [sys.executable, "-m", "kolfeed.bench.loadgen", "--port", str(port), "--rate", str(rate)]
+    cmd += ["--duration", str(duration_s), "--users", str(cfg.users), "--unknown-frac", str(cfg.unknown_frac)]
+    cmd += ["--seed", str(seed)]
+    before = proc_status(pid)
+    load0 = os.getloadavg()[0]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=duration_s + 300)
+    if done.returncode != 0:
+        raise BenchServeError(f"load generator failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    out: dict[str, Any] = json.loads(done.stdout)
+    after = proc_status(pid)
+    served = max(out["requests"], 1)
+    out["server_cpu_ms_per_request"] = round((after["cpu_s"] - before["cpu_s"]) * 1000 / served, 3)
+    out["server_cpu_util"] = round((after["cpu_s"] - before["cpu_s"]) / max(out["elapsed_s"], 1e-9), 3)
+    out["loadavg_1m_before"] = round(load0, 2)
+    out["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def within_budget(r: dict[str, Any]) -> bool:
+    return bool(
+        r["errors"] == 0
+        and r.get("p99_ms", 1e9) <= TARGET_P99_MS
+        and r["achieved_rps"] >= 0.95 * r["offered_rps"]
+    )
+
+
+def _line(r: dict[str, Any]) -> str:
+    return (
+        f"{r['offered_rps']:>6.0f} req/s offered, {r['achieved_rps']:>7.1f} done: p50 {r['p50_ms']:.2f} "
+        f"p90 {r['p90_ms']:.2f} p99 {r['p99_ms']:.2f} max {r['max_ms']:.1f} ms, errors {r['errors']}, "
+        f"degraded {r['degraded']}, server {r['server_cpu_ms_per_request']:.2f} CPU-ms/req, "
+        f"load {r['loadavg_1m_before']:.1f}"
+    )
+
+
+def http_load(cfg: ServeBenchConfig, run_dir: Path, url: str, work: Path) -> dict[str, Any]:
+    svc = ServiceProcess(
+        ServiceConfig(
+            run_dir=run_dir, store_url=url, event_log_dir=work / "eventlog", log_path=work / "server.log"
+        )
+    )
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    try:
+        svc.start(timeout_s=900)
+    except Exception as exc:
+        log = (work / "server.log").read_text()[-2000:] if (work / "server.log").is_file() else ""
+        raise BenchServeError(f"kolfeed serve did not start: {exc}\n{log}") from None
+    try:
+        assert svc.proc is not None
+        pid = svc.proc.pid
+        out["server_start_s"] = round(time.perf_counter() - t0, 1)
+        out["server_after_start"] = proc_status(pid)
+        say = lambda s: print(f"bench serve: {s}", file=sys.stderr, flush=True)  # noqa: E731
+        if cfg.warmup_s > 0:
+            offer_load(cfg, svc.port, pid, min(cfg.rate, 200.0), cfg.warmup_s, seed=cfg.seed + 10)
+        say(f"HTTP {cfg.rate:.0f} req/s for {cfg.duration_s:.0f} s ...")
+        main = offer_load(cfg, svc.port, pid, cfg.rate, cfg.duration_s, seed=cfg.seed + 11)
+        say(_line(main))
+        out["target_rate"] = main
+        steps = []
+        for j, rate in enumerate(cfg.step_rates):
+            r = offer_load(cfg, svc.port, pid, rate, cfg.step_duration_s, seed=cfg.seed + 20 + j)
+            r["within_budget"] = within_budget(r)
+            steps.append(r)
+            say("step " + _line(r))
+            if not r["within_budget"]:
+                break
+        out["steps"] = steps
+        ok = [s["offered_rps"] for s in steps if s["within_budget"]]
+        out["max_sustainable_rps"] = max(ok) if ok else 0.0
+        out["server_after_load"] = proc_status(pid)
+    finally:
+        svc.stop()
+    return out
+
+
+# ------------------------------------------------------------------ whole benchmark
+@contextmanager
+def _workdir(cfg: ServeBenchConfig) -> Iterator[Path]:
+    if cfg.workdir is not None:
+        cfg.workdir.mkdir(parents=True, exist_ok=True)
+        yield cfg.workdir
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="kolfeed-bench-serve-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(cfg: ServeBenchConfig, results: Path, command: str = "") -> dict[str, Any]:
+    if cfg.items < 100 or cfg.users < 10:
+        raise BenchServeError("--items must be >= 100 and --users >= 10")
+    if cfg.rate <= 0 or cfg.duration_s <= 0:
+        raise BenchServeError("--rate and --duration must be positive")
+    report: dict[str, Any] = {
+        "command": command,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "machine": {"cpus": os.cpu_count(), "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
+        "targets": {
+            "p50_ms": TARGET_P50_MS,
+            "p99_ms": TARGET_P99_MS,
+            "rate": cfg.rate,
+            "recall@100": TARGET_RECALL,
+            "rss_mb": TARGET_RSS_MB,
+        },
+    }
+    url = bench_store_url(cfg.redis_url)
+    with _workdir(cfg) as work:
+        run_dir = work / "runs" / "synthetic"
+        report["build"] = reuse_or_write_run(cfg, run_dir, work / "build.json")
+        print(f"bench serve: recall@100 {report['build']['recall_vs_exact_by_ef_search']}", file=sys.stderr)
+        try:
+            report["redis"] = asyncio.run(populate_store(cfg, run_dir, url))
+            report["in_process"] = in_process(cfg, run_dir, url)
+            print(f"bench serve: in-process {json.dumps(report['in_process'])}", file=sys.stderr, flush=True)
+            report["http"] = http_load(cfg, run_dir, url, work)
+        finally:
+            asyncio.run(clear_store(url))
+    report["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["summary"] = summary(report)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "serve.json").write_text(json.dumps(report, indent=2))
+    plot(report, results / "serve.png")
+    return report
+
+
+def summary(r: dict[str, Any]) -> dict[str, Any]:
+    h, ip = r["http"], r["in_process"]
+    main = h["target_rate"]
+    mem = h["server_after_load"]
+    return {
+        "http_p50_ms": main.get("p50_ms"),
+        "http_p99_ms": main.get("p99_ms"),
+        "http_errors": main["errors"],
+        "max_sustainable_rps": h["max_sustainable_rps"],
+        "rank_p50_ms": ip["rank"]["p50_ms"],
+        "rank_p99_ms": ip["rank"]["p99_ms"],
+        "handler_p50_ms": ip["handler"]["p50_ms"],
+        "handler_p99_ms": ip["handler"]["p99_ms"],
+        "asgi_p50_ms": ip["asgi"]["p50_ms"],
+        "asgi_p99_ms": ip["asgi"]["p99_ms"],
+        "server_cpu_ms_per_request": main["server_cpu_ms_per_request"],
+        "recall@100_served": r["build"]["recall_served"],
+        "server_rss_mb": mem["VmRSS"],
+        "server_peak_rss_mb": mem["VmHWM"],
+        "pass": {
+            "p50": main.get("p50_ms", 1e9) <= TARGET_P50_MS,
+            "p99": main.get("p99_ms", 1e9) <= TARGET_P99_MS,
+            "no_errors": main["errors"] == 0,
+            "recall": r["build"]["recall_served"] >= TARGET_RECALL,
+            "memory": mem["VmHWM"] < TARGET_RSS_MB,
+        },
+    }
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    steps = r["http"]["steps"]
+    rates = [s["offered_rps"] for s in steps]
+    for q, style in (("p50", "o-"), ("p90", "s-"), ("p99", "^-")):
+        ax1.plot(rates, [s[f"{q}_ms"] for s in steps], style, label=f"HTTP {q}")
+    main = r["http"]["target_rate"]
+    ax1.plot(
+        [main["offered_rps"]] * 2, [main["p50_ms"], main["p99_ms"]], "k*", ms=10, label="60 s run p50/p99"
+    )
+    ax1.axhline(TARGET_P99_MS, color="red", ls="--", lw=1, label=f"p99 target {TARGET_P99_MS:g} ms")
+    ax1.axhline(TARGET_P50_MS, color="orange", ls=":", lw=1, label=f"p50 target {TARGET_P50_MS:g} ms")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("offered rate (requests/s, open loop)")
+    ax1.set_ylabel("latency from scheduled send (ms)")
+    ax1.set_title(
+        f"GET /v1/feed, {r['config']['items']:,} items; "
+        f"max within budget {r['http']['max_sustainable_rps']:g}/s"
+    )
+    ax1.legend(fontsize=8)
+    ip = r["in_process"]
+    labels = ["rank()", "handler\n(+Redis)", "ASGI app\n(no socket)", f"HTTP @{main['offered_rps']:g}/s"]
+    p50 = [ip["rank"]["p50_ms"], ip["handler"]["p50_ms"], ip["asgi"]["p50_ms"], main["p50_ms"]]
+    p99 = [ip["rank"]["p99_ms"], ip["handler"]["p99_ms"], ip["asgi"]["p99_ms"], main["p99_ms"]]
+    x = np.arange(len(labels))
+    ax2.bar(x - 0.2, p50, 0.4, label="p50")
+    ax2.bar(x + 0.2, p99, 0.4, label="p99")
+    ax2.set_xticks(x, labels)
+    ax2.set_ylabel("ms")
+    load = r["machine"]["loadavg_start"][0]
+    ax2.set_title(f"one feed, layer by layer (load avg {load:.1f} on {r['machine']['cpus']} cores)")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

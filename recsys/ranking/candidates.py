@@ -54,8 +54,8 @@ class UserSignals:
     """Sorted item rows some friend bought (run data merged with the service's live data) ..."""
     fb_counts: np.ndarray
     """... and how many friends bought each (aligned with ``fb_rows``)."""
-    trend_score: np.ndarray | None
-    """Item row → trending score in [0, 1] when the service passed trending; None ⇒ use popularity."""
+    trend_lookup: tuple[np.ndarray, np.ndarray] | None
+    """(sorted item rows, trending score in [0, 1]) when the service passed trending; None ⇒ popularity."""
     trend_rows: np.ndarray
     """Trending item rows, best first."""
 
@@ -84,7 +84,7 @@ def _friends_bought(
                 rows_parts.append(uniq)
                 cnt_parts.append(cnt.astype(np.int64))
     if live:
-        rows = model.items.rows(np.fromiter(live.keys(), dtype=np.int64, count=len(live)))
+        rows = model.items.rows(list(live.keys()))
         cnt = np.fromiter(live.values(), dtype=np.int64, count=len(live))
         ok = (rows >= 0) & (cnt > 0)
         rows_parts.append(rows[ok])
@@ -135,9 +135,8 @@ def user_signals(
         followed[model.user_follows.get(srow)] = True
         aff[followed] = np.maximum(aff[followed], variant.follow_bonus)
     if ctx.live_kol_affinity and n_kols:
-        ids = np.fromiter(ctx.live_kol_affinity.keys(), dtype=np.int64)
-        vals = squash(np.fromiter(ctx.live_kol_affinity.values(), dtype=np.float32, count=len(ids)))
-        rows = model.kols.rows(ids)
+        rows = model.kols.rows(list(ctx.live_kol_affinity.keys()))
+        vals = squash(np.fromiter(ctx.live_kol_affinity.values(), dtype=np.float32, count=len(rows)))
         ok = rows >= 0
         rows, vals = rows[ok], vals[ok]
         pos = vals >= 0
@@ -150,23 +149,22 @@ def user_signals(
 
     fb_rows, fb_counts = _friends_bought(model, srow, friends_bought)
 
-    trend_score: np.ndarray | None = None
+    trend_lookup: tuple[np.ndarray, np.ndarray] | None = None
+    trend_rows = model.popular_items
     if trending:
-        ids = np.fromiter((t[0] for t in trending), dtype=np.int64, count=len(trending))
+        rows = model.items.rows([t[0] for t in trending])
         vals = np.fromiter((t[1] for t in trending), dtype=np.float32, count=len(trending))
-        rows = model.items.rows(ids)
         ok = (rows >= 0) & np.isfinite(vals)
         rows, vals = rows[ok], vals[ok]
-        order = np.argsort(-vals, kind="stable")
-        trend_rows = rows[order]
-        top = float(vals.max()) if len(vals) else 0.0
-        trend_score = np.zeros(model.n_items, dtype=np.float32) if len(rows) else None
-        if trend_score is not None and top > 0:
-            trend_score[rows] = np.clip(vals / top, 0.0, 1.0)
-        if trend_score is None:
-            trend_rows = model.popular_items
-    else:
-        trend_rows = model.popular_items
+        if len(rows):
+            trend_rows = rows[np.argsort(-vals, kind="stable")]
+            top = float(vals.max())
+            scaled = np.clip(vals / top, 0.0, 1.0) if top > 0 else np.zeros_like(vals)
+            by_row = np.lexsort((-scaled, rows))  # sorted by row; a repeated row keeps its best score
+            srows, svals = rows[by_row], scaled[by_row]
+            first = np.ones(len(srows), dtype=bool)
+            first[1:] = srows[1:] != srows[:-1]
+            trend_lookup = (srows[first], svals[first].astype(np.float32))
     return UserSignals(
         query=query,
         has_embedding=urow >= 0,
@@ -176,7 +174,7 @@ def user_signals(
         hidden_kols=hidden,
         fb_rows=fb_rows,
         fb_counts=fb_counts,
-        trend_score=trend_score,
+        trend_lookup=trend_lookup,
         trend_rows=trend_rows,
     )
 

@@ -50,10 +50,17 @@ def normalised_dot(model: FeedModel, query: np.ndarray | None, items: np.ndarray
     return ((dots - lo) / (hi - lo)).astype(np.float32)
 
 
-def trend_signal(model: FeedModel, trend_score: np.ndarray | None, items: np.ndarray) -> np.ndarray:
-    """Service trending score when given, else log-scaled run popularity relative to the top item."""
-    if trend_score is not None:
-        return trend_score[items]
+def trend_signal(
+    model: FeedModel, trend_lookup: tuple[np.ndarray, np.ndarray] | None, items: np.ndarray
+) -> np.ndarray:
+    """Service trending score when given (0 for items not trending), else log-scaled run popularity
+    relative to the top item."""
+    if trend_lookup is not None:
+        rows, vals = trend_lookup
+        if not len(items):
+            return np.zeros(0, dtype=np.float32)
+        pos = np.minimum(np.searchsorted(rows, items), len(rows) - 1)
+        return np.where(rows[pos] == items, vals[pos], 0.0).astype(np.float32)
     top = float(model.item_popularity.max()) if model.n_items else 0.0
     if top <= 0:
         return np.zeros(len(items), dtype=np.float32)
@@ -76,7 +83,7 @@ def score_candidates(
     w = variant.weights
     n = len(items)
     item_part = normalised_dot(model, sig.query, items)
-    trend = trend_signal(model, sig.trend_score, items)
+    trend = trend_signal(model, sig.trend_lookup, items)
     trust_count = friends_count(sig, items)
     trust = trust_count / (1.0 + trust_count)
 

@@ -190,8 +190,8 @@ def chaos_command(
     feed_requests: int = typer.Option(3000, min=1, help="outage: feed requests offered"),
     event_batches: int = typer.Option(1000, min=1, help="outage: event batches offered"),
     events_per_batch: int = typer.Option(10, min=1, max=1000),
-    duration: float = typer.Option(15.0, min=1.0, help="outage: seconds the load lasts"),
-    down: float = typer.Option(5.0, min=0.1, help="outage: seconds Redis stays down"),
+    duration: float = typer.Option(30.0, min=1.0, help="outage: seconds the load lasts"),
+    down: float = typer.Option(8.0, min=0.1, help="outage: seconds Redis stays down"),
     overload_seconds: float = typer.Option(6.0, min=1.0, help="overload: seconds at 3x the capacity"),
 ) -> None:
     """Kill Redis mid-load, SIGKILL the service mid-ingest, and overload it 3x: what survives."""

@@ -325,8 +325,8 @@ def test_garbage_context_never_raises(ranker: FeedRanker) -> None:
     c = ctx(
         2**70,
         recent_items=[-5, 10**12],
-        seen={-1, 10**15},
-        hidden_items={123},
+        seen={-1, 10**15, 2**80},
+        hidden_items={123, 2**90},
         hidden_kols={999, Tiny.FOLLOWED_KOL},
         live_kol_affinity={424242: 3.0, 11: float("inf"), 2**70: 1.0},
     )

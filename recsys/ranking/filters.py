@@ -19,7 +19,7 @@ def excluded_rows(model: FeedModel, ctx: UserContext, exclude: Iterable[int] = (
     ids: list[int] = [*ctx.seen, *ctx.bought, *ctx.hidden_items, *exclude]
     if not ids:
         return np.zeros(0, dtype=np.int64)
-    rows = model.items.rows(np.asarray(ids, dtype=np.int64))
+    rows = model.items.rows(ids)
     return np.unique(rows[rows >= 0])
 
 
@@ -35,6 +35,6 @@ def hidden_categories(model: FeedModel, ctx: UserContext) -> np.ndarray:
     """Category codes of items the user hid (negative feedback demotes the rest of that category)."""
     if not ctx.hidden_items or not len(model.categories):
         return np.zeros(0, dtype=np.int64)
-    rows = model.items.rows(np.asarray(list(ctx.hidden_items), dtype=np.int64))
+    rows = model.items.rows(list(ctx.hidden_items))
     cats = model.item_category[rows[rows >= 0]]
     return np.unique(cats[cats >= 0])

@@ -182,6 +182,11 @@ class ServiceProcess:
 
 
 # ------------------------------------------------------------------ a minimal HTTP/1.1 client
+MAX_IDLE_S = 2.0
+"""Reuse a keep-alive connection only if idle for less than this (uvicorn closes idle ones after 5 s;
+reusing one it is closing would look like a service error)."""
+
+
 @dataclass
 class Reply:
     status: int
@@ -200,7 +205,7 @@ class RawClient:
     def __init__(self, port: int, timeout_s: float = 5.0, max_connections: int = 256) -> None:
         self.port = port
         self.timeout_s = timeout_s
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[tuple[float, tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = []
         self._slots = asyncio.Semaphore(max_connections)
 
     async def request(self, method: str, path: str, payload: Any = None) -> Reply:
@@ -214,7 +219,7 @@ class RawClient:
             conn = None
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    conn = self._idle.pop() if self._idle else await asyncio.open_connection(HOST, self.port)
+                    conn = self._take_idle() or await asyncio.open_connection(HOST, self.port)
                     status, headers, content = await self._exchange(conn, data)
             except TimeoutError:
                 self._drop(conn)
@@ -225,8 +230,17 @@ class RawClient:
             if headers.get("connection", "").lower() == "close":
                 self._drop(conn)
             else:
-                self._idle.append(conn)
+                self._idle.append((time.monotonic(), conn))
             return Reply(status, time.perf_counter() - t0, content, headers)
+
+    def _take_idle(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """The most recently used idle connection, if the server cannot have closed it yet."""
+        while self._idle:
+            used_at, conn = self._idle.pop()
+            if time.monotonic() - used_at < MAX_IDLE_S:
+                return conn
+            self._drop(conn)
+        return None
 
     @staticmethod
     async def _exchange(
@@ -254,4 +268,4 @@ class RawClient:
 
     async def close(self) -> None:
         while self._idle:
-            self._drop(self._idle.pop())
+            self._drop(self._idle.pop()[1])

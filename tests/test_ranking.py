@@ -330,9 +330,8 @@ def test_garbage_context_never_raises(ranker: FeedRanker) -> None:
         hidden_kols={999, Tiny.FOLLOWED_KOL},
         live_kol_affinity={424242: 3.0, 11: float("inf"), 2**70: 1.0},
     )
-    entries = ranker.rank(
-        c, variant(), 10, exclude={77}, trending=[(5, 1.0), (1001, float("nan")), (2**70, 2.0)], friends_bought={8: 2, 2**70: 1}
-    )
+    trending = [(5, 1.0), (1001, float("nan")), (2**70, 2.0)]
+    entries = ranker.rank(c, variant(), 10, exclude={77}, trending=trending, friends_bought={8: 2, 2**70: 1})
     assert len(entries) == 10
     assert all(e.kol_id != Tiny.FOLLOWED_KOL for e in entries)
 

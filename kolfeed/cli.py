@@ -19,33 +19,40 @@ def _root() -> None:
     """kolfeed: generate worlds, train, serve, experiment, report, benchmark."""
 
 
+_registered = False
+
+
 def _register() -> None:
-    # Explicit registry: one line per area. Each module exposes `register(app)`.
-    from kolfeed import commands_bench, commands_world
+    """Attach every area's commands, once. Explicit registry: one entry per area, each module
+    exposing ``register(app)``; modules keep heavy imports inside command bodies."""
+    global _registered
+    if _registered:
+        return
+    from kolfeed import (
+        commands_bench,
+        commands_data,
+        commands_index,
+        commands_report,
+        commands_serve,
+        commands_simulate,
+        commands_store,
+        commands_train,
+        commands_world,
+    )
 
-    commands_world.register(app)
-    commands_bench.register(app)
-    from kolfeed import commands_train
-
-    commands_train.register(app)
-    from kolfeed import commands_serve
-
-    commands_serve.register(app)
-    from kolfeed import commands_data
-
-    commands_data.register(app)
-    from kolfeed import commands_store
-
-    commands_store.register(app)
-    from kolfeed import commands_index
-
-    commands_index.register(app)
-    from kolfeed import commands_report
-
-    commands_report.register(app)
-    from kolfeed import commands_simulate
-
-    commands_simulate.register(app)
+    for module in (
+        commands_world,
+        commands_data,
+        commands_train,
+        commands_index,
+        commands_serve,
+        commands_store,
+        commands_simulate,
+        commands_report,
+        commands_bench,
+    ):
+        module.register(app)
+    _registered = True
 
 
 def main() -> None:

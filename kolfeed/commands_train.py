@@ -72,10 +72,31 @@ def register(app: typer.Typer) -> None:
     def eval_(
         run_dir: Path = typer.Argument(..., help="a run directory written by `kolfeed train`"),
         as_json: bool = typer.Option(False, "--json", help="print metrics as JSON"),
+        pipeline: bool = typer.Option(
+            False, "--pipeline", help="score the served feed (FAISS + ranker + filters) beside the model"
+        ),
+        variant: str = typer.Option("default", help="ranking variant for --pipeline"),
+        ranking_dir: Path = typer.Option(Path("configs/ranking"), help="ranking variants for --pipeline"),
     ) -> None:
         """Re-evaluate a run: verify checksums, reload the model, rebuild the data, print metrics."""
-        from training.run import reevaluate
+        from training.run import reevaluate, reevaluate_pipeline
 
+        if pipeline:
+            try:
+                served, full = reevaluate_pipeline(run_dir, variant, ranking_dir)
+            except (*_user_errors(), ValueError) as exc:
+                raise _fail(exc) from None
+            if as_json:
+                typer.echo(json.dumps({"pipeline": served, "model": full}, indent=2, sort_keys=True))
+                return
+            typer.echo(f"{'metric':>24s}  {'model':>8s}  {'served':>8s}  {'ratio':>6s}")
+            for key in sorted(full):
+                got = served.get(key)
+                if not isinstance(got, int | float) or "@" not in key:
+                    continue
+                ratio = got / full[key] if full[key] else float("nan")
+                typer.echo(f"{key:>24s}  {full[key]:8.4f}  {got:8.4f}  {ratio:6.3f}")
+            return
         try:
             metrics, recorded, same_data = reevaluate(run_dir)
         except _user_errors() as exc:

@@ -89,3 +89,7 @@ def write_world(
         }
     )
     pq.write_table(fit, social / "kol_category_fit.parquet")
+    buys = wg.behaviours.get("buy")
+    if buys is not None:  # the ranker's "N friends bought this" signal reads who bought what
+        bought = _edges(buys, uid, inter.item_ids, ("user_id", "item_id", "weight"))
+        pq.write_table(bought.select(["user_id", "item_id"]), social / "buys.parquet")

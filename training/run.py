@@ -224,6 +224,42 @@ def reevaluate(run_dir: Path) -> tuple[dict[str, float], dict[str, Any], bool]:
     return metrics, dict(manifest.metrics), same_data
 
 
+def reevaluate_pipeline(
+    run_dir: Path,
+    variant_name: str = "default",
+    ranking_dir: Path = Path("configs/ranking"),
+    quiet: bool = False,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Score what the service would serve (FAISS candidates + ranker + filters, the serving code) on
+    the run's test split, beside the model's own full-ranking metrics.
+
+    Returns (pipeline metrics, full-ranking metrics)."""
+    from recsys.models.registry import load_model
+    from recsys.pipeline_eval import evaluate_pipeline
+    from recsys.ranking.variants import load_variants
+
+    manifest = art.verify_run_dir(Path(run_dir))
+    variants = load_variants(ranking_dir)
+    if variant_name not in variants:
+        raise ValueError(f"unknown ranking variant {variant_name!r}; have {', '.join(sorted(variants))}")
+    cfg = config_from_dict(manifest.config, source=f"{run_dir}/manifest.json")
+    prepared = prepare(cfg)
+    model = load_model(Path(run_dir) / art.MODEL_DIR)
+    full = evaluate_all(model, prepared, cfg)
+    inter = prepared.interactions
+    pipeline = evaluate_pipeline(
+        Path(run_dir),
+        variants[variant_name],
+        prepared.seen,
+        inter.test,
+        user_ids=inter.user_ids,
+        item_ids=inter.item_ids,
+        ks=cfg.eval.ks,
+        progress=not quiet,
+    )
+    return pipeline, full
+
+
 def list_runs(out_root: Path) -> list[dict[str, Any]]:
     """One row per run directory under ``out_root`` (unreadable ones reported as such), by version."""
     rows: list[dict[str, Any]] = []

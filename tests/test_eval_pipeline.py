@@ -1,0 +1,72 @@
+"""`kolfeed eval RUN_DIR --pipeline`: the served feed scored beside the model's full ranking."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kolfeed.cli import _register, app
+from training.config import load_config
+from training.run import reevaluate_pipeline, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def lightgcn_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("lgcn")
+    train_lines = ["0 0 1 2 3", "1 1 2 4 5", "2 3 4 6", "3 5 6 7 8", "4 7 8 9", "5 0 9 10 11"]
+    test_lines = ["0 4", "1 6", "2 5", "3 9", "4 10", "5 1"]
+    (d / "train.txt").write_text("\n".join(train_lines) + "\n")
+    (d / "test.txt").write_text("\n".join(test_lines) + "\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from recsys.world.config import scale_config
+    from recsys.world.generate import generate_world
+
+    out = tmp_path_factory.mktemp("world")
+    generate_world(scale_config("tiny"), 5, out, scale="tiny", progress=False)
+    return out
+
+
+def test_pipeline_without_blending_reproduces_the_model_ranking(lightgcn_split: Path, tmp_path: Path) -> None:
+    cfg = load_config(
+        REPO / "configs/train/gowalla.yaml",
+        [f"data.path={lightgcn_split}", "model.name=als", "model.params={factors: 4, iterations: 5}"],
+    )
+    run = train(cfg, tmp_path / "runs", quiet=True).run_dir
+    ranking = tmp_path / "ranking"
+    ranking.mkdir()
+    default = (REPO / "configs/ranking/default.yaml").read_text()
+    (ranking / "default.yaml").write_text(default)
+    # the same variant with only the model's item score: served lists must equal full ranking
+    import yaml
+
+    raw = yaml.safe_load(default)
+    raw["name"] = "pure"
+    raw["weights"] = {key: (1.0 if key == "item_score" else 0.0) for key in raw["weights"]}
+    (ranking / "pure.yaml").write_text(yaml.safe_dump(raw))
+    served, full = reevaluate_pipeline(run, "pure", ranking, quiet=True)
+    for key in ("recall@20", "ndcg@20", "hit@20"):
+        assert served[key] == pytest.approx(full[key], abs=1e-9), key
+    with pytest.raises(ValueError, match="unknown ranking variant"):
+        reevaluate_pipeline(run, "nope", ranking, quiet=True)
+
+
+def test_cli_pipeline_on_a_world_costs_at_most_five_percent(tiny_world: Path, tmp_path: Path) -> None:
+    cfg = load_config(REPO / "configs/train/world_als.yaml", [f"data.path={tiny_world}"])
+    run = train(cfg, tmp_path / "runs", quiet=True).run_dir
+    _register()
+    result = CliRunner().invoke(
+        app, ["eval", str(run), "--pipeline", "--json", "--ranking-dir", str(REPO / "configs/ranking")]
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout[result.stdout.index("{") :])
+    assert body["model"]["recall@20"] > 0
+    assert body["pipeline"]["recall@20"] >= 0.95 * body["model"]["recall@20"]

@@ -20,7 +20,8 @@ LightGCN-format dataset has no creators):
 - ``model/``                  the model's own npz files (``Recommender.save``)
 - ``catalog/*.parquet``       items, kols, posts tables of the world (for candidates and reasons)
 - ``social/*.parquet``        follows, friends, share_edges(user_id, to_user_id, weight),
-                              user_kol_affinity(user_id, kol_id, affinity), kol_category_fit(kol_id, category, fit),
+                              user_kol_affinity(user_id, kol_id, affinity),
+                              kol_category_fit(kol_id, category, fit),
                               buys(user_id, item_id) — training purchases, for friends' social proof
 """
 

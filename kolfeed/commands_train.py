@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         if pipeline:
             try:
                 served, full = reevaluate_pipeline(run_dir, variant, ranking_dir)
-            except (*_user_errors(), ValueError) as exc:
+            except _user_errors() + (ValueError,) as exc:
                 raise _fail(exc) from None
             if as_json:
                 typer.echo(json.dumps({"pipeline": served, "model": full}, indent=2, sort_keys=True))

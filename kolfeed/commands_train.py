@@ -82,9 +82,10 @@ def register(app: typer.Typer) -> None:
         from training.run import reevaluate, reevaluate_pipeline
 
         if pipeline:
+            expected: tuple[type[BaseException], ...] = (*_user_errors(), ValueError)
             try:
                 served, full = reevaluate_pipeline(run_dir, variant, ranking_dir)
-            except _user_errors() + (ValueError,) as exc:
+            except expected as exc:
                 raise _fail(exc) from None
             if as_json:
                 typer.echo(json.dumps({"pipeline": served, "model": full}, indent=2, sort_keys=True))

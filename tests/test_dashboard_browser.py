@@ -11,7 +11,6 @@ in CI (CI=true), where .ci/run installs it and a missing browser fails.
 from __future__ import annotations
 
 import os
-
 import shutil
 import socket
 import struct
@@ -41,7 +40,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not CHROMIUM.exists() and os.environ.get("CI") != "true", reason="needs Debian's chromium at /usr/bin/chromium (make browser)"
+        not CHROMIUM.exists() and os.environ.get("CI") != "true",
+        reason="needs Debian's chromium at /usr/bin/chromium (make browser)",
     ),
 ]
 CHARTS = ("exp-kolw-ctr", "exp-kolw-buy_conversion", "exp-skewed-ctr", "exp-skewed-buy_conversion")

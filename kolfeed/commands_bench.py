@@ -133,6 +133,9 @@ def serve_command(
     kols: int = typer.Option(20_000, help="synthetic creators"),
     dim: int = typer.Option(64, help="embedding width"),
     factory: str = typer.Option("HNSW32", help="FAISS factory string of the served index"),
+    spectrum_decay: float = typer.Option(
+        1.0, help="embedding spectrum j**-a (1: like trained embeddings; 0: isotropic, ANN worst case)"
+    ),
     rate: float = typer.Option(500.0, help="open-loop request rate of the main run (req/s)"),
     duration: float = typer.Option(60.0, help="seconds of the main run"),
     step_rates: str = typer.Option(
@@ -166,6 +169,7 @@ def serve_command(
         kols=kols,
         dim=dim,
         factory=factory,
+        spectrum_decay=spectrum_decay,
         redis_url=redis,
         events_per_user=events_per_user,
         rate=rate,

@@ -51,8 +51,10 @@ class ServeBenchConfig:
     kols: int = 20_000
     dim: int = 64
     factory: str = "HNSW32"
-    ef_search: list[int] = field(default_factory=lambda: [64, 128, 256])
-    """efSearch values whose recall@100 is measured; the served value is recsys.index's default."""
+    spectrum_decay: float = 1.0
+    """Embedding spectrum (see recsys.ranking.synthetic): 1.0 is like trained embeddings, 0 isotropic."""
+    ef_search: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+    """efSearch values whose recall@100 is measured; the smallest reaching the target is served."""
     recall_queries: int = 1000
     redis_url: str = "redis://127.0.0.1:6379/12"
     events_per_user: int = 16
@@ -75,12 +77,19 @@ def write_synthetic_run(cfg: ServeBenchConfig, out: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from recsys import artifacts as A
-    from recsys.index import DEFAULT_EF_SEARCH, build_index, exact_recall, save_index, set_search_params
+    from recsys.index import INDEX_INFO, build_index, exact_recall, save_index, set_search_params
     from recsys.ranking.synthetic import synthetic_world
 
     info: dict[str, Any] = {}
     t0 = time.perf_counter()
-    w = synthetic_world(n_items=cfg.items, n_users=cfg.users, n_kols=cfg.kols, dim=cfg.dim, seed=cfg.seed)
+    w = synthetic_world(
+        n_items=cfg.items,
+        n_users=cfg.users,
+        n_kols=cfg.kols,
+        dim=cfg.dim,
+        seed=cfg.seed,
+        spectrum_decay=cfg.spectrum_decay,
+    )
     info["world_s"] = round(time.perf_counter() - t0, 2)
     out.mkdir(parents=True, exist_ok=True)
     A.save_array(out / A.USER_EMB, w.user_emb)
@@ -102,11 +111,18 @@ def write_synthetic_run(cfg: ServeBenchConfig, out: Path) -> dict[str, Any]:
     queries = w.user_emb[np.sort(rng.choice(cfg.users, size=n_q, replace=False))]
     k = min(100, cfg.items)
     recall: dict[str, float] = {}
-    for ef in sorted({*cfg.ef_search, DEFAULT_EF_SEARCH}):
+    served = max(cfg.ef_search)
+    for ef in sorted(cfg.ef_search):
         set_search_params(index, ef_search=ef)
         recall[str(ef)] = round(exact_recall(index, w.item_emb, queries, k), 4)
-    set_search_params(index, ef_search=DEFAULT_EF_SEARCH)
+        if recall[str(ef)] >= TARGET_RECALL:
+            served = ef
+            break
+    set_search_params(index, ef_search=served)
     save_index(index, out / A.INDEX)
+    # FAISS does not persist efSearch; FeedModel.load reads it back from index.json
+    index_info = {"factory": cfg.factory, "metric": "ip", "ef_search": served, f"recall@{k}_vs_exact": recall}
+    (out / INDEX_INFO).write_text(json.dumps(index_info, indent=2))
     del index
     info.update(
         {
@@ -114,8 +130,9 @@ def write_synthetic_run(cfg: ServeBenchConfig, out: Path) -> dict[str, Any]:
             "k": k,
             "recall_queries": n_q,
             "recall_vs_exact_by_ef_search": recall,
-            "ef_search_served": DEFAULT_EF_SEARCH,
-            "recall_served": recall[str(DEFAULT_EF_SEARCH)],
+            "ef_search_served": served,
+            "recall_served": recall[str(served)],
+            "spectrum_decay": cfg.spectrum_decay,
         }
     )
     manifest = A.Manifest(
@@ -133,7 +150,17 @@ def write_synthetic_run(cfg: ServeBenchConfig, out: Path) -> dict[str, Any]:
 
 
 def _world_key(cfg: ServeBenchConfig) -> dict[str, Any]:
-    keys = ("items", "users", "kols", "dim", "factory", "ef_search", "recall_queries", "seed")
+    keys = (
+        "items",
+        "users",
+        "kols",
+        "dim",
+        "factory",
+        "spectrum_decay",
+        "ef_search",
+        "recall_queries",
+        "seed",
+    )
     return {k: getattr(cfg, k) for k in keys}
 
 
@@ -441,7 +468,10 @@ def run(cfg: ServeBenchConfig, results: Path, command: str = "") -> dict[str, An
             "rss_mb": TARGET_RSS_MB,
         },
     }
+    from features.factory import redact_url
+
     url = bench_store_url(cfg.redis_url)
+    report["store"] = redact_url(url)
     with _workdir(cfg) as work:
         run_dir = work / "runs" / "synthetic"
         report["build"] = reuse_or_write_run(cfg, run_dir, work / "build.json")

@@ -11,6 +11,7 @@ Posts, KOLs and categories are dense too (``post_*`` arrays, ``kol_ids``, ``cate
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from recsys import artifacts as A
-from recsys.index import build_index, load_index
+from recsys.index import INDEX_INFO, build_index, load_index
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,27 @@ class _Csr:
         return owner, starts[owner] + offsets
 
 
+def _recorded_search_params(run_dir: Path) -> tuple[int | None, int | None]:
+    """efSearch / nprobe the index was tuned with (``index.json``; FAISS does not store them), so the
+    served recall is the recall that was measured. None = recsys.index's defaults."""
+    path = run_dir / INDEX_INFO
+    if not path.is_file():
+        return None, None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise A.ArtifactError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(info, dict):
+        raise A.ArtifactError(f"{path}: expected a JSON object")
+    out: list[int | None] = []
+    for key in ("ef_search", "nprobe"):
+        value = info.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise A.ArtifactError(f"{path}: {key} must be a positive integer, got {value!r}")
+        out.append(value)
+    return out[0], out[1]
+
+
 @dataclass
 class FeedModel:
     """Immutable per-run state of the ranker. Build with :meth:`load` (or :meth:`from_arrays` in tests)."""
@@ -195,7 +217,8 @@ class FeedModel:
             pop = A.load_array(run_dir / A.ITEM_POPULARITY)
         index = None
         if (run_dir / A.INDEX).is_file():
-            index = load_index(run_dir / A.INDEX)
+            ef_search, nprobe = _recorded_search_params(run_dir)
+            index = load_index(run_dir / A.INDEX, ef_search=ef_search, nprobe=nprobe)
             if index.ntotal != item_emb.shape[0] or index.d != item_emb.shape[1]:
                 raise A.ArtifactError(
                     f"{run_dir}: {A.INDEX} holds {index.ntotal}x{index.d} vectors but {A.ITEM_EMB} is "

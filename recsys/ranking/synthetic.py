@@ -46,10 +46,19 @@ def synthetic_world(
     friends_per_user: int = 10,
     buys_per_user: int = 5,
     seed: int = 0,
+    spectrum_decay: float = 0.0,
 ) -> SyntheticWorld:
+    """``spectrum_decay`` = a: embedding coordinate j (1-based) has variance proportional to j**-a. 0 gives
+    isotropic Gaussians, the worst case for ANN (no neighbourhood structure at all); trained
+    embeddings have a decaying spectrum (a of about 1 leaves roughly 14 effective dimensions of 64)."""
     rng = np.random.default_rng(seed)
     item_emb = rng.standard_normal((n_items, dim), dtype=np.float32) / np.sqrt(dim)
     user_emb = rng.standard_normal((n_users, dim), dtype=np.float32) / np.sqrt(dim)
+    if spectrum_decay:
+        scale = np.arange(1, dim + 1, dtype=np.float64) ** (-spectrum_decay / 2)
+        scale = (scale * np.sqrt(dim / (scale**2).sum())).astype(np.float32)  # same mean squared norm
+        item_emb *= scale
+        user_emb *= scale
     item_ids = np.arange(n_items, dtype=np.int64) + 1_000_000
     user_ids = np.arange(n_users, dtype=np.int64)
     kol_ids = np.arange(n_kols, dtype=np.int64) + 10_000_000

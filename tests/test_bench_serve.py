@@ -1,0 +1,76 @@
+"""Smoke test of ``kolfeed bench serve`` on a tiny catalog: every stage runs end to end against the real
+Redis and a real ``kolfeed serve`` subprocess, and the report is complete. No timing assertions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import redis
+
+from kolfeed.bench.loadgen import UNKNOWN_USER_BASE, LoadSpec, summarize, user_ids
+from kolfeed.bench.serve import ServeBenchConfig, run
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+def test_user_ids_mix_known_and_unknown() -> None:
+    ids = user_ids(LoadSpec(port=1, rate=1, duration_s=1, users=50, unknown_frac=0.5, seed=1), 400)
+    known = ids < 50
+    assert ((ids >= UNKNOWN_USER_BASE) | known).all()
+    assert 100 < int(known.sum()) < 300
+
+
+def test_summarize_counts_errors_and_percentiles() -> None:
+    import numpy as np
+
+    out = summarize(np.array([0.001, 0.002, 0.003, 0.1]), np.array([200, 200, 503, 0]), 1, 2.0)
+    assert out["ok"] == 2 and out["errors"] == 2
+    assert out["error_statuses"] == {"0": 1, "503": 1}
+    assert out["achieved_rps"] == 2.0 and out["max_ms"] == 100.0
+
+
+def test_bench_serve_end_to_end_tiny(redis_server: str, tmp_path: Path) -> None:
+    cfg = ServeBenchConfig(
+        items=1500,
+        users=120,
+        kols=30,
+        dim=8,
+        factory="HNSW16",
+        ef_search=[16, 64, 256],
+        recall_queries=50,
+        redis_url=f"{redis_server}/12",
+        events_per_user=6,
+        rate=40,
+        duration_s=1.0,
+        step_rates=[20, 40],
+        step_duration_s=0.5,
+        warmup_s=0.3,
+        in_process_calls=20,
+        workdir=tmp_path / "work",
+    )
+    report = run(cfg, tmp_path / "results", command="test")
+    saved = json.loads((tmp_path / "results" / "serve.json").read_text())
+    assert (tmp_path / "results" / "serve.png").stat().st_size > 0
+    assert saved["summary"] == report["summary"]
+    main = report["http"]["target_rate"]
+    assert main["requests"] == 40 and main["ok"] + main["errors"] == 40
+    assert 1 <= len(report["http"]["steps"]) <= 2
+    assert report["redis"]["events"] == 120 * 6
+    build = report["build"]
+    assert build["ef_search_served"] in (16, 64, 256)
+    assert 0.0 <= build["recall_served"] <= 1.0
+    assert report["in_process"]["rank"]["calls"] == 20
+    assert report["http"]["server_after_load"]["VmHWM"] > 0
+    # the index was served with the efSearch recorded next to it
+    info = json.loads((tmp_path / "work" / "runs" / "synthetic" / "index.json").read_text())
+    assert info["ef_search"] == build["ef_search_served"]
+    # nothing left behind in the benchmark's Redis db under its prefix
+    client = redis.Redis.from_url(f"{redis_server}/12")
+    try:
+        prefix = report["store"].split("prefix=", 1)[1]
+        assert prefix.startswith("kfbench:")
+        assert not list(client.scan_iter(match=prefix + "*", count=1000))
+    finally:
+        client.close()

@@ -132,14 +132,14 @@ def serve_command(
     users: int = typer.Option(100_000, help="synthetic users (all with recent activity in Redis)"),
     kols: int = typer.Option(20_000, help="synthetic creators"),
     dim: int = typer.Option(64, help="embedding width"),
-    factory: str = typer.Option("HNSW32", help="FAISS factory string of the served index"),
+    factory: str = typer.Option("IVF2048,Flat", help="FAISS factory string of the served index"),
     spectrum_decay: float = typer.Option(
         1.0, help="embedding spectrum j**-a (1: like trained embeddings; 0: isotropic, ANN worst case)"
     ),
     rate: float = typer.Option(500.0, help="open-loop request rate of the main run (req/s)"),
     duration: float = typer.Option(60.0, help="seconds of the main run"),
     step_rates: str = typer.Option(
-        "250,500,750,1000,1250,1500,2000,2500", help="rates stepped up to find the max sustainable one"
+        "100,200,300,400,500,750,1000,1500,2000", help="rates stepped up to find the max sustainable one"
     ),
     step_duration: float = typer.Option(15.0, help="seconds per step"),
     redis: str = typer.Option(

@@ -38,7 +38,7 @@ def test_bench_serve_end_to_end_tiny(redis_server: str, tmp_path: Path) -> None:
         kols=30,
         dim=8,
         factory="HNSW16",
-        ef_search=[16, 64, 256],
+        search_params=[16, 64, 256],
         recall_queries=50,
         redis_url=f"{redis_server}/12",
         events_per_user=6,
@@ -59,13 +59,13 @@ def test_bench_serve_end_to_end_tiny(redis_server: str, tmp_path: Path) -> None:
     assert 1 <= len(report["http"]["steps"]) <= 2
     assert report["redis"]["events"] == 120 * 6
     build = report["build"]
-    assert build["ef_search_served"] in (16, 64, 256)
+    assert build["search_param"] == "ef_search" and build["search_param_served"] in (16, 64, 256)
     assert 0.0 <= build["recall_served"] <= 1.0
     assert report["in_process"]["rank"]["calls"] == 20
     assert report["http"]["server_after_load"]["VmHWM"] > 0
     # the index was served with the efSearch recorded next to it
     info = json.loads((tmp_path / "work" / "runs" / "synthetic" / "index.json").read_text())
-    assert info["ef_search"] == build["ef_search_served"]
+    assert info["ef_search"] == build["search_param_served"]
     # nothing left behind in the benchmark's Redis db under its prefix
     client = redis.Redis.from_url(f"{redis_server}/12")
     try:

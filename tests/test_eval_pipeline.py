@@ -70,3 +70,14 @@ def test_cli_pipeline_on_a_world_costs_at_most_five_percent(tiny_world: Path, tm
     body = json.loads(result.stdout[result.stdout.index("{") :])
     assert body["model"]["recall@20"] > 0
     assert body["pipeline"]["recall@20"] >= 0.95 * body["model"]["recall@20"]
+
+
+def test_eval_max_users_samples_a_seeded_subset(lightgcn_split: Path, tmp_path: Path) -> None:
+    base = [f"data.path={lightgcn_split}", "model.name=popularity", "model.params={}"]
+    full = train(load_config(REPO / "configs/train/gowalla.yaml", base), tmp_path / "a", quiet=True)
+    assert full.metrics["eval_users"] == 6
+    capped = load_config(REPO / "configs/train/gowalla.yaml", [*base, "eval.max_users=3"])
+    one = train(capped, tmp_path / "b", quiet=True).metrics
+    two = train(capped, tmp_path / "c", quiet=True).metrics
+    assert one["eval_users"] == 3
+    assert one["recall@20"] == two["recall@20"]  # same seed, same sample

@@ -101,6 +101,9 @@ class EvalConfig(_Strict):
     batch_size: Annotated[int, Field(ge=1)] = 2048
     per_behaviour: bool = True
     behaviours: list[str] = Field(default_factory=lambda: ["click", "share", "buy"])
+    max_users: Annotated[int, Field(ge=1)] | None = None
+    """Evaluate on a seeded uniform sample of at most this many test users (None: all of them).
+    Keeps exact full-ranking evaluation of costly models inside the time budget on large splits."""
 
     @field_validator("ks")
     @classmethod

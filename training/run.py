@@ -71,15 +71,32 @@ def evaluate_all(
     ks = tuple(cfg.eval.ks)
     bs = cfg.eval.batch_size
     inter = prepared.interactions
-    raw = evaluate(model, prepared.seen, inter.test, ks=ks, batch_size=bs, progress=progress)
+    users = eval_users(prepared, cfg)
+    raw = evaluate(model, prepared.seen, inter.test, ks=ks, batch_size=bs, users=users, progress=progress)
     out: dict[str, float] = {k: float(v) for k, v in raw.items()}
+    out["eval_users"] = float(len(users) if users is not None else _n_test_users(inter.test))
     if cfg.eval.per_behaviour:
         for name, held in inter.extra_test.items():
             if held.nnz == 0:
                 continue
-            sub = evaluate(model, prepared.seen, held, ks=ks, batch_size=bs, progress=progress)
+            sub = evaluate(model, prepared.seen, held, ks=ks, batch_size=bs, users=users, progress=progress)
             out.update({f"{name}/{k}": float(v) for k, v in sub.items()})
     return out
+
+
+def _n_test_users(test: Any) -> int:
+    return int(np.count_nonzero(np.diff(test.indptr)))
+
+
+def eval_users(prepared: Prepared, cfg: TrainConfig) -> np.ndarray | None:
+    """The seeded sample of test users when ``eval.max_users`` caps evaluation, else None (all)."""
+    limit = cfg.eval.max_users
+    test = prepared.interactions.test
+    with_test = np.flatnonzero(np.diff(test.indptr))
+    if limit is None or len(with_test) <= limit:
+        return None
+    rng = np.random.default_rng(cfg.seed)
+    return np.sort(rng.choice(with_test, size=limit, replace=False))
 
 
 def _curve(model: Any, fit_seconds: float) -> list[dict[str, Any]]:
@@ -255,6 +272,7 @@ def reevaluate_pipeline(
         user_ids=inter.user_ids,
         item_ids=inter.item_ids,
         ks=cfg.eval.ks,
+        users=eval_users(prepared, cfg),
         progress=not quiet,
     )
     return pipeline, full

@@ -139,7 +139,7 @@ def serve_command(
     rate: float = typer.Option(500.0, help="open-loop request rate of the main run (req/s)"),
     duration: float = typer.Option(60.0, help="seconds of the main run"),
     step_rates: str = typer.Option(
-        "100,200,300,400,500,750,1000,1500,2000", help="rates stepped up to find the max sustainable one"
+        "50,100,200,300,400,500,750,1000,1500,2000", help="rates stepped up to find the max sustainable one"
     ),
     step_duration: float = typer.Option(15.0, help="seconds per step"),
     redis: str = typer.Option(

@@ -13,9 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from recsys.ranking.feed import FeedRanker
-
 from recsys.artifacts import ArtifactError, read_manifest
+from recsys.ranking.feed import FeedRanker
 from recsys.ranking.feed_model import FeedModel
 
 log = logging.getLogger(__name__)

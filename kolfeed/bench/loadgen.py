@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -138,7 +137,6 @@ def main(argv: list[str] | None = None) -> None:
     loop_name = _event_loop_name()
     out = asyncio.run(run_load(spec))
     out["client_loop"] = loop_name
-    out["client_max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
 

@@ -61,7 +61,9 @@ class ServeBenchConfig:
     events_per_user: int = 16
     rate: float = 500.0
     duration_s: float = 60.0
-    step_rates: list[float] = field(default_factory=lambda: [100, 200, 300, 400, 500, 750, 1000, 1500, 2000])
+    step_rates: list[float] = field(
+        default_factory=lambda: [50, 100, 200, 300, 400, 500, 750, 1000, 1500, 2000]
+    )
     step_duration_s: float = 15.0
     warmup_s: float = 5.0
     unknown_frac: float = 0.05

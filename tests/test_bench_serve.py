@@ -66,6 +66,11 @@ def test_bench_serve_end_to_end_tiny(redis_server: str, tmp_path: Path) -> None:
     # the index was served with the efSearch recorded next to it
     info = json.loads((tmp_path / "work" / "runs" / "synthetic" / "index.json").read_text())
     assert info["ef_search"] == build["search_param_served"]
+    from recsys.index import _find_hnsw
+    from recsys.ranking.feed_model import FeedModel
+
+    hnsw = _find_hnsw(FeedModel.load(tmp_path / "work" / "runs" / "synthetic").index)
+    assert hnsw is not None and hnsw.hnsw.efSearch == info["ef_search"]
     # nothing left behind in the benchmark's Redis db under its prefix
     client = redis.Redis.from_url(f"{redis_server}/12")
     try:

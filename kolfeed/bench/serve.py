@@ -53,7 +53,7 @@ class ServeBenchConfig:
     factory: str = "IVF2048,Flat"
     spectrum_decay: float = 1.0
     """Embedding spectrum (see recsys.ranking.synthetic): 1.0 is like trained embeddings, 0 isotropic."""
-    search_params: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    search_params: list[int] = field(default_factory=lambda: [64, 128, 160, 192, 224, 256])
     """nprobe (IVF) or efSearch (HNSW) values whose recall@100 is measured, in increasing order; the
     smallest reaching the target is served (recorded in index.json, which FeedModel.load applies)."""
     recall_queries: int = 1000
@@ -561,8 +561,12 @@ def plot(r: dict[str, Any], path: Path) -> None:
     x = np.arange(len(labels))
     ax2.bar(x - 0.2, p50, 0.4, label="p50")
     ax2.bar(x + 0.2, p99, 0.4, label="p99")
+    for xi, (a, b) in enumerate(zip(p50, p99, strict=True)):
+        ax2.annotate(f"{a:.1f}", (xi - 0.2, a), ha="center", va="bottom", fontsize=8)
+        ax2.annotate(f"{b:.1f}", (xi + 0.2, b), ha="center", va="bottom", fontsize=8)
     ax2.set_xticks(x, labels)
-    ax2.set_ylabel("ms")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("ms (log)")
     load = r["machine"]["loadavg_start"][0]
     ax2.set_title(f"one feed, layer by layer (load avg {load:.1f} on {r['machine']['cpus']} cores)")
     ax2.legend()

@@ -222,8 +222,10 @@ def generate(
     if cc.followed_kol_posts > 0 and len(model.post_ids):
         followed = np.flatnonzero(sig.followed & ~sig.hidden_kols)
         aff = np.where(sig.followed | sig.hidden_kols, -np.inf, sig.kol_affinity)
-        n_aff = min(cc.affinity_kols, int((aff > 0).sum()))
-        top_aff = np.argsort(-aff)[:n_aff] if n_aff else _EMPTY
+        # sort only the positive-affinity KOLs: an argsort over all (mostly 0) KOLs cost ~4 ms at 20k KOLs
+        positive = np.flatnonzero(aff > 0)
+        n_aff = min(cc.affinity_kols, len(positive))
+        top_aff = positive[np.argsort(-aff[positive], kind="stable")][:n_aff] if n_aff else _EMPTY
         for kol_rows, bit in ((followed, FOLLOWED), (top_aff, AFFINITY)):
             if not len(kol_rows):
                 continue

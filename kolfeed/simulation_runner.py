@@ -27,12 +27,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from features.base import FeatureStore, StoreEvent, UserState
+from features.base import FeatureStore, StoreEvent
 from features.factory import open_store
 from recsys.experiments.assignment import arm_index_many
 from recsys.experiments.config import ExperimentConfig
 from recsys.experiments.readout import ExperimentReport, experiment_report
-from recsys.ranking.context import UserContext
 from recsys.ranking.feed import FeedRanker
 from recsys.ranking.feed_model import FeedModel
 from recsys.ranking.variants import RankingVariant
@@ -43,9 +42,9 @@ from recsys.simulate.schedule import sample_users
 from recsys.world.config import DAY
 from recsys.world.events import EventChunk
 from recsys.world.truth import GroundTruth
+from serving.lookups import friend_ids, item_categories
+from serving.routers.feed import context_from_state
 
-RECENT_ITEMS = 50
-"""As the service: newest clicks/shares/buys passed to the ranker."""
 DEFAULT_TRAIN_CONFIG = Path("configs/train/world_graphfilter.yaml")
 
 
@@ -56,55 +55,9 @@ class SimulationResult:
     meta: dict[str, Any]
 
 
-def context_from_state(user_id: int, state: UserState) -> UserContext:
-    """UserState → UserContext exactly as the feed endpoint builds it (serving/routers/feed.py)."""
-    recent: list[int] = []
-    seen_recent: set[int] = set()
-    for item in (*state.recent_buys, *state.recent_shares, *state.recent_clicks):
-        if item not in seen_recent:
-            seen_recent.add(item)
-            recent.append(item)
-    return UserContext(
-        user_id=user_id,
-        recent_items=recent[:RECENT_ITEMS],
-        seen=set(state.seen),
-        bought=set(state.bought),
-        hidden_items=set(state.hidden_items),
-        hidden_kols=set(state.hidden_kols),
-        live_kol_affinity=dict(state.kol_affinity),
-    )
-
-
-def friend_ids(model: FeedModel, user_id: int, limit: int) -> list[int]:
-    """The user's friends in the run's share graph (as the service's lookup)."""
-    if limit <= 0:
-        return []
-    row = model.social_users.row(user_id)
-    if row < 0:
-        return []
-    rows = model.user_friends.get(row)[:limit]
-    return [int(x) for x in model.social_users.ids[rows].tolist()]
-
-
-class _Categories:
-    """Item id → category name for StoreEvent.category (as the service fills it)."""
-
-    def __init__(self, model: FeedModel) -> None:
-        self.model = model
-
-    def of(self, items: np.ndarray) -> list[str | None]:
-        m = self.model
-        rows = m.items.rows(items)
-        codes = (
-            np.where(rows >= 0, m.item_category[np.maximum(rows, 0)], -1) if len(m.item_category) else rows
-        )
-        cats = m.categories
-        return [cats[c] if 0 <= c < len(cats) else None for c in codes.tolist()]
-
-
-def store_events(ev: EventChunk, categories: _Categories) -> list[StoreEvent]:
+def store_events(ev: EventChunk, model: FeedModel) -> list[StoreEvent]:
     """Columnar events → the store's event objects (what the service's POST /v1/events produces)."""
-    cats = categories.of(ev.item)
+    cats = item_categories(model, ev.item)
     names = ACTION_NAMES
     out = []
     for ts, u, i, a, p, k, to, v, cat in zip(
@@ -221,11 +174,10 @@ async def _simulate(
     progress: bool,
 ) -> None:
     ranker = FeedRanker(model)
-    cats = _Categories(model)
     if warm is not None and len(warm):
         order = np.argsort(warm.ts, kind="stable")
         for lo in range(0, len(order), 50_000):
-            await store.record_events(store_events(warm.take(order[lo : lo + 50_000]), cats))
+            await store.record_events(store_events(warm.take(order[lo : lo + 50_000]), model))
     bar = tqdm(desc="simulate", unit="session", disable=not progress, file=sys.stderr)
     friends_cache: dict[int, list[int]] = {}
     for step in sim.steps():
@@ -266,7 +218,7 @@ async def _simulate(
                 )
             )
         events = sim.apply(step, pages)
-        await store.record_events(store_events(events, cats))
+        await store.record_events(store_events(events, model))
         bar.update(len(users))
     bar.close()
 

@@ -13,17 +13,17 @@ import numpy as np
 from recsys.ranking.feed_model import FeedModel
 
 
-def item_categories(model: FeedModel, item_ids: Sequence[int]) -> list[str | None]:
+def item_categories(model: FeedModel, item_ids: Sequence[int] | np.ndarray) -> list[str | None]:
     """Category name of each item id, None when the run does not know the item or its category."""
-    if not item_ids:
+    ids = np.asarray(item_ids, dtype=np.int64)
+    if ids.size == 0:
         return []
-    rows = model.items.rows(np.asarray(item_ids, dtype=np.int64))
-    out: list[str | None] = []
+    rows = model.items.rows(ids)
     n_codes = len(model.item_category)
-    for row in rows.tolist():
-        code = int(model.item_category[row]) if 0 <= row < n_codes else -1
-        out.append(model.categories[code] if 0 <= code < len(model.categories) else None)
-    return out
+    known = (rows >= 0) & (rows < n_codes)
+    codes = np.where(known, model.item_category[np.where(known, rows, 0)] if n_codes else -1, -1)
+    cats = model.categories
+    return [cats[c] if 0 <= c < len(cats) else None for c in codes.tolist()]
 
 
 def friend_ids(model: FeedModel, user_id: int, limit: int) -> list[int]:

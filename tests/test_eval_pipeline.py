@@ -81,3 +81,34 @@ def test_eval_max_users_samples_a_seeded_subset(lightgcn_split: Path, tmp_path: 
     two = train(capped, tmp_path / "c", quiet=True).metrics
     assert one["eval_users"] == 3
     assert one["recall@20"] == two["recall@20"]  # same seed, same sample
+
+
+def test_training_reads_the_service_event_log(tiny_world: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from features.base import StoreEvent
+    from features.eventlog import EventLog
+
+    events = pq.read_table(tiny_world / "events.parquet")
+    last_ts = int(events.column("ts").to_numpy().max())
+    log_dir = tmp_path / "eventlog"
+    log = EventLog(log_dir)
+    logged = [
+        StoreEvent(ts=float(last_ts + 60 * (i + 1)), user_id=i % 50, item_id=i % 40, action="buy", value=9.5)
+        for i in range(300)
+    ]
+    log.append_batch(logged)
+    log.close()
+    base = [f"data.path={tiny_world}", "model.name=popularity", "model.params={}"]
+    cfg = load_config(REPO / "configs/train/world_popularity.yaml", [*base, f"data.events_log={log_dir}"])
+    result = train(cfg, tmp_path / "runs", quiet=True)
+    stats = json.loads((result.run_dir / "metrics.json").read_text())
+    assert stats["data_n_train_events"] + stats["data_n_test_events"] == len(events) + len(logged)
+    assert stats["data_n_test_events"] >= len(logged)  # the logged buys are the newest events
+    bad = load_config(
+        REPO / "configs/train/world_popularity.yaml", [*base, f"data.events_log={tmp_path / 'missing'}"]
+    )
+    from recsys.io.errors import DataError
+
+    with pytest.raises(DataError, match="not a directory"):
+        train(bad, tmp_path / "runs2", quiet=True)

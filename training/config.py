@@ -31,11 +31,17 @@ class DataConfig(_Strict):
     format: DataFormat = "world"
     options: dict[str, Any] = Field(default_factory=dict)
     """Loader options of benchmark formats (e.g. recbole/movielens ``test_ratio``); none for worlds."""
+    events_log: str | None = None
+    """The service's durable event log directory (worlds only): its events are added to the world's
+    event history and the whole is split chronologically again (``test_fraction`` of time held out)."""
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
 
     @model_validator(mode="after")
     def _world_has_no_options(self) -> DataConfig:
         if self.format == "world" and self.options:
             raise ValueError(f"format 'world' takes no options (got {', '.join(sorted(self.options))})")
+        if self.events_log is not None and self.format != "world":
+            raise ValueError("data.events_log needs data.format 'world' (the log has events, not a catalog)")
         return self
 
 

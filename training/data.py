@@ -52,11 +52,15 @@ class Prepared:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def data_fingerprint(path: Path) -> str:
+def data_fingerprint(path: Path, events_log: str | None = None) -> str:
     """sha256 over the input files: content for small files, name+size+mtime for large ones."""
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     h = hashlib.sha256()
+    if events_log is not None:  # the service's log: its segments count as input too
+        log = Path(events_log)
+        for seg in sorted(log.glob("events-*.log")):
+            h.update(b"log\0" + seg.name.encode() + b"\0" + str(seg.stat().st_size).encode())
     for f in files:
         rel = f.relative_to(path).as_posix() if path.is_dir() else f.name
         st = f.stat()
@@ -80,11 +84,35 @@ def _pairs(table: pa.Table, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+def _with_event_log(history: pa.Table, log_dir: Path, test_fraction: float) -> tuple[pa.Table, pa.Table]:
+    """World history + the service's logged events, split chronologically at the time quantile."""
+    import pyarrow.compute as pc
+
+    from features.eventlog import load_event_log
+    from recsys.io.errors import DataError
+
+    if not log_dir.is_dir():
+        raise DataError(f"{log_dir}: data.events_log is not a directory")
+    logged = load_event_log(log_dir)
+    events = pa.concat_tables([history.select(logged.column_names).cast(logged.schema), logged])
+    if len(events) < 2:
+        raise DataError(f"{log_dir}: too few events to split ({len(events)})")
+    ts = events.column("ts").to_numpy()
+    cut = int(np.quantile(ts, 1.0 - test_fraction))
+    events = events.take(pc.sort_indices(events, sort_keys=[("ts", "ascending")]))
+    is_test = pc.greater_equal(events.column("ts"), cut)
+    return events.filter(pc.invert(is_test)), events.filter(is_test)
+
+
 def prepare_world(cfg: TrainConfig) -> Prepared:
     from recsys.io.errors import DataError
     from recsys.io.world import load_world
 
     world = load_world(Path(cfg.data.path))
+    if cfg.data.events_log is not None:
+        world.train_events, world.test_events = _with_event_log(
+            world.events, Path(cfg.data.events_log), cfg.data.test_fraction
+        )
     if world.train_events is None or world.test_events is None:
         raise DataError(f"{cfg.data.path}: world has no split/{{train,test}} (needed to train and evaluate)")
     users = world.users

@@ -1,4 +1,4 @@
-"""`kolfeed eval RUN_DIR --pipeline`: the served feed scored beside the model's full ranking."""
+"""Evaluation paths of a run: the served pipeline beside the model, sampled users, the event log as data."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recsys.world.events import A_BUY, A_CART, A_CLICK, A_HIDE, A_IMP, A_LIKE, A_SAVE, A_SHARE, EventChunk
+from recsys.world.events import EventChunk, react
 from recsys.world.truth import GroundTruth, SocialProof
 
 
@@ -86,81 +86,40 @@ class Behaviour:
 
     def react(self, rng: np.random.Generator, imp: Impressions) -> tuple[EventChunk, NewShares]:
         """Events of every impression (the impression itself first) and the shares they produced."""
-        t = self._judge
-        u, item, ts = imp.user, imp.item, imp.ts
         kol = np.where(imp.kol >= 0, imp.kol, self.neutral_kol)
-        n = len(imp)
-        clicked = rng.random(n) < t.click_prob(u, item, kol, from_friend=imp.from_friend.astype(np.float64))
-        nc = np.flatnonzero(~clicked)
-        hidden = nc[rng.random(nc.shape[0]) < t.hide_prob(u[nc], item[nc], kol[nc])]
-        c = np.flatnonzero(clicked)
-        uc, ic, kc = u[c], item[c], kol[c]
-        m = c.shape[0]
-        nfb = self.proof.count_friends_bought(uc, ic) + imp.sharer_bought[c]
-        bought = rng.random(m) < t.buy_prob(uc, ic, kc, nfb)
-        liked = rng.random(m) < t.like_prob(uc, ic, kc)
-        saved = rng.random(m) < t.save_prob(uc, ic, kc)
-        carted = bought | (rng.random(m) < t.cart_prob(uc, ic, kc))
-        shared = rng.random(m) < t.share_prob(uc, ic, kc, bought=bought)
-        t_click = ts[c] + rng.integers(2, 21, m)
-        t_like = t_click + rng.integers(3, 61, m)
-        t_save = t_click + rng.integers(3, 121, m)
-        t_cart = t_click + rng.integers(20, 301, m)
-        t_buy = t_cart + rng.integers(30, 1801, m)
-        t_share = np.where(bought, t_buy, t_click) + rng.integers(5, 601, m)
-        t_hide = ts[hidden] + rng.integers(1, 11, hidden.shape[0])
-
-        s = np.flatnonzero(shared)
-        to = t.pick_share_friend(rng, uc[s])
-        ok = to >= 0
-        s, to = s[ok], to[ok]
-        gid = self.next_share + np.arange(s.shape[0], dtype=np.int64)
-        self.next_share += s.shape[0]
-
-        blocks: list[tuple[np.ndarray, int, np.ndarray]] = [
-            (np.arange(n), A_IMP, ts),
-            (hidden, A_HIDE, t_hide),
-            (c, A_CLICK, t_click),
-            (c[liked], A_LIKE, t_like[liked]),
-            (c[saved], A_SAVE, t_save[saved]),
-            (c[carted], A_CART, t_cart[carted]),
-            (c[bought], A_BUY, t_buy[bought]),
-            (c[s], A_SHARE, t_share[s]),
-        ]
-        pos = np.concatenate([b[0] for b in blocks]).astype(np.int64)
-        action = np.concatenate([np.full(b[0].shape[0], b[1], dtype=np.int8) for b in blocks])
-        ev_ts = np.concatenate([b[2] for b in blocks]).astype(np.int64)
-        total = pos.shape[0]
-        n_share = s.shape[0]
-        to_user = np.full(total, -1, dtype=np.int64)
-        share_gid = np.full(total, -1, dtype=np.int64)
-        to_user[total - n_share :] = to
-        share_gid[total - n_share :] = gid
-        value = np.full(total, np.nan)
-        is_buy = action == A_BUY
-        value[is_buy] = self.truth.item_price[item[pos[is_buy]]]
-        events = EventChunk(
-            ts=ev_ts,
-            user=u[pos],
-            item=item[pos],
-            action=action,
-            post=imp.post[pos],
-            kol=imp.kol[pos],
-            to_user=to_user,
-            req_kind=imp.req_kind[pos].astype(np.int8),
-            req_num=imp.req_num[pos],
-            value=value,
-            share_gid=share_gid,
+        from_friend = imp.from_friend.astype(np.float64)
+        r = react(
+            self._judge,
+            self.proof,
+            rng,
+            imp.user,
+            imp.item,
+            kol,
+            imp.ts,
+            from_friend,
+            imp.sharer_bought,
+            self.next_share,
         )
+        self.next_share += r.share_rows.shape[0]
+        events = r.events(
+            self.truth,
+            imp.user,
+            imp.item,
+            post=imp.post,
+            kol=imp.kol,
+            req_kind=imp.req_kind[r.pos].astype(np.int8),
+            req_num=imp.req_num[r.pos],
+        )
+        n_share = r.share_rows.shape[0]
         delay = 60 + np.floor(rng.exponential(max(self.share_delay_mean_s, 1e-9), n_share)).astype(np.int64)
-        cs = c[s]
+        cs = r.share_rows
         shares = NewShares(
-            to_user=to,
-            item=item[cs],
+            to_user=r.share_to,
+            item=imp.item[cs],
             post=imp.post[cs],
             kol=imp.kol[cs],
-            arrive_ts=t_share[s] + delay,
-            gid=gid,
-            sharer_bought=bought[s].astype(np.int64),
+            arrive_ts=r.share_ts + delay,
+            gid=r.share_gid,
+            sharer_bought=r.sharer_bought,
         )
         return events, shares

@@ -29,7 +29,7 @@ import numpy as np
 from recsys.schema import ACTION_CODE
 from recsys.world.config import DAY, WorldConfig
 from recsys.world.entities import StaticWorld, _csr
-from recsys.world.truth import SocialProof
+from recsys.world.truth import GroundTruth, SocialProof
 
 FOLLOWED_SHARE = 0.55
 POPULAR_SHARE = 0.30
@@ -186,74 +186,155 @@ class EventSimulator:
 
     # ---- reactions ----
     def _react(self, rng: np.random.Generator, wave: _Wave, from_friend: bool) -> tuple[EventChunk, _Wave]:
-        t = self.truth
-        u, post, ts = wave.user, wave.post, wave.ts
-        item, kol = self.w.post_item[post], self.w.post_kol[post]
-        n = u.shape[0]
-        ff = np.full(n, 1.0 if from_friend else 0.0)
-        clicked = rng.random(n) < t.click_prob(u, item, kol, from_friend=ff)
-        nc = np.flatnonzero(~clicked)
-        hidden = nc[rng.random(nc.shape[0]) < t.hide_prob(u[nc], item[nc], kol[nc])]
-        c = np.flatnonzero(clicked)
-        uc, ic, kc = u[c], item[c], kol[c]
-        m = c.shape[0]
-        nfb = self.proof.count_friends_bought(uc, ic) + wave.sharer_bought[c]
-        bought = rng.random(m) < t.buy_prob(uc, ic, kc, nfb)
-        liked = rng.random(m) < t.like_prob(uc, ic, kc)
-        saved = rng.random(m) < t.save_prob(uc, ic, kc)
-        carted = bought | (rng.random(m) < t.cart_prob(uc, ic, kc))
-        shared = rng.random(m) < t.share_prob(uc, ic, kc, bought=bought)
-        t_click = ts[c] + rng.integers(2, 21, m)
-        t_like = t_click + rng.integers(3, 61, m)
-        t_save = t_click + rng.integers(3, 121, m)
-        t_cart = t_click + rng.integers(20, 301, m)
-        t_buy = t_cart + rng.integers(30, 1801, m)
-        t_share = np.where(bought, t_buy, t_click) + rng.integers(5, 601, m)
-        t_hide = ts[hidden] + rng.integers(1, 11, hidden.shape[0])
-
-        s = np.flatnonzero(shared)
-        to = t.pick_share_friend(rng, uc[s])
-        ok = to >= 0
-        s, to = s[ok], to[ok]
-        gid = self.next_share + np.arange(s.shape[0], dtype=np.int64)
-        self.next_share += s.shape[0]
-
-        # (positions into the wave, action, ts) for every event of this wave
-        blocks: list[tuple[np.ndarray, int, np.ndarray]] = [
-            (np.arange(n), A_IMP, ts),
-            (hidden, A_HIDE, t_hide),
-            (c, A_CLICK, t_click),
-            (c[liked], A_LIKE, t_like[liked]),
-            (c[saved], A_SAVE, t_save[saved]),
-            (c[carted], A_CART, t_cart[carted]),
-            (c[bought], A_BUY, t_buy[bought]),
-            (c[s], A_SHARE, t_share[s]),
-        ]
-        pos = np.concatenate([b[0] for b in blocks])
-        action = np.concatenate([np.full(b[0].shape[0], b[1], dtype=np.int8) for b in blocks])
-        ev_ts = np.concatenate([b[2] for b in blocks])
-        total = pos.shape[0]
-        to_user = np.full(total, -1, dtype=np.int64)
-        share_gid = np.full(total, -1, dtype=np.int64)
-        n_share = s.shape[0]
-        to_user[total - n_share :] = to
-        share_gid[total - n_share :] = gid
-        value = np.full(total, np.nan)
-        is_buy = action == A_BUY
-        value[is_buy] = t.item_price[item[pos[is_buy]]]
-        ev = EventChunk(
-            ts=ev_ts,
-            user=u[pos],
-            item=item[pos],
-            action=action,
-            post=post[pos],
-            kol=kol[pos],
-            to_user=to_user,
-            req_kind=np.full(total, wave.req_kind, dtype=np.int8),
-            req_num=wave.req_num[pos],
-            value=value,
-            share_gid=share_gid,
+        item, kol = self.w.post_item[wave.post], self.w.post_kol[wave.post]
+        ff = np.full(wave.user.shape[0], 1.0 if from_friend else 0.0)
+        r = react(
+            self.truth,
+            self.proof,
+            rng,
+            wave.user,
+            item,
+            kol,
+            wave.ts,
+            ff,
+            wave.sharer_bought,
+            self.next_share,
         )
+        self.next_share += r.share_rows.shape[0]
+        ev = r.events(
+            self.truth,
+            wave.user,
+            item,
+            post=wave.post,
+            kol=kol,
+            req_kind=np.full(r.pos.shape[0], wave.req_kind, dtype=np.int8),
+            req_num=wave.req_num[r.pos],
+        )
+        n_share = r.share_rows.shape[0]
         delay = 60 + np.floor(rng.exponential(SHARE_DELAY_MEAN, n_share)).astype(np.int64)
-        nxt = _Wave(to, post[c[s]], t_share[s] + delay, REQ_SHARE, gid, bought[s].astype(np.int64))
+        nxt = _Wave(
+            r.share_to, wave.post[r.share_rows], r.share_ts + delay, REQ_SHARE, r.share_gid, r.sharer_bought
+        )
         return ev, nxt
+
+
+@dataclass
+class Reactions:
+    """What one batch of impressions led to, as positions into that batch (the impression first)."""
+
+    pos: np.ndarray  # batch row of every event
+    action: np.ndarray  # int8 action code of every event
+    ts: np.ndarray  # int64 time of every event
+    to_user: np.ndarray  # share recipient (-1 for other actions)
+    event_share_gid: np.ndarray  # share generation id on share events (-1 otherwise)
+    share_rows: np.ndarray  # batch rows that were shared (in share-event order)
+    share_to: np.ndarray
+    share_gid: np.ndarray
+    share_ts: np.ndarray
+    sharer_bought: np.ndarray  # 1 where the sharer had bought the item
+
+    def events(
+        self,
+        truth: GroundTruth,
+        user: np.ndarray,
+        item: np.ndarray,
+        post: np.ndarray,
+        kol: np.ndarray,
+        req_kind: np.ndarray,
+        req_num: np.ndarray,
+    ) -> EventChunk:
+        """The events as a chunk; ``user``/``item``/``post``/``kol`` are per batch row, the request
+        columns already per event."""
+        value = np.full(self.pos.shape[0], np.nan)
+        is_buy = self.action == A_BUY
+        value[is_buy] = truth.item_price[item[self.pos[is_buy]]]
+        return EventChunk(
+            ts=self.ts,
+            user=user[self.pos],
+            item=item[self.pos],
+            action=self.action,
+            post=post[self.pos],
+            kol=kol[self.pos],
+            to_user=self.to_user,
+            req_kind=req_kind,
+            req_num=req_num,
+            value=value,
+            share_gid=self.event_share_gid,
+        )
+
+
+def react(
+    truth: GroundTruth,
+    proof: SocialProof,
+    rng: np.random.Generator,
+    u: np.ndarray,
+    item: np.ndarray,
+    kol: np.ndarray,
+    ts: np.ndarray,
+    from_friend: np.ndarray,
+    sharer_bought: np.ndarray,
+    first_gid: int,
+) -> Reactions:
+    """The ground truth decides, per impression: hide or click; then like, save, cart, buy and share
+    (to a friend it picks). One function for the world generator and the offline simulator, so data
+    and simulation follow the same model draw for draw."""
+    t = truth
+    n = u.shape[0]
+    clicked = rng.random(n) < t.click_prob(u, item, kol, from_friend=from_friend)
+    nc = np.flatnonzero(~clicked)
+    hidden = nc[rng.random(nc.shape[0]) < t.hide_prob(u[nc], item[nc], kol[nc])]
+    c = np.flatnonzero(clicked)
+    uc, ic, kc = u[c], item[c], kol[c]
+    m = c.shape[0]
+    nfb = proof.count_friends_bought(uc, ic) + sharer_bought[c]
+    bought = rng.random(m) < t.buy_prob(uc, ic, kc, nfb)
+    liked = rng.random(m) < t.like_prob(uc, ic, kc)
+    saved = rng.random(m) < t.save_prob(uc, ic, kc)
+    carted = bought | (rng.random(m) < t.cart_prob(uc, ic, kc))
+    shared = rng.random(m) < t.share_prob(uc, ic, kc, bought=bought)
+    t_click = ts[c] + rng.integers(2, 21, m)
+    t_like = t_click + rng.integers(3, 61, m)
+    t_save = t_click + rng.integers(3, 121, m)
+    t_cart = t_click + rng.integers(20, 301, m)
+    t_buy = t_cart + rng.integers(30, 1801, m)
+    t_share = np.where(bought, t_buy, t_click) + rng.integers(5, 601, m)
+    t_hide = ts[hidden] + rng.integers(1, 11, hidden.shape[0])
+
+    s = np.flatnonzero(shared)
+    to = t.pick_share_friend(rng, uc[s])
+    ok = to >= 0
+    s, to = s[ok], to[ok]
+    gid = first_gid + np.arange(s.shape[0], dtype=np.int64)
+
+    # (batch rows, action, ts) for every event; shares last, in the order of ``s``
+    blocks: list[tuple[np.ndarray, int, np.ndarray]] = [
+        (np.arange(n), A_IMP, ts),
+        (hidden, A_HIDE, t_hide),
+        (c, A_CLICK, t_click),
+        (c[liked], A_LIKE, t_like[liked]),
+        (c[saved], A_SAVE, t_save[saved]),
+        (c[carted], A_CART, t_cart[carted]),
+        (c[bought], A_BUY, t_buy[bought]),
+        (c[s], A_SHARE, t_share[s]),
+    ]
+    pos = np.concatenate([b[0] for b in blocks]).astype(np.int64)
+    action = np.concatenate([np.full(b[0].shape[0], b[1], dtype=np.int8) for b in blocks])
+    ev_ts = np.concatenate([b[2] for b in blocks]).astype(np.int64)
+    total = pos.shape[0]
+    n_share = s.shape[0]
+    to_user = np.full(total, -1, dtype=np.int64)
+    event_gid = np.full(total, -1, dtype=np.int64)
+    to_user[total - n_share :] = to
+    event_gid[total - n_share :] = gid
+    return Reactions(
+        pos=pos,
+        action=action,
+        ts=ev_ts,
+        to_user=to_user,
+        event_share_gid=event_gid,
+        share_rows=c[s],
+        share_to=to,
+        share_gid=gid,
+        share_ts=t_share[s],
+        sharer_bought=bought[s].astype(np.int64),
+    )

@@ -87,7 +87,7 @@ def models_command(
 @bench_app.command("train")
 def train_command(
     gowalla_config: str = typer.Option("configs/train/gowalla.yaml", help="config of the Gowalla run"),
-    gowalla_data: str = typer.Option("/work/shared/data/gowalla", help="LightGCN-format Gowalla split"),
+    gowalla_data: str = typer.Option("../shared/data/gowalla", help="LightGCN-format Gowalla split"),
     world_config: list[str] = typer.Option(
         ["configs/train/world_graphfilter.yaml", "configs/train/world_als.yaml"],
         help="world configs compared with all behaviours vs clicks only (repeatable)",
@@ -232,3 +232,29 @@ def chaos_command(
         f"accepted={o['accepted']} (p99 {o['accepted_latency']['p99_ms']}ms) 503={o['rejected_503']} "
         f"(p99 {o['rejected_latency']['p99_ms']}ms) timeouts={o['client_timeouts']}"
     )
+
+
+@bench_app.command("scale")
+def scale_command(
+    config: str = typer.Option("configs/train/gowalla.yaml", help="train config; only data.path changes"),
+    users: int = typer.Option(100_000, min=10),
+    items: int = typer.Option(100_000, min=10),
+    interactions: int = typer.Option(3_000_000, min=100),
+    seed: int = typer.Option(0),
+    results: str = typer.Option("bench/results", help="directory for scale.json and scale.png"),
+) -> None:
+    """The shipped config on a generated ~100k x 100k x 3M LightGCN split: time, RSS, quality."""
+    from kolfeed.bench.scale import BenchError, run
+
+    try:
+        out = run(Path(config), users, items, interactions, Path(results), seed=seed)
+    except BenchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    for r in out["rows"]:
+        typer.echo(
+            f"{r['model']:<28} recall@20={r['recall@20']:.4f} ndcg@20={r['ndcg@20']:.4f} "
+            f"eval_users={r['eval_users']:.0f} run={r['run_wall_seconds']:.1f}s "
+            f"peak_rss={r['peak_rss_mb']:.0f}MB"
+        )
+    typer.echo(f"within budget (15 min, 8 GB): {out['within_budget']}")

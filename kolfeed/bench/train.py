@@ -38,7 +38,7 @@ class BenchError(RuntimeError):
     """The benchmark cannot run (missing data, a failed child run)."""
 
 
-def _run_child(args: list[str], log_dir: Path, tag: str) -> dict[str, Any]:
+def run_train_child(args: list[str], log_dir: Path, tag: str) -> dict[str, Any]:
     """Run ``kolfeed train ...`` in a child process; return wall seconds, peak RSS and the run dir."""
     out_path = log_dir / f"{tag}.stdout"
     err_path = log_dir / f"{tag}.stderr"
@@ -62,7 +62,7 @@ def bench_gowalla(config: Path, data: Path, work: Path) -> list[dict[str, Any]]:
         for s in sets:
             args += ["--set", s]
         print(f"[bench train] gowalla: {label} ...", file=sys.stderr, flush=True)
-        child = _run_child(args, work, f"gowalla{i}")
+        child = run_train_child(args, work, f"gowalla{i}")
         m = art.verify_run_dir(child["run_dir"])
         rows.append(
             {

@@ -19,7 +19,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/kolfeed world --scale small --seed 7 --out $(WORLD)
-	$(BIN)/kolfeed train configs/train/world_graphfilter.yaml --set data.path=$(WORLD) --out $(RUNS)
+	$(BIN)/kolfeed train configs/train/world_als.yaml --set data.path=$(WORLD) --out $(RUNS)
 	$(BIN)/kolfeed serve --runs $(RUNS) --store memory:// --port $(PORT)
 
 lint: $(STAMP)

@@ -45,7 +45,7 @@ from recsys.world.truth import GroundTruth
 from serving.lookups import friend_ids, item_categories
 from serving.routers.feed import context_from_state
 
-DEFAULT_TRAIN_CONFIG = Path("configs/train/world_graphfilter.yaml")
+DEFAULT_TRAIN_CONFIG = Path("configs/train/world_als.yaml")  # best on worlds (kolfeed bench train)
 
 
 @dataclass

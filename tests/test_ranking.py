@@ -343,3 +343,11 @@ def test_synthetic_catalog_random_contexts_get_full_pages() -> None:
     assert model.has_world and len(model.post_ids) == 6000
     out = time_rank(model, RankingVariant(name="default"), calls=60, limit=20)
     assert out["short_pages"] == 0 and out["calls"] == 60
+
+
+def test_exploration_scales_with_the_page() -> None:
+    from recsys.ranking.feed import explore_count
+
+    assert [explore_count(n, 2) for n in (1, 2, 5, 10, 11, 20, 40, 100)] == [0, 1, 1, 1, 2, 2, 2, 2]
+    assert explore_count(20, 0) == 0
+    assert explore_count(3, 5) == 1

@@ -41,6 +41,18 @@ def source_name(bits: int) -> str:
     return "popular"
 
 
+EXPLORE_PAGE = 20
+"""``explore_slots`` are per page of this size; shorter pages get proportionally fewer."""
+
+
+def explore_count(limit: int, slots: int) -> int:
+    """Exploration entries on a page of ``limit``: ``slots`` per 20 items, rounded up, never the
+    whole page, never more than ``slots`` (a 5-item page with 2 slots explores once, not twice)."""
+    if slots <= 0 or limit <= 1:
+        return 0
+    return min(slots, -(-slots * limit // EXPLORE_PAGE), limit - 1)
+
+
 def explore_positions(limit: int, n_explore: int) -> list[int]:
     """Evenly spread page positions for exploration entries (never the very first slot)."""
     return [min(limit - 1, (i + 1) * limit // (n_explore + 1)) for i in range(n_explore)]
@@ -88,7 +100,7 @@ class FeedRanker:
         explore = self._score_explore(cand.explore_posts, sig, variant, excluded, hidden_cats, now)
 
         page = PageBuilder(variant.per_kol_cap, variant.per_category_cap, m.item_category)
-        n_explore = min(variant.candidates.explore_slots, limit - 1) if len(explore.items) else 0
+        n_explore = explore_count(limit, variant.candidates.explore_slots) if len(explore.items) else 0
         # exploration slots are reserved first (their items leave the main pool), then the rest fills
         explore_idx = page.pick(explore, n_explore) if n_explore else []
         main_idx = page.pick(scored, limit - len(explore_idx))

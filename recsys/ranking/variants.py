@@ -46,7 +46,9 @@ class CandidateCounts(BaseModel):
     )
     friends_bought: int = Field(default=50, ge=0, description="items the user's share-graph friends bought")
     trending_k: int = Field(default=50, ge=0, description="trending items (service arg, else run popularity)")
-    explore_slots: int = Field(default=2, ge=0, description="exploration slots for new / small creators per 20-item page (fewer on shorter pages)")
+    explore_slots: int = Field(
+        default=2, ge=0, description="new-creator slots per 20-item page (fewer on shorter pages)"
+    )
     posts_per_kol: int = Field(default=5, ge=1, description="newest posts taken from each followed KOL")
     affinity_kols: int = Field(
         default=10, ge=0, description="top-affinity (unfollowed) KOLs whose posts are candidates"

@@ -1,0 +1,41 @@
+"""Imports point inward (DESIGN.md): recsys imports none of the other areas, features only the schema,
+serving never training. Checked on the source text so a violation fails before anyone notices."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IMPORT = re.compile(r"^\s*(?:from|import)\s+([a-zA-Z_][\w.]*)", re.MULTILINE)
+
+FORBIDDEN = {
+    "recsys": ("features", "serving", "training", "kolfeed", "fastapi", "redis", "uvicorn"),
+    "features": ("serving", "training", "kolfeed", "fastapi"),
+    "serving": ("training",),
+    "training": ("serving", "fastapi", "redis"),
+}
+
+
+def _imports(package: str) -> list[tuple[Path, str]]:
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for module in IMPORT.findall(path.read_text()):
+            found.append((path.relative_to(ROOT), module.split(".")[0]))
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_imports_point_inward(package: str) -> None:
+    bad = [(str(p), m) for p, m in _imports(package) if m in FORBIDDEN[package]]
+    assert not bad, f"{package} must not import {FORBIDDEN[package]}: {bad}"
+
+
+def test_features_knows_only_the_schema_of_recsys() -> None:
+    allowed = {"recsys.schema"}
+    for path in sorted((ROOT / "features").rglob("*.py")):
+        for module in IMPORT.findall(path.read_text()):
+            if module.startswith("recsys"):
+                assert module in allowed, f"{path.name} imports {module}"

@@ -59,6 +59,11 @@ class FeatureStore(Protocol):
         """Batched read (one round trip on Redis), same order as ``user_ids``."""
         ...
 
+    async def bought_by(self, user_ids: Sequence[int]) -> list[set[int]]:
+        """The items each user bought (the ``bought`` set of their state), in one round trip: what
+        "N friends bought this" needs, without reading the friends' whole state."""
+        ...
+
     async def trending(
         self, k: int, category: str | None = None, now: float | None = None
     ) -> list[tuple[int, float]]:

@@ -124,6 +124,11 @@ class MemoryStore:
                 out.append(assemble(raw, factor, self.options.recent_limit))
         return out
 
+    async def bought_by(self, user_ids: Sequence[int]) -> list[set[int]]:
+        wall = self._clock()
+        with self._lock:
+            return [set(self._live(self._keys.user(uid, "buys"), wall)) for uid in user_ids]
+
     async def trending(
         self, k: int, category: str | None = None, now: float | None = None
     ) -> list[tuple[int, float]]:

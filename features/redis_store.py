@@ -136,6 +136,15 @@ class RedisStore:
             out.append(assemble(raw, factor, self.options.recent_limit))
         return out
 
+    async def bought_by(self, user_ids: Sequence[int]) -> list[set[int]]:
+        if not user_ids:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for uid in user_ids:
+            pipe.zrange(self._keys.user(uid, "buys"), 0, -1)
+        replies: list[Any] = await self._call(f"bought_by({len(user_ids)} users)", pipe.execute)
+        return [{int(m) for m in members} for members in replies]
+
     async def trending(
         self, k: int, category: str | None = None, now: float | None = None
     ) -> list[tuple[int, float]]:

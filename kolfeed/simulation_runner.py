@@ -193,8 +193,8 @@ async def _simulate(
         all_friends = sorted({f for fs in per_user_friends for f in fs})
         bought_by: dict[int, set[int]] = {}
         if all_friends:
-            for f, st in zip(all_friends, await store.user_states(all_friends, now=now), strict=True):
-                bought_by[f] = st.bought
+            for f, bought in zip(all_friends, await store.bought_by(all_friends), strict=True):
+                bought_by[f] = bought
         pages: list[Page] = []
         for j, (u, state) in enumerate(zip(users, states, strict=True)):
             counts: dict[int, int] = {}

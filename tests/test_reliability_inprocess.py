@@ -96,6 +96,10 @@ class FlakyStore(MemoryStore):
         self._check()
         return await super().user_states(user_ids, now)
 
+    async def bought_by(self, user_ids: Sequence[int]) -> list[set[int]]:
+        self._check()
+        return await super().bought_by(user_ids)
+
     async def trending(
         self, k: int, category: str | None = None, now: float | None = None
     ) -> list[tuple[int, float]]:

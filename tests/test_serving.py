@@ -416,6 +416,9 @@ class DownStore(MemoryStore):
     async def user_states(self, user_ids: Sequence[int], now: float | None = None) -> list[UserState]:
         raise StoreUnavailable("connection refused")
 
+    async def bought_by(self, user_ids: Sequence[int]) -> list[set[int]]:
+        raise StoreUnavailable("connection refused")
+
     async def trending(
         self, k: int, category: str | None = None, now: float | None = None
     ) -> list[tuple[int, float]]:

@@ -151,6 +151,17 @@ async def test_user_states_batch_equals_individual_reads(store: FeatureStore) ->
     assert batch[1] == UserState()
 
 
+async def test_bought_by_equals_the_bought_sets_of_user_states(store: FeatureStore) -> None:
+    await store.record_events(
+        [ev(T0 + i, i % 4, 200 + i % 7, ["buy", "click", "buy", "hide"][i % 4]) for i in range(40)]
+    )
+    ids = [0, 1, 2, 3, 42, 0]
+    states = await store.user_states(ids, now=T0 + 100)
+    bought = await store.bought_by(ids)
+    assert bought == [s.bought for s in states]
+    assert bought[0] and bought[4] == set() and await store.bought_by([]) == []
+
+
 async def test_events_visible_to_the_next_read(store: FeatureStore) -> None:
     for i in range(5):
         await store.record_events([ev(T0 + i, 8, 100 + i, "click", cat="home")])

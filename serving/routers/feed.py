@@ -58,8 +58,8 @@ async def _friends_bought(
     if not friends:
         return {}
     counts: dict[int, int] = {}
-    for state in await store.user_states(friends):
-        for item in state.bought:
+    for bought in await store.bought_by(friends):
+        for item in bought:
             counts[item] = counts.get(item, 0) + 1
     return counts
 

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
+from recsys.events import EventTableError, action_codes, id_column
 from recsys.schema import ACTION_CODE, ACTION_NAMES, ACTIONS, NO_ID
 
 DAY_SECONDS = 86_400.0
@@ -50,16 +51,12 @@ class EventArrays:
         def ids(name: str) -> np.ndarray:
             if name not in table.column_names:
                 return np.full(table.num_rows, NO_ID, dtype=np.int64)
-            col = table.column(name)
-            return np.asarray(col.fill_null(NO_ID).to_numpy(zero_copy_only=False), dtype=np.int64)
+            return id_column(table.column(name), name)
 
-        names = np.asarray(table.column("action").to_numpy(zero_copy_only=False)).astype(str)
-        codes = np.full(len(names), -1, dtype=np.int8)
-        for code, name in enumerate(ACTION_NAMES):
-            codes[names == name] = code
-        if (codes < 0).any():
-            bad = names[codes < 0][0]
-            raise GraphError(f"events: unknown action {bad!r} at row {int(np.argmax(codes < 0))}")
+        try:
+            codes = action_codes(table.column("action")).astype(np.int8)
+        except EventTableError as exc:
+            raise GraphError(str(exc)) from None
         return cls(
             ts=ids("ts"),
             user_id=ids("user_id"),

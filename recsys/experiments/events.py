@@ -14,28 +14,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from recsys.schema import ACTION_CODE, ACTION_NAMES, EVENTS, NO_ID
+from recsys.events import EventTableError, action_codes, id_column
+from recsys.schema import ACTION_CODE, EVENTS, NO_ID
 
 IMPRESSION = ACTION_CODE["impression"]
 CLICK = ACTION_CODE["click"]
 SHARE = ACTION_CODE["share"]
 BUY = ACTION_CODE["buy"]
-
-
-class EventTableError(ValueError):
-    """An events table lacks a column or holds a value the reports cannot interpret."""
-
-
-def _ids(values: Any, name: str) -> np.ndarray:
-    if isinstance(values, pa.ChunkedArray | pa.Array):
-        return np.asarray(values.fill_null(NO_ID).to_numpy(zero_copy_only=False), dtype=np.int64)
-    arr = np.asarray(values)
-    if arr.dtype == object:
-        arr = np.array([NO_ID if v is None else v for v in arr.tolist()], dtype=np.int64)
-    try:
-        return arr.astype(np.int64)
-    except (TypeError, ValueError) as exc:
-        raise EventTableError(f"events column {name!r}: not integer ids ({exc})") from None
 
 
 @dataclass
@@ -78,12 +63,12 @@ class EventColumns:
         def col(name: str) -> Any:
             return table[name]
 
-        ts = _ids(col("ts"), "ts")
+        ts = id_column(col("ts"), "ts")
         n = len(ts)
-        action = cls._actions(col("action"))
+        action = action_codes(col("action"))
         out: dict[str, np.ndarray] = {"ts": ts, "action": action}
         for name in ("user_id", "item_id", "post_id", "kol_id", "to_user_id"):
-            out[name] = _ids(col(name), name) if name in names else np.full(n, NO_ID, dtype=np.int64)
+            out[name] = id_column(col(name), name) if name in names else np.full(n, NO_ID, dtype=np.int64)
         if "value" in names:
             v = col("value")
             if isinstance(v, pa.ChunkedArray | pa.Array):
@@ -106,31 +91,6 @@ class EventColumns:
             if len(arr) != n:
                 raise EventTableError(f"events column {name!r} has {len(arr)} rows, expected {n}")
         return cls(**out)
-
-    @staticmethod
-    def _actions(values: Any) -> np.ndarray:
-        if isinstance(values, pa.ChunkedArray | pa.Array):
-            values = np.asarray(values.to_numpy(zero_copy_only=False))
-        arr = np.asarray(values)
-        if arr.dtype.kind in "iu":
-            codes = arr.astype(np.int64)
-            bad = (codes < 0) | (codes >= len(ACTION_NAMES))
-            if bad.any():
-                raise EventTableError(f"events column 'action': code {int(codes[bad][0])} out of range")
-            return codes
-        names = np.array(ACTION_NAMES)
-        order = np.argsort(names)
-        sorted_names = names[order]
-        strs = arr.astype(str)
-        pos = np.searchsorted(sorted_names, strs)
-        pos = np.clip(pos, 0, len(names) - 1)
-        ok = sorted_names[pos] == strs
-        if not ok.all():
-            raise EventTableError(
-                f"events column 'action': unknown action {strs[~ok][0]!r}; "
-                f"expected one of {', '.join(ACTION_NAMES)}"
-            )
-        return order[pos].astype(np.int64)
 
     def select(self, mask: np.ndarray) -> EventColumns:
         return EventColumns(

@@ -51,7 +51,7 @@ def action_codes(values: Any) -> np.ndarray:
     if not ok.all():
         row = int(np.argmax(~ok))
         raise EventTableError(
-            f"events column 'action': unknown action {strs[row]!r} at row {row}; "
+            f"events column 'action': unknown action {str(strs[row])!r} at row {row}; "
             f"expected one of {', '.join(ACTION_NAMES)}"
         )
     return order[pos].astype(np.int64)

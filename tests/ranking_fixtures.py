@@ -17,6 +17,7 @@ World (ids are external ids):
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import pyarrow.parquet as pq
 
 from recsys import artifacts as A
 from recsys.index import build_index, save_index
+
+SHIPPED_VARIANTS = Path(__file__).resolve().parents[1] / "configs" / "ranking"
 
 
 @dataclass(frozen=True)
@@ -191,3 +194,20 @@ def make_tiny_run(
     )
     A.write_manifest(run_dir, manifest)
     return run_dir
+
+
+def kol_posts(kol_id: int) -> set[int]:
+    """The items KOL ``kol_id`` posted in the tiny world (see the module docstring)."""
+    j = Tiny.KOLS.index(kol_id)
+    out = {Tiny.ITEM0 + i for i in range(j, Tiny.N_ITEMS, len(Tiny.KOLS))}
+    if kol_id == Tiny.FOLLOWED_KOL:
+        out.add(Tiny.TWO_KOL_ITEM)
+    return out
+
+
+def copy_shipped_variants(dest: Path) -> Path:
+    """A writable copy of configs/ranking/*.yaml in ``dest`` (created), for tests that add variants."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in SHIPPED_VARIANTS.glob("*.yaml"):
+        shutil.copy(path, dest / path.name)
+    return dest

@@ -11,7 +11,6 @@ in CI (CI=true), where .ci/run installs it and a missing browser fails.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -28,9 +27,8 @@ import uvicorn
 
 from recsys.experiments.config import load_experiments
 from serving.app import create_app
-from tests.ranking_fixtures import make_tiny_run
+from tests.ranking_fixtures import copy_shipped_variants, make_tiny_run
 from tests.test_serving_experiments import (
-    SHIPPED_VARIANTS,
     experiment_events,
     make_settings,
     write_experiment,
@@ -59,10 +57,7 @@ def free_port() -> int:
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("dashboard")
     make_tiny_run(root / "runs" / "run1", version=1)
-    ranking = root / "ranking"
-    ranking.mkdir()
-    for path in SHIPPED_VARIANTS.glob("*.yaml"):
-        shutil.copy(path, ranking / path.name)
+    ranking = copy_shipped_variants(root / "ranking")
     exp_dir = root / "experiments"
     write_experiment(exp_dir, "kolw", [("control", "default", 0.5), ("kol_heavy", "kol_heavy", 0.5)])
     write_experiment(exp_dir, "skewed", [("a", "default", 0.5), ("b", "no_kol", 0.5)])

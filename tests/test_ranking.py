@@ -16,7 +16,7 @@ from recsys.ranking.feed import FeedRanker
 from recsys.ranking.feed_model import FeedModel
 from recsys.ranking.filters import excluded_rows
 from recsys.ranking.variants import RankingVariant, load_variants
-from tests.ranking_fixtures import Tiny, category_of, make_tiny_run
+from tests.ranking_fixtures import Tiny, category_of, kol_posts, make_tiny_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ranking"
 
@@ -66,14 +66,6 @@ def entry_for(entries: list[FeedEntry], item_id: int) -> FeedEntry:
     found = [e for e in entries if e.item_id == item_id]
     assert len(found) == 1, f"item {item_id} appears {len(found)} times"
     return found[0]
-
-
-def kol_posts(kol_id: int) -> set[int]:
-    j = Tiny.KOLS.index(kol_id)
-    out = {Tiny.ITEM0 + i for i in range(j, Tiny.N_ITEMS, len(Tiny.KOLS))}
-    if kol_id == Tiny.FOLLOWED_KOL:
-        out.add(Tiny.TWO_KOL_ITEM)
-    return out
 
 
 # ------------------------------------------------------------------ model loading

@@ -6,7 +6,6 @@ dependencies are swapped with ``app.dependency_overrides`` (a real MemoryStore s
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -24,28 +23,16 @@ from features.memory import MemoryStore
 from serving.app import create_app
 from serving.deps import get_store
 from serving.settings import Settings
-from tests.ranking_fixtures import Tiny, category_of, make_tiny_run
+from tests.ranking_fixtures import Tiny, category_of, copy_shipped_variants, make_tiny_run
 
-SHIPPED_VARIANTS = Path(__file__).resolve().parents[1] / "configs" / "ranking"
 TOKEN = "test-admin-token"
 LOOSE = "loose"
 """A test variant: KOL 15 alone is a 'new creator', caps loose, so every source can show up."""
 
 
-def kol_posts(kol_id: int) -> set[int]:
-    j = Tiny.KOLS.index(kol_id)
-    out = {Tiny.ITEM0 + i for i in range(j, Tiny.N_ITEMS, len(Tiny.KOLS))}
-    if kol_id == Tiny.FOLLOWED_KOL:
-        out.add(Tiny.TWO_KOL_ITEM)
-    return out
-
-
 @pytest.fixture
 def ranking_dir(tmp_path: Path) -> Path:
-    out = tmp_path / "ranking"
-    out.mkdir()
-    for path in SHIPPED_VARIANTS.glob("*.yaml"):
-        shutil.copy(path, out / path.name)
+    out = copy_shipped_variants(tmp_path / "ranking")
     loose = {
         "name": LOOSE,
         "explore_max_followers": 0,

@@ -7,7 +7,6 @@ endpoints return exactly what the library computes on the same events; GMV per K
 
 from __future__ import annotations
 
-import shutil
 import sys
 import types
 from collections.abc import AsyncIterator
@@ -35,9 +34,8 @@ from serving import arms
 from serving.app import create_app
 from serving.event_source import EventSource, EventSourceError, source_kind
 from serving.settings import Settings
-from tests.ranking_fixtures import Tiny, make_tiny_run
+from tests.ranking_fixtures import Tiny, copy_shipped_variants, make_tiny_run
 
-SHIPPED_VARIANTS = Path(__file__).resolve().parents[1] / "configs" / "ranking"
 DAY = 86_400
 START = 1_704_067_200  # 2024-01-01 UTC
 KOLS = (10, 11, 12, 13)
@@ -126,11 +124,7 @@ def write_experiment(directory: Path, name: str, arms_: list[tuple[str, str, flo
 
 @pytest.fixture
 def ranking_dir(tmp_path: Path) -> Path:
-    out = tmp_path / "ranking"
-    out.mkdir()
-    for path in SHIPPED_VARIANTS.glob("*.yaml"):
-        shutil.copy(path, out / path.name)
-    return out
+    return copy_shipped_variants(tmp_path / "ranking")
 
 
 @pytest.fixture

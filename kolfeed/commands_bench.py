@@ -132,7 +132,9 @@ def serve_command(
     users: int = typer.Option(100_000, help="synthetic users (all with recent activity in Redis)"),
     kols: int = typer.Option(20_000, help="synthetic creators"),
     dim: int = typer.Option(64, help="embedding width"),
-    factory: str = typer.Option("IVF2048,Flat", help="FAISS factory string of the served index"),
+    factory: str = typer.Option(
+        "MIPS,IVF4096,Flat", help="FAISS factory string of the served index (MIPS, = via L2, see recsys.index)"
+    ),
     spectrum_decay: float = typer.Option(
         1.0, help="embedding spectrum j**-a (1: like trained embeddings; 0: isotropic, ANN worst case)"
     ),

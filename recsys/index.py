@@ -4,6 +4,18 @@ Why a factory string: the same code serves a 40k-item benchmark with an exact ``
 million-item catalog with ``HNSW32`` or ``IVF1024,Flat`` — the choice is configuration, and
 :func:`exact_recall` measures what an approximate index loses against an exact ``IndexFlatIP``.
 Scores are inner products (``metric="ip"``) because the models export ``user_emb @ item_emb.T``.
+
+``MIPS,`` in front of a factory string (e.g. ``MIPS,IVF4096,Flat``) searches inner products through
+an L2 index. Why: an IVF index with the inner-product metric partitions un-normalised embeddings
+badly (large-norm centroids attract most queries), so it must scan ~10% of a million items to find
+95% of the true top 100. The classic reduction (Bachrach et al. 2014, "Speeding up the Xbox recommender
+system using a Euclidean transformation for inner-product spaces") appends ``sqrt(M² - |x|²)`` to every
+item (``M`` = the largest item norm), which gives all items the norm ``M``, so the nearest item in L2
+is the one with the largest inner product; L2 k-means then partitions well (about 4x fewer vectors
+scanned for the same recall in ``kolfeed bench serve``). The query side is a FAISS ``LinearTransform``
+in front of the L2 index, so the saved file alone describes the index: it maps ``q`` to
+``[q, 0, M]`` (the last coordinate, 0 for every item, adds the constant ``M²`` to every distance and
+keeps ``M`` in the file, which :func:`search` needs to turn L2 distances back into inner products).
 """
 
 from __future__ import annotations
@@ -19,6 +31,8 @@ DEFAULT_EF_CONSTRUCTION = 80
 DEFAULT_NPROBE = 32
 
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+MIPS_PREFIX = "MIPS,"
+"""Factory-string prefix: inner-product search through an L2 index over augmented items (see above)."""
 
 
 class IndexBuildError(ValueError):
@@ -73,6 +87,45 @@ def _find_ivf(index: faiss.Index) -> faiss.IndexIVF | None:
     return inner if isinstance(inner, faiss.IndexIVF) else None
 
 
+def _sq_norms(xb: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
+
+
+def mips_items(xb: np.ndarray) -> np.ndarray:
+    """Items as the L2 index stores them: ``[x, sqrt(M² - |x|²), 0]`` (every row has norm ``M``)."""
+    sq = _sq_norms(xb)
+    extra = np.sqrt(np.maximum(sq.max() - sq, 0.0)).astype(np.float32)
+    return np.hstack([xb, extra[:, None], np.zeros((len(xb), 1), np.float32)])
+
+
+def _mips_wrap(inner: faiss.Index, d: int, max_norm: float) -> faiss.Index:
+    """``q -> [q, 0, M]`` in front of ``inner`` (which already holds the augmented items)."""
+    lt = faiss.LinearTransform(d, d + 2, True)
+    a = np.zeros((d + 2, d), dtype=np.float32)
+    a[np.arange(d), np.arange(d)] = 1.0
+    b = np.zeros(d + 2, dtype=np.float32)
+    b[-1] = max_norm
+    faiss.copy_array_to_vector(a.ravel(), lt.A)
+    faiss.copy_array_to_vector(b, lt.b)
+    lt.is_trained = True
+    index = faiss.IndexPreTransform(lt, inner)
+    index.ntotal = inner.ntotal  # items were added to ``inner`` directly, already augmented
+    return index
+
+
+def mips_max_norm(index: faiss.Index) -> float | None:
+    """``M`` of a ``MIPS,`` index (see the module docstring), None for any other index."""
+    index = faiss.downcast_index(index)
+    if not isinstance(index, faiss.IndexPreTransform) or index.chain.size() != 1:
+        return None
+    lt = faiss.downcast_VectorTransform(index.chain.at(0))
+    if not isinstance(lt, faiss.LinearTransform) or lt.d_out != lt.d_in + 2 or not lt.have_bias:
+        return None
+    if index.index.metric_type != faiss.METRIC_L2:
+        return None
+    return float(faiss.vector_to_array(lt.b)[-1])
+
+
 def build_index(
     vectors: np.ndarray,
     factory: str = "Flat",
@@ -90,6 +143,14 @@ def build_index(
     n, d = xb.shape
     if n == 0:
         raise IndexBuildError("cannot build an index over zero vectors")
+    if factory.startswith(MIPS_PREFIX):
+        if metric != "ip":
+            raise IndexBuildError(f"factory {factory!r}: the {MIPS_PREFIX} prefix is for metric 'ip' only")
+        inner_factory = factory[len(MIPS_PREFIX) :]
+        inner = build_index(
+            mips_items(xb), inner_factory, "l2", ef_search, ef_construction, nprobe, train_sample, seed
+        )
+        return _mips_wrap(inner, d, float(np.sqrt(_sq_norms(xb).max())))
     try:
         index = faiss.index_factory(d, factory, _METRICS[metric])
     except RuntimeError as exc:
@@ -150,6 +211,10 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     if k <= 0 or index.ntotal == 0:
         return np.zeros((xq.shape[0], 0), np.float32), np.zeros((xq.shape[0], 0), np.int64)
     scores, ids = index.search(xq, k)
+    max_norm = mips_max_norm(index)
+    if max_norm is not None:  # |[q,0,M] - [x,e,0]|² = |q|² + 2M² - 2 q·x
+        q_sq = _sq_norms(xq)[:, None]
+        scores = (q_sq + 2.0 * max_norm * max_norm - scores) / 2.0
     scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
     return scores, ids.astype(np.int64)
 

@@ -15,8 +15,10 @@ from recsys.index import (
     build_run_index,
     exact_recall,
     load_index,
+    mips_max_norm,
     save_index,
     search,
+    set_search_params,
 )
 from tests.ranking_fixtures import make_tiny_run
 
@@ -43,7 +45,7 @@ def test_flat_is_exact(data: tuple[np.ndarray, np.ndarray]) -> None:
 
 @pytest.mark.parametrize(
     ("factory", "params"),
-    [("HNSW32", {"ef_search": 256}), ("IVF64,Flat", {"nprobe": 16})],
+    [("HNSW32", {"ef_search": 256}), ("IVF64,Flat", {"nprobe": 16}), ("MIPS,IVF64,Flat", {"nprobe": 16})],
 )
 def test_ann_recall_at_100(data: tuple[np.ndarray, np.ndarray], factory: str, params: dict[str, int]) -> None:
     xb, xq = data
@@ -74,6 +76,45 @@ def test_save_load_round_trip(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> 
     assert isinstance(faiss.downcast_index(load_index(tmp_path / "HNSW16.faiss")), faiss.IndexHNSW)
 
 
+def _uneven_norms(data: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The clustered items with norms spread over 0.5x-2x (trained embeddings are not normalised)."""
+    xb, _ = data
+    return (xb * np.random.default_rng(3).uniform(0.5, 2.0, (len(xb), 1))).astype(np.float32)
+
+
+def test_mips_flat_is_exact_with_inner_product_scores(data: tuple[np.ndarray, np.ndarray]) -> None:
+    xb, xq = _uneven_norms(data), data[1]
+    index = build_index(xb, "MIPS,Flat")
+    assert index.ntotal == len(xb) and index.d == xb.shape[1]  # the augmentation is invisible outside
+    assert mips_max_norm(index) == pytest.approx(float(np.linalg.norm(xb, axis=1).max()), rel=1e-5)
+    assert mips_max_norm(build_index(xb, "Flat")) is None
+    scores, ids = search(index, xq, 20)
+    dots = xq @ xb.T
+    top = -np.sort(-dots, axis=1)[:, :20]
+    # exact up to float32 rounding of the L2 expansion (near-ties may swap): the found items' true
+    # inner products are the true top 20, and the returned scores are those inner products
+    np.testing.assert_allclose(np.take_along_axis(dots, ids, axis=1), top, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(scores, np.take_along_axis(dots, ids, axis=1), rtol=1e-4, atol=1e-3)
+    assert (ids == np.argsort(-dots, axis=1)[:, :20]).mean() > 0.99
+
+
+def test_mips_ivf_saves_loads_and_keeps_its_recall(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    xb, xq = _uneven_norms(data), data[1]
+    index = build_index(xb, "MIPS,IVF64,Flat", nprobe=16)
+    recall = exact_recall(index, xb, xq, 100)
+    assert recall >= 0.95, recall
+    save_index(index, tmp_path / "mips.faiss")
+    loaded = load_index(tmp_path / "mips.faiss", nprobe=16)
+    assert loaded.d == xb.shape[1] and mips_max_norm(loaded) == pytest.approx(mips_max_norm(index))
+    assert exact_recall(loaded, xb, xq, 100) == recall
+    s1, i1 = search(index, xq, 10)
+    s2, i2 = search(loaded, xq, 10)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_allclose(s1, s2)
+    set_search_params(loaded, nprobe=1)  # nprobe reaches the IVF index behind the transform
+    assert exact_recall(loaded, xb, xq, 100) < 0.9
+
+
 def test_search_pads_missing_slots(data: tuple[np.ndarray, np.ndarray]) -> None:
     xb, xq = data
     index = build_index(xb[:3], "Flat")
@@ -90,6 +131,10 @@ def test_bad_inputs_name_the_problem(tmp_path, data: tuple[np.ndarray, np.ndarra
         build_index(xb[:10], "IVF64,Flat")
     with pytest.raises(IndexBuildError, match="metric"):
         build_index(xb, "Flat", metric="cosine")
+    with pytest.raises(IndexBuildError, match="metric 'ip' only"):
+        build_index(xb, "MIPS,Flat", metric="l2")
+    with pytest.raises(IndexBuildError, match="factory"):
+        build_index(xb, "MIPS,NotAnIndex")
     with pytest.raises(IndexBuildError, match="NaN"):
         build_index(np.full((3, 4), np.nan, dtype=np.float32))
     with pytest.raises(IndexBuildError, match="dimension"):

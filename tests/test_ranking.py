@@ -343,3 +343,26 @@ def test_exploration_scales_with_the_page() -> None:
     assert [explore_count(n, 2) for n in (1, 2, 5, 10, 11, 20, 40, 100)] == [0, 1, 1, 1, 2, 2, 2, 2]
     assert explore_count(20, 0) == 0
     assert explore_count(3, 5) == 1
+
+
+def test_best_post_per_item_matches_a_full_sort() -> None:
+    """best_per_owner (reduceat) picks what sorting by (owner, -score) then taking the first would."""
+    from recsys.ranking.scoring import best_per_owner
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        owner = np.sort(rng.integers(0, 30, rng.integers(0, 80)))
+        score = rng.integers(0, 4, len(owner)).astype(np.float32)  # many ties: the first must win
+        order = np.lexsort((-score, owner))
+        first = np.r_[True, owner[order][1:] != owner[order][:-1]] if len(owner) else np.zeros(0, bool)
+        np.testing.assert_array_equal(best_per_owner(owner, score), order[first])
+
+
+def test_in_sorted_is_isin() -> None:
+    from recsys.ranking.filters import in_sorted
+
+    rng = np.random.default_rng(6)
+    for _ in range(200):
+        table = np.unique(rng.integers(0, 50, rng.integers(0, 20)))
+        items = rng.integers(-5, 60, rng.integers(0, 40))
+        np.testing.assert_array_equal(in_sorted(items, table), np.isin(items, table))

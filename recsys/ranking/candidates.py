@@ -108,13 +108,40 @@ def friends_count(sig: UserSignals, items: np.ndarray) -> np.ndarray:
     return np.where(sig.fb_rows[pos] == items, sig.fb_counts[pos], 0)
 
 
+TrendRows = tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray]
+"""(sorted item rows with their trending score in [0, 1] or None, trending item rows best first)."""
+
+
+def trending_rows(model: FeedModel, trending: list[tuple[int, float]] | None) -> TrendRows:
+    """The service's trending list in rows; without one, the run's popularity (and no lookup).
+
+    The same list serves every user for a while (the service caches it), so :class:`FeedRanker`
+    keeps the result of the last list it saw instead of converting it per request."""
+    if trending:
+        rows = model.items.rows([t[0] for t in trending])
+        vals = np.fromiter((t[1] for t in trending), dtype=np.float32, count=len(trending))
+        ok = (rows >= 0) & np.isfinite(vals)
+        rows, vals = rows[ok], vals[ok]
+        if len(rows):
+            top = float(vals.max())
+            scaled = np.clip(vals / top, 0.0, 1.0) if top > 0 else np.zeros_like(vals)
+            by_row = np.lexsort((-scaled, rows))  # sorted by row; a repeated row keeps its best score
+            srows, svals = rows[by_row], scaled[by_row]
+            first = np.ones(len(srows), dtype=bool)
+            first[1:] = srows[1:] != srows[:-1]
+            return (srows[first], svals[first].astype(np.float32)), rows[np.argsort(-vals, kind="stable")]
+    return None, model.popular_items
+
+
 def user_signals(
     model: FeedModel,
     ctx: UserContext,
     variant: RankingVariant,
     trending: list[tuple[int, float]] | None,
     friends_bought: dict[int, int] | None,
+    trend: TrendRows | None = None,
 ) -> UserSignals:
+    """``trend`` = ``trending_rows(model, trending)`` when the caller already has it."""
     urow = model.users.row(ctx.user_id)
     query: np.ndarray | None = None
     if urow >= 0:
@@ -148,23 +175,7 @@ def user_signals(
         hidden[hrows[hrows >= 0]] = True
 
     fb_rows, fb_counts = _friends_bought(model, srow, friends_bought)
-
-    trend_lookup: tuple[np.ndarray, np.ndarray] | None = None
-    trend_rows = model.popular_items
-    if trending:
-        rows = model.items.rows([t[0] for t in trending])
-        vals = np.fromiter((t[1] for t in trending), dtype=np.float32, count=len(trending))
-        ok = (rows >= 0) & np.isfinite(vals)
-        rows, vals = rows[ok], vals[ok]
-        if len(rows):
-            trend_rows = rows[np.argsort(-vals, kind="stable")]
-            top = float(vals.max())
-            scaled = np.clip(vals / top, 0.0, 1.0) if top > 0 else np.zeros_like(vals)
-            by_row = np.lexsort((-scaled, rows))  # sorted by row; a repeated row keeps its best score
-            srows, svals = rows[by_row], scaled[by_row]
-            first = np.ones(len(srows), dtype=bool)
-            first[1:] = srows[1:] != srows[:-1]
-            trend_lookup = (srows[first], svals[first].astype(np.float32))
+    trend_lookup, trend_rows = trending_rows(model, trending) if trend is None else trend
     return UserSignals(
         query=query,
         has_embedding=urow >= 0,

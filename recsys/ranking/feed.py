@@ -67,8 +67,19 @@ class FeedRanker:
 
     def __init__(self, model: FeedModel, search_threads: int | None = 1) -> None:
         self.model = model
+        self._trend_memo: tuple[list[tuple[int, float]] | None, C.TrendRows] | None = None
         if search_threads is not None:
             set_search_threads(search_threads)
+
+    def _trend_rows(self, trending: list[tuple[int, float]] | None) -> C.TrendRows:
+        """Trending in rows, reused while the caller passes the very same list object (the service's
+        trending cache hands every request the same list until it refreshes; nobody mutates it)."""
+        memo = self._trend_memo  # one read: another thread may replace it meanwhile
+        if memo is not None and memo[0] is trending:
+            return memo[1]
+        out = C.trending_rows(self.model, trending)
+        self._trend_memo = (trending, out)
+        return out
 
     def rank(
         self,
@@ -87,7 +98,7 @@ class FeedRanker:
         if limit <= 0 or m.n_items == 0:
             return []
         now = m.reference_time if now is None else float(now)
-        sig = C.user_signals(m, ctx, variant, trending, friends_bought)
+        sig = C.user_signals(m, ctx, variant, trending, friends_bought, trend=self._trend_rows(trending))
         excluded = excluded_rows(m, ctx, exclude)
         cand = C.generate(m, ctx, variant, sig, n_filtered=len(excluded), ann=ann)
         hidden_cats = hidden_categories(m, ctx)

@@ -15,6 +15,7 @@ import numpy as np
 
 from recsys.ranking.candidates import UserSignals, friends_count
 from recsys.ranking.feed_model import FeedModel
+from recsys.ranking.filters import in_sorted
 from recsys.ranking.variants import RankingVariant
 
 SECONDS_PER_DAY = 86_400.0
@@ -67,6 +68,20 @@ def trend_signal(
     return (np.log1p(np.maximum(model.item_popularity[items], 0)) / np.log1p(top)).astype(np.float32)
 
 
+def best_per_owner(owner: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Index of the highest ``score`` within each run of equal ``owner`` values (``owner`` sorted
+    ascending, as ``_Csr.gather`` returns it); the first one wins a tie."""
+    if not len(owner):
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    top = np.maximum.reduceat(score, starts)
+    group = np.cumsum(np.r_[False, owner[1:] != owner[:-1]])
+    is_top = score >= top[group]
+    hit = np.flatnonzero(is_top)
+    first = np.r_[True, group[hit][1:] != group[hit][:-1]]
+    return hit[first]
+
+
 def score_candidates(
     model: FeedModel,
     variant: RankingVariant,
@@ -110,10 +125,7 @@ def score_candidates(
         age_days = np.maximum(now - model.post_created_at[pidx], 0.0) / SECONDS_PER_DAY
         fresh = np.power(0.5, age_days / variant.freshness_half_life_days)
         pscore = w.kol_affinity * sig.kol_affinity[pk] + w.category_fit * fit + w.freshness * fresh
-        order = np.lexsort((-pscore, owner))
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = owner[order][1:] != owner[order][:-1]
-        best = order[first]
+        best = best_per_owner(owner, pscore) if forced_posts is None else np.arange(len(owner))
         post[owner[best]] = pidx[best]
         kol[owner[best]] = pk[best]
         kol_part[owner[best]] = pscore[best]
@@ -126,7 +138,7 @@ def score_candidates(
     demote = np.zeros(n, dtype=np.float32)
     if variant.hide_demotion > 0:
         if len(hidden_cats):
-            demote += variant.hide_demotion * np.isin(model.item_category[items], hidden_cats)
+            demote += variant.hide_demotion * in_sorted(model.item_category[items], hidden_cats)
         demote += variant.hide_demotion * (aff < 0)
     score = w.item_score * item_part + kol_part + w.trust * trust + w.trending * trend - demote
     scored = Scored(

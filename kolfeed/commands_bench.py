@@ -133,7 +133,8 @@ def serve_command(
     kols: int = typer.Option(20_000, help="synthetic creators"),
     dim: int = typer.Option(64, help="embedding width"),
     factory: str = typer.Option(
-        "MIPS,IVF4096,Flat", help="FAISS factory string of the served index (MIPS, = via L2, see recsys.index)"
+        "MIPS,IVF4096,Flat",
+        help="FAISS factory string of the served index (MIPS, = via L2, see recsys.index)",
     ),
     spectrum_decay: float = typer.Option(
         1.0, help="embedding spectrum j**-a (1: like trained embeddings; 0: isotropic, ANN worst case)"

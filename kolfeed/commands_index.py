@@ -13,7 +13,10 @@ index_app = typer.Typer(help="FAISS retrieval index over a run's item embeddings
 def build(
     run_dir: str = typer.Argument(..., help="run directory (verified before and re-checksummed after)"),
     factory: str = typer.Option(
-        "Flat", "--factory", help='FAISS factory string: "Flat", "HNSW32", "IVF1024,Flat"'
+        "Flat",
+        "--factory",
+        help='FAISS factory string: "Flat", "HNSW32", "IVF1024,Flat"; prefix "MIPS," (e.g. '
+        '"MIPS,IVF4096,Flat") searches inner products through an L2 index (large catalogs)',
     ),
     ef_search: int = typer.Option(128, "--ef-search", help="HNSW efSearch"),
     nprobe: int = typer.Option(32, "--nprobe", help="IVF lists probed per query"),

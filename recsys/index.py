@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -116,9 +117,12 @@ def _mips_wrap(inner: faiss.Index, d: int, max_norm: float) -> faiss.Index:
 def mips_max_norm(index: faiss.Index) -> float | None:
     """``M`` of a ``MIPS,`` index (see the module docstring), None for any other index."""
     index = faiss.downcast_index(index)
-    if not isinstance(index, faiss.IndexPreTransform) or index.chain.size() != 1:
+    if not isinstance(index, faiss.IndexPreTransform):
         return None
-    lt = faiss.downcast_VectorTransform(index.chain.at(0))
+    chain: Any = index.chain  # a SWIG vector (the stubs call it a list)
+    if chain.size() != 1:
+        return None
+    lt = faiss.downcast_VectorTransform(chain.at(0))
     if not isinstance(lt, faiss.LinearTransform) or lt.d_out != lt.d_in + 2 or not lt.have_bias:
         return None
     if index.index.metric_type != faiss.METRIC_L2:
@@ -210,6 +214,7 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     k = int(k)
     if k <= 0 or index.ntotal == 0:
         return np.zeros((xq.shape[0], 0), np.float32), np.zeros((xq.shape[0], 0), np.int64)
+    scores: np.ndarray
     scores, ids = index.search(xq, k)
     max_norm = mips_max_norm(index)
     if max_norm is not None:  # |[q,0,M] - [x,e,0]|² = |q|² + 2M² - 2 q·x

@@ -366,3 +366,18 @@ def test_in_sorted_is_isin() -> None:
         table = np.unique(rng.integers(0, 50, rng.integers(0, 20)))
         items = rng.integers(-5, 60, rng.integers(0, 40))
         np.testing.assert_array_equal(in_sorted(items, table), np.isin(items, table))
+
+
+def test_id_map_contiguous_fast_path_agrees_with_search() -> None:
+    from recsys.ranking.feed_model import _IdMap
+
+    rng = np.random.default_rng(7)
+    ids = rng.permutation(np.arange(1_000, 1_050, dtype=np.int64))  # contiguous, shuffled: fast path
+    gappy = np.append(ids, 5_000)  # not contiguous: searchsorted path
+    fast, slow = _IdMap(ids), _IdMap(gappy)
+    assert fast._base == 1_000 and slow._base is None
+    q = [999, 1_000, 1_049, 1_050, 1_020, -(2**63), 2**63 - 1, 5_000]
+    expected = [-1, int(np.flatnonzero(ids == 1_000)[0]), int(np.flatnonzero(ids == 1_049)[0]), -1]
+    expected += [int(np.flatnonzero(ids == 1_020)[0]), -1, -1]
+    np.testing.assert_array_equal(fast.rows(q), [*expected, -1])
+    np.testing.assert_array_equal(slow.rows(q), [*expected, 50])

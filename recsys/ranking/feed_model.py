@@ -39,6 +39,11 @@ class _IdMap:
         if len(self._sorted) > 1 and (np.diff(self._sorted) == 0).any():
             dup = int(self._sorted[1:][np.diff(self._sorted) == 0][0])
             raise A.ArtifactError(f"duplicate id {dup} in an id map")
+        n = len(self._sorted)
+        # ids that are one contiguous range (generated worlds, re-indexed datasets): arithmetic, no search
+        self._base: int | None = None
+        if n and int(self._sorted[-1]) - int(self._sorted[0]) == n - 1:
+            self._base = int(self._sorted[0])
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -50,6 +55,10 @@ class _IdMap:
             q = np.array([i if -(2**63) <= i < 2**63 else -(2**63) for i in ids], dtype=np.int64)
         if len(self._sorted) == 0 or len(q) == 0:
             return np.full(len(q), -1, dtype=np.int64)
+        if self._base is not None:
+            pos = q - self._base
+            found = (pos >= 0) & (pos < len(self._sorted))
+            return np.where(found, self._order[np.where(found, pos, 0)], -1)
         pos = np.searchsorted(self._sorted, q)
         pos = np.minimum(pos, len(self._sorted) - 1)
         found = self._sorted[pos] == q

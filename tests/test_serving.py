@@ -406,6 +406,11 @@ class DownStore(MemoryStore):
     async def bought_by(self, user_ids: Sequence[int]) -> list[set[int]]:
         raise StoreUnavailable("connection refused")
 
+    async def feed_state(
+        self, user_id: int, friend_ids: Sequence[int], now: float | None = None
+    ) -> tuple[UserState, list[set[int]]]:
+        raise StoreUnavailable("connection refused")
+
     async def trending(
         self, k: int, category: str | None = None, now: float | None = None
     ) -> list[tuple[int, float]]:
@@ -482,6 +487,11 @@ async def test_docs_and_unknown_routes(client: httpx.AsyncClient) -> None:
 async def test_unexpected_error_is_a_bare_json_500(runs_root: Path, ranking_dir: Path) -> None:
     class BrokenStore(MemoryStore):
         async def user_state(self, user_id: int, now: float | None = None) -> UserState:
+            raise RuntimeError("bug: secret internals")
+
+        async def feed_state(
+            self, user_id: int, friend_ids: Sequence[int], now: float | None = None
+        ) -> tuple[UserState, list[set[int]]]:
             raise RuntimeError("bug: secret internals")
 
     app = create_app(make_settings(runs_root, ranking_dir))

@@ -19,6 +19,7 @@ from recsys.ranking.variants import RankingVariant
 from serving.metrics import ServiceMetrics
 from serving.settings import Settings
 from serving.state import ModelHolder
+from serving.trending_cache import TrendingCache
 
 
 async def get_settings(request: Request) -> Settings:
@@ -46,8 +47,14 @@ async def get_metrics(request: Request) -> ServiceMetrics:
     return metrics
 
 
+async def get_trending_cache(request: Request) -> TrendingCache:
+    cache: TrendingCache = request.app.state.trending_cache
+    return cache
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[FeatureStore, Depends(get_store)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 VariantsDep = Annotated[dict[str, RankingVariant], Depends(get_variants)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+TrendingCacheDep = Annotated[TrendingCache, Depends(get_trending_cache)]

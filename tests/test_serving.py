@@ -6,6 +6,8 @@ dependencies are swapped with ``app.dependency_overrides`` (a real MemoryStore s
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -501,6 +503,80 @@ async def test_unexpected_error_is_a_bare_json_500(runs_root: Path, ranking_dir:
         async with httpx.AsyncClient(transport=transport, base_url="http://kolfeed.test") as client:
             r = await client.get("/v1/feed", params={"user_id": 1})
     assert r.status_code == 500 and r.json() == {"detail": "internal error"}
+
+
+# ------------------------------------------------------------------ trending from the process's cache
+class TrendingStore(MemoryStore):
+    """A real store counting trending reads; ``trending_down`` fails only those."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trending_reads = 0
+        self.trending_down = False
+
+    async def trending(
+        self, k: int, category: str | None = None, now: float | None = None
+    ) -> list[tuple[int, float]]:
+        self.trending_reads += 1
+        if self.trending_down:
+            raise StoreUnavailable("connection refused")
+        return await super().trending(k, category, now)
+
+
+async def trending_store(item: int = 1007) -> TrendingStore:
+    """A store in which other users just bought ``item`` (KOL 11, no other source for user 1)."""
+    store = TrendingStore()
+    await store.record_events(
+        [
+            StoreEvent(ts=time.time(), user_id=u, item_id=item, action="buy", category=category_of(item))
+            for u in (4, 5, 6)
+        ]
+    )
+    await store.record_events(  # and user 1 bought the ANN item: live user state to see in the page
+        [StoreEvent(ts=time.time(), user_id=Tiny.USER, item_id=Tiny.ANN_ITEM, action="buy")]
+    )
+    return store
+
+
+@pytest.mark.parametrize("cache_s, reads", [(3600.0, 1), (0.0, 3)])
+async def test_trending_is_read_once_per_cache_period(
+    runs_root: Path, ranking_dir: Path, cache_s: float, reads: int
+) -> None:
+    app = create_app(make_settings(runs_root, ranking_dir, trending_cache_s=cache_s))
+    store = await trending_store()
+    app.dependency_overrides[get_store] = lambda: store
+    async with running(app) as client:
+        pages = [await feed(client, Tiny.USER, limit=40, variant=LOOSE) for _ in range(3)]
+    assert store.trending_reads == reads
+    assert all(not p["degraded"] and p["items"] == pages[0]["items"] for p in pages)
+    assert "trending in apparel" in {e["item_id"]: e for e in pages[0]["items"]}[1007]["reasons"]
+
+
+@pytest.mark.parametrize("stale_s", [3600.0, 0.0])
+async def test_trending_outage_degrades_the_page_and_may_use_the_last_list(
+    runs_root: Path, ranking_dir: Path, stale_s: float
+) -> None:
+    store = await trending_store()
+    untrending = create_app(make_settings(runs_root, ranking_dir, trending_k=0))  # run popularity instead
+    untrending.dependency_overrides[get_store] = lambda: store
+    async with running(untrending) as client:
+        popularity_page = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
+    settings = make_settings(runs_root, ranking_dir, trending_cache_s=0.05, trending_stale_s=stale_s)
+    app = create_app(settings)
+    app.dependency_overrides[get_store] = lambda: store
+    async with running(app) as client:
+        before = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
+        await asyncio.sleep(0.1)  # the cached list is now older than trending_cache_s
+        store.trending_down = True
+        after = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
+        metrics = (await client.get("/metrics")).text
+    assert not before["degraded"] and before["items"] != popularity_page["items"]
+    assert after["degraded"] is True
+    assert 'kolfeed_feed_degraded_total{reason="store_unavailable"} 1.0' in metrics
+    # the last good list while trending_stale_s allows, else the run's popularity; the user's live
+    # state (a bought ANN item) is used either way
+    assert after["items"] == (before["items"] if stale_s > 0 else popularity_page["items"])
+    assert Tiny.ANN_ITEM not in items_of(after)
 
 
 # ------------------------------------------------------------------ the real Redis store

@@ -7,6 +7,7 @@ dependencies are swapped with ``app.dependency_overrides`` (a real MemoryStore s
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 from fastapi import FastAPI
@@ -22,8 +24,10 @@ from fastapi import FastAPI
 from features.base import StoreEvent, UserState
 from features.errors import StoreUnavailable
 from features.memory import MemoryStore
+from recsys.ranking.context import FeedEntry
 from serving.app import create_app
 from serving.deps import get_store
+from serving.schemas import FeedItem, FeedPage, FeedResponse
 from serving.settings import Settings
 from tests.ranking_fixtures import Tiny, category_of, copy_shipped_variants, make_tiny_run
 
@@ -110,6 +114,38 @@ def items_of(body: dict[str, Any]) -> list[int]:
 
 
 # ------------------------------------------------------------------ feed shape and validation
+async def test_feed_body_is_what_the_response_model_documents(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/feed", params={"user_id": Tiny.USER, "limit": 10})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    page = FeedResponse.model_validate_json(r.content)  # strict shape: no field missing or extra
+    assert page.model_dump(mode="json") == r.json() and len(page.items) == 10
+    spec = (await client.get("/openapi.json")).json()["paths"]["/v1/feed"]["get"]
+    assert spec["operationId"] == "get_feed_v1_feed_get"
+    assert spec["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/FeedResponse"
+    }
+
+
+def test_feed_page_json_matches_pydantic_for_numpy_values_and_nan() -> None:
+    entries = [
+        FeedEntry(np.int64(5), None, np.int32(2), np.float32(0.5), ["a", "b"], "ann"),
+        FeedEntry(6, 7, 3, float("nan"), [], "popular"),
+    ]
+    page = FeedPage("ab" * 16, 1, "default", True, 3, entries)
+    expected = FeedResponse(
+        request_id="ab" * 16,
+        user_id=1,
+        arm="default",
+        degraded=True,
+        model_version=3,
+        items=[
+            FeedItem(item_id=5, post_id=None, kol_id=2, score=0.5, reasons=["a", "b"], source="ann"),
+            FeedItem(item_id=6, post_id=7, kol_id=3, score=float("nan"), reasons=[], source="popular"),
+        ],
+    )
+    assert json.loads(page.json_bytes()) == json.loads(expected.model_dump_json())  # NaN → null in both
+
+
 async def test_feed_shape(client: httpx.AsyncClient) -> None:
     body = await feed(client, Tiny.USER, limit=10)
     assert set(body) == {"request_id", "user_id", "arm", "degraded", "model_version", "items"}

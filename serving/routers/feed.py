@@ -14,7 +14,7 @@ import logging
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from features.base import FeatureStore, UserState
 from features.errors import StoreUnavailable
@@ -24,7 +24,7 @@ from serving.arms import choose_arm
 from serving.deps import HolderDep, MetricsDep, SettingsDep, StoreDep, TrendingCacheDep, VariantsDep
 from serving.lookups import friend_ids
 from serving.metrics import ServiceMetrics
-from serving.schemas import ErrorResponse, FeedItem, FeedQuery, FeedResponse
+from serving.schemas import ErrorResponse, FeedPage, FeedQuery, FeedResponse
 from serving.settings import Settings
 from serving.state import LoadedModel, ModelHolder
 from serving.trending_cache import STORE_TIMEOUT, STORE_UNAVAILABLE, TrendingCache, TrendingRead
@@ -127,7 +127,7 @@ async def get_feed(
     variants: dict[str, RankingVariant],
     metrics: ServiceMetrics,
     trending_cache: TrendingCache | None = None,
-) -> FeedResponse:
+) -> FeedPage:
     """One page, without HTTP (the endpoint below serves it; benchmarks call it directly).
 
     Without ``trending_cache`` trending is read from the store on every call, as with
@@ -173,34 +173,23 @@ async def get_feed(
         trending=trending or None,  # None → the ranker falls back to the run's popularity
         friends_bought=friends_bought,
     )
-    items = [
-        FeedItem(
-            item_id=e.item_id,
-            post_id=e.post_id,
-            kol_id=e.kol_id,
-            score=float(e.score),
-            reasons=list(e.reasons),
-            source=e.source,
-        )
-        for e in entries
-    ]
     metrics.feed_responses.labels(arm=arm).inc()
-    for item in items:
-        metrics.feed_items.labels(source=item.source).inc()
-    return FeedResponse(
+    for entry in entries:
+        metrics.feed_items.labels(source=entry.source).inc()
+    return FeedPage(
         request_id=uuid.uuid4().hex,
         user_id=params.user_id,
         arm=arm,
         degraded=degraded_reason is not None,
         model_version=loaded.version,
-        items=items,
+        items=entries,
     )
 
 
 @router.get(
     "/v1/feed",
     name="get_feed",  # the route's name and OpenAPI operationId, as when get_feed itself was the endpoint
-    response_model=FeedResponse,
+    response_model=FeedResponse,  # documents the body (OpenAPI); the bytes come from FeedPage.json_bytes
     responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     summary="A personalised page of items for one user",
 )
@@ -212,5 +201,6 @@ async def feed_endpoint(
     variants: VariantsDep,
     metrics: MetricsDep,
     trending_cache: TrendingCacheDep,
-) -> FeedResponse:
-    return await get_feed(params, settings, holder, store, variants, metrics, trending_cache)
+) -> Response:
+    page = await get_feed(params, settings, holder, store, variants, metrics, trending_cache)
+    return Response(page.json_bytes(), media_type="application/json")

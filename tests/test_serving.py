@@ -511,6 +511,24 @@ async def test_metrics_count_requests_items_events(client: httpx.AsyncClient) ->
     assert 'kolfeed_feed_responses_total{arm="default"} 1.0' in text
 
 
+async def test_items_served_are_counted_per_source(client: httpx.AsyncClient) -> None:
+    pages = [await feed(client, user, limit=40, variant=LOOSE) for user in (Tiny.USER, 2, Tiny.USER)]
+    expected: dict[str, int] = {}
+    for page in pages:
+        for e in page["items"]:
+            expected[e["source"]] = expected.get(e["source"], 0) + 1
+    assert len(expected) >= 5
+    text = (await client.get("/metrics")).text
+    served = {
+        line.split('source="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("kolfeed_feed_items_served_total{")
+    }
+    assert served == expected
+    assert 'kolfeed_feed_responses_total{arm="loose"} 3.0' in text
+    assert 'kolfeed_http_requests_total{method="GET",route="/v1/feed",status="200"} 3.0' in text
+
+
 async def test_docs_and_unknown_routes(client: httpx.AsyncClient) -> None:
     assert (await client.get("/docs")).status_code == 200
     spec = (await client.get("/openapi.json")).json()

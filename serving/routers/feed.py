@@ -160,7 +160,7 @@ async def get_feed(
         settings.request_deadline_s,
     )
     if degraded_reason is not None:
-        metrics.degraded.labels(reason=degraded_reason).inc()
+        metrics.degraded_for(degraded_reason).inc()
 
     ctx = context_from_state(params.user_id, state)
     # CPU-bound ranking runs in a worker thread so the event loop keeps admitting and shedding requests.
@@ -173,9 +173,12 @@ async def get_feed(
         trending=trending or None,  # None → the ranker falls back to the run's popularity
         friends_bought=friends_bought,
     )
-    metrics.feed_responses.labels(arm=arm).inc()
+    metrics.feed_responses_for(arm).inc()
+    per_source: dict[str, int] = {}
     for entry in entries:
-        metrics.feed_items.labels(source=entry.source).inc()
+        per_source[entry.source] = per_source.get(entry.source, 0) + 1
+    for source, n in per_source.items():
+        metrics.feed_items_for(source).inc(n)
     return FeedPage(
         request_id=uuid.uuid4().hex,
         user_id=params.user_id,

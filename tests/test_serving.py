@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -631,6 +632,35 @@ async def test_trending_outage_degrades_the_page_and_may_use_the_last_list(
     # state (a bought ANN item) is used either way
     assert after["items"] == (before["items"] if stale_s > 0 else popularity_page["items"])
     assert Tiny.ANN_ITEM not in items_of(after)
+
+
+# ------------------------------------------------------------------ ranking inline or in a worker thread
+async def test_rank_in_thread_or_inline_gives_the_same_pages(runs_root: Path, ranking_dir: Path) -> None:
+    store = await trending_store()
+    pages: dict[bool, list[Any]] = {}
+    threads: dict[bool, set[int]] = {}
+    for in_thread in (True, False):
+        app = create_app(make_settings(runs_root, ranking_dir, rank_in_thread=in_thread))
+        app.dependency_overrides[get_store] = lambda: store
+        async with running(app) as client:
+            ranker = app.state.holder.current.ranker
+            rank = ranker.rank
+            seen: set[int] = set()
+
+            def recording(*args: Any, rank: Any = rank, seen: set[int] = seen, **kwargs: Any) -> Any:
+                seen.add(threading.get_ident())
+                return rank(*args, **kwargs)
+
+            ranker.rank = recording
+            pages[in_thread] = [
+                (await feed(client, user, limit=limit, variant=variant))["items"]
+                for user in (Tiny.USER, 2, Tiny.UNKNOWN_USER)
+                for variant, limit in ((LOOSE, 40), ("default", 10))
+            ]
+        threads[in_thread] = seen
+    assert pages[True] == pages[False] and all(pages[True])
+    loop_thread = threading.get_ident()
+    assert threads[False] == {loop_thread} and loop_thread not in threads[True]
 
 
 # ------------------------------------------------------------------ the real Redis store

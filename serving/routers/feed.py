@@ -100,10 +100,10 @@ async def _live_inputs(
             friends_bought = count_friends_bought(bought)
         except StoreUnavailable as exc:
             failures.append(STORE_UNAVAILABLE)
-            log.warning("feed source user_state failed for user %s: %s", user_id, exc)
+            log.warning("feed source feed_state (user, friends) failed for user %s: %s", user_id, exc)
         except TimeoutError:
             failures.append(STORE_TIMEOUT)
-            log.warning("feed source user_state cut off at %.3fs for user %s", deadline_s, user_id)
+            log.warning("feed source feed_state cut off at %.3fs for user %s", deadline_s, user_id)
         if pending is not None:
             read = await pending  # bounded by the same deadline inside the cache
             trending = read.items

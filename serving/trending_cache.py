@@ -117,6 +117,8 @@ class TrendingCache:
     def _refresh_done(self, task: asyncio.Task[Trending]) -> None:
         if self._refresh is task:
             self._refresh = None
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have given up already (asyncio would warn)
 
     async def _uncached(self, store: FeatureStore, k: int, deadline: float) -> TrendingRead:
         try:

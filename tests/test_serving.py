@@ -31,6 +31,7 @@ from serving.deps import get_store
 from serving.schemas import FeedItem, FeedPage, FeedResponse
 from serving.settings import Settings
 from tests.ranking_fixtures import Tiny, category_of, copy_shipped_variants, make_tiny_run
+from tests.test_trending_cache import TrendingStore
 
 TOKEN = "test-admin-token"
 LOOSE = "loose"
@@ -561,26 +562,9 @@ async def test_unexpected_error_is_a_bare_json_500(runs_root: Path, ranking_dir:
 
 
 # ------------------------------------------------------------------ trending from the process's cache
-class TrendingStore(MemoryStore):
-    """A real store counting trending reads; ``trending_down`` fails only those."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trending_reads = 0
-        self.trending_down = False
-
-    async def trending(
-        self, k: int, category: str | None = None, now: float | None = None
-    ) -> list[tuple[int, float]]:
-        self.trending_reads += 1
-        if self.trending_down:
-            raise StoreUnavailable("connection refused")
-        return await super().trending(k, category, now)
-
-
 async def trending_store(item: int = 1007) -> TrendingStore:
     """A store in which other users just bought ``item`` (KOL 11, no other source for user 1)."""
-    store = TrendingStore()
+    store = TrendingStore()  # a real memory store counting (and, when down, failing) trending reads
     await store.record_events(
         [
             StoreEvent(ts=time.time(), user_id=u, item_id=item, action="buy", category=category_of(item))
@@ -602,7 +586,7 @@ async def test_trending_is_read_once_per_cache_period(
     app.dependency_overrides[get_store] = lambda: store
     async with running(app) as client:
         pages = [await feed(client, Tiny.USER, limit=40, variant=LOOSE) for _ in range(3)]
-    assert store.trending_reads == reads
+    assert store.reads == reads
     assert all(not p["degraded"] and p["items"] == pages[0]["items"] for p in pages)
     assert "trending in apparel" in {e["item_id"]: e for e in pages[0]["items"]}[1007]["reasons"]
 
@@ -622,7 +606,7 @@ async def test_trending_outage_degrades_the_page_and_may_use_the_last_list(
     async with running(app) as client:
         before = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
         await asyncio.sleep(0.1)  # the cached list is now older than trending_cache_s
-        store.trending_down = True
+        store.down = True
         after = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
         metrics = (await client.get("/metrics")).text
     assert not before["degraded"] and before["items"] != popularity_page["items"]

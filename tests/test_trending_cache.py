@@ -7,6 +7,7 @@ nothing here asserts how long anything took.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
@@ -128,6 +129,23 @@ async def test_failure_without_a_value_is_reported_and_empty(store: TrendingStor
     assert got.items == []
     assert got.failure == (STORE_UNAVAILABLE if how == "down" else STORE_TIMEOUT)
     assert got.detail
+
+
+async def test_a_refresh_failing_after_its_waiters_gave_up_is_not_an_unretrieved_error(
+    store: TrendingStore,
+) -> None:
+    store.hang = True
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        cache = TrendingCache(ttl_s=1.0, clock=Clock())
+        assert (await cache.read(store, 5, deadline(0.02))).failure == STORE_TIMEOUT
+        await asyncio.sleep(0.1)  # the refresh's own timeout fires after the waiter's
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == []
 
 
 @pytest.mark.parametrize("how", ["down", "hang"])

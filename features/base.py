@@ -64,6 +64,13 @@ class FeatureStore(Protocol):
         "N friends bought this" needs, without reading the friends' whole state."""
         ...
 
+    async def feed_state(
+        self, user_id: int, friend_ids: Sequence[int], now: float | None = None
+    ) -> tuple[UserState, list[set[int]]]:
+        """``user_state(user_id, now)`` and ``bought_by(friend_ids)`` in one read (one round trip on
+        Redis): everything one feed request reads about a user. Both parts fail together."""
+        ...
+
     async def trending(
         self, k: int, category: str | None = None, now: float | None = None
     ) -> list[tuple[int, float]]:

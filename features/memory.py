@@ -112,22 +112,35 @@ class MemoryStore:
     async def user_states(self, user_ids: Sequence[int], now: float | None = None) -> list[UserState]:
         wall = self._clock()
         gen, factor = self._affinity_clock.reader(wall if now is None else now)
-        out = []
         with self._lock:
-            for uid in user_ids:
-                keys = user_read_keys(self._keys, uid, gen)
-                ordered = [[m for m, _ in self._newest_first(k, wall)] for k in keys[:3]]
-                unordered = [list(self._live(k, wall)) for k in keys[3:6]]  # read back as sets
-                lists = ordered + unordered
-                affinity = list(self._live(keys[6], wall).items())
-                raw = raw_user_read(lists, affinity)
-                out.append(assemble(raw, factor, self.options.recent_limit))
-        return out
+            return [self._read_user(uid, gen, factor, wall) for uid in user_ids]
 
     async def bought_by(self, user_ids: Sequence[int]) -> list[set[int]]:
         wall = self._clock()
         with self._lock:
-            return [set(self._live(self._keys.user(uid, "buys"), wall)) for uid in user_ids]
+            return [self._read_bought(uid, wall) for uid in user_ids]
+
+    async def feed_state(
+        self, user_id: int, friend_ids: Sequence[int], now: float | None = None
+    ) -> tuple[UserState, list[set[int]]]:
+        wall = self._clock()
+        gen, factor = self._affinity_clock.reader(wall if now is None else now)
+        with self._lock:  # one snapshot, as one pipeline is on Redis
+            return self._read_user(user_id, gen, factor, wall), [
+                self._read_bought(f, wall) for f in friend_ids
+            ]
+
+    # -- read helpers (the caller holds the lock) --------------------------------------------------
+    def _read_user(self, user_id: int, affinity_gen: int, affinity_factor: float, wall: float) -> UserState:
+        keys = user_read_keys(self._keys, user_id, affinity_gen)
+        ordered = [[m for m, _ in self._newest_first(k, wall)] for k in keys[:3]]
+        unordered = [list(self._live(k, wall)) for k in keys[3:6]]  # read back as sets
+        affinity = list(self._live(keys[6], wall).items())
+        raw = raw_user_read(ordered + unordered, affinity)
+        return assemble(raw, affinity_factor, self.options.recent_limit)
+
+    def _read_bought(self, user_id: int, wall: float) -> set[int]:
+        return set(self._live(self._keys.user(user_id, "buys"), wall))
 
     async def trending(
         self, k: int, category: str | None = None, now: float | None = None

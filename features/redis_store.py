@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import BlockingConnectionPool, Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -33,10 +34,16 @@ from features.urls import StoreURL
 T = TypeVar("T")
 CLEAR_BATCH = 500
 _GLOB_SPECIAL = "\\*?[]"
+USER_READ_REPLIES = 7
+"""Commands (and replies) per user in a state read: six member lists and the affinity pairs."""
 
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
+
+
+def _id_set(members: Sequence[bytes]) -> set[int]:
+    return {int(m) for m in members}
 
 
 class RedisStore:
@@ -123,27 +130,49 @@ class RedisStore:
         gen, factor = self._affinity_clock.reader(time.time() if now is None else now)
         pipe = self._redis.pipeline(transaction=False)
         for uid in user_ids:
-            keys = user_read_keys(self._keys, uid, gen)
-            for key in keys[:6]:
-                pipe.zrevrange(key, 0, -1)
-            pipe.zrange(keys[6], 0, -1, withscores=True)
+            self._queue_user_read(pipe, uid, gen)
         replies: list[Any] = await self._call(f"user_states({len(user_ids)} users)", pipe.execute)
-        out = []
-        for i in range(len(user_ids)):
-            r = replies[7 * i : 7 * i + 7]
-            lists = [[int(m) for m in members] for members in r[:6]]
-            raw = raw_user_read(lists, [(int(m), float(s)) for m, s in r[6]])
-            out.append(assemble(raw, factor, self.options.recent_limit))
-        return out
+        return [
+            self._user_from_replies(replies[i : i + USER_READ_REPLIES], factor)
+            for i in range(0, len(replies), USER_READ_REPLIES)
+        ]
 
     async def bought_by(self, user_ids: Sequence[int]) -> list[set[int]]:
         if not user_ids:
             return []
         pipe = self._redis.pipeline(transaction=False)
         for uid in user_ids:
-            pipe.zrange(self._keys.user(uid, "buys"), 0, -1)
+            self._queue_bought_read(pipe, uid)
         replies: list[Any] = await self._call(f"bought_by({len(user_ids)} users)", pipe.execute)
-        return [{int(m) for m in members} for members in replies]
+        return [_id_set(members) for members in replies]
+
+    async def feed_state(
+        self, user_id: int, friend_ids: Sequence[int], now: float | None = None
+    ) -> tuple[UserState, list[set[int]]]:
+        gen, factor = self._affinity_clock.reader(time.time() if now is None else now)
+        pipe = self._redis.pipeline(transaction=False)
+        self._queue_user_read(pipe, user_id, gen)
+        for uid in friend_ids:
+            self._queue_bought_read(pipe, uid)
+        replies: list[Any] = await self._call("feed_state", pipe.execute)
+        state = self._user_from_replies(replies[:USER_READ_REPLIES], factor)
+        return state, [_id_set(members) for members in replies[USER_READ_REPLIES:]]
+
+    # -- read helpers: what one read queues on a pipeline, and how its replies are parsed ----------
+    def _queue_user_read(self, pipe: Pipeline, user_id: int, affinity_gen: int) -> None:
+        """Queue the USER_READ_REPLIES commands reading one user's state (order of user_read_keys)."""
+        keys = user_read_keys(self._keys, user_id, affinity_gen)
+        for key in keys[:6]:
+            pipe.zrevrange(key, 0, -1)
+        pipe.zrange(keys[6], 0, -1, withscores=True)
+
+    def _user_from_replies(self, replies: Sequence[Any], affinity_factor: float) -> UserState:
+        lists = [[int(m) for m in members] for members in replies[:6]]
+        raw = raw_user_read(lists, [(int(m), float(s)) for m, s in replies[6]])
+        return assemble(raw, affinity_factor, self.options.recent_limit)
+
+    def _queue_bought_read(self, pipe: Pipeline, user_id: int) -> None:
+        pipe.zrange(self._keys.user(user_id, "buys"), 0, -1)
 
     async def trending(
         self, k: int, category: str | None = None, now: float | None = None

@@ -30,6 +30,7 @@ from serving.outbox import Outbox, log_marker_id
 from serving.routers import admin, dashboard, events, experiments, feed, health, kols
 from serving.settings import Settings
 from serving.state import LoadedModel, ModelHolder, load_model
+from serving.trending_cache import TrendingCache
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     log.info("serving run %s v%s from %s", loaded.run_id, loaded.version, loaded.run_dir)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
+        stack.callback(app.state.trending_cache.close)
         await check_store_credentials(store)
         await start_event_log(app, settings, store, stack)
         yield
@@ -139,6 +141,7 @@ def create_app(settings: Settings | None = None, preloaded: LoadedModel | None =
     metrics = ServiceMetrics()
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.trending_cache = TrendingCache(settings.trending_cache_s, settings.trending_stale_s)
     app.state.preloaded = preloaded
     app.state.event_log = None
     app.state.replayer = None

@@ -229,7 +229,7 @@ def event_source_for(settings: Any) -> EventSource:
     return EventSource(configured_events_path(settings), cache_s=settings.report_cache_s)
 
 
-def get_event_source(request: Request) -> EventSource:
+async def get_event_source(request: Request) -> EventSource:
     """The app's event source (created on first use from the settings if the lifespan did not)."""
     source: EventSource | None = getattr(request.app.state, "event_source", None)
     if source is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +19,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -27,6 +28,28 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class LabelCache(Generic[M]):
+    """``metric.labels(*values)`` remembered per label values (positional, in ``labelnames`` order).
+
+    Why: ``labels()`` validates the values and takes a lock on every call, several times the cost of
+    the ``inc()`` itself, and the request path calls it several times per request. The label sets are
+    few and bounded (routes, arms, sources, reasons), and a child once created lives in its metric
+    for good anyway, so remembering it costs nothing more.
+    """
+
+    def __init__(self, metric: M) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
 
 
 class ServiceMetrics:
@@ -52,6 +75,12 @@ class ServiceMetrics:
         self.reloads = Counter("kolfeed_model_reloads", "admin model reloads", ["outcome"], registry=r)
         self.model_version = Gauge("kolfeed_model_version", "version of the run being served", registry=r)
         self.store_backend = Gauge("kolfeed_store_backend", "store in use", ["scheme"], registry=r)
+        # children of the per-request metrics, by label values
+        self.requests_for = LabelCache(self.requests)
+        self.latency_for = LabelCache(self.latency)
+        self.feed_responses_for = LabelCache(self.feed_responses)
+        self.feed_items_for = LabelCache(self.feed_items)
+        self.degraded_for = LabelCache(self.degraded)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -93,5 +122,5 @@ class MetricsMiddleware:
         finally:
             route = route_label(scope)
             method = str(scope.get("method", ""))
-            self.metrics.requests.labels(route=route, method=method, status=str(status)).inc()
-            self.metrics.latency.labels(route=route, method=method).observe(time.perf_counter() - start)
+            self.metrics.requests_for(route, method, str(status)).inc()
+            self.metrics.latency_for(route, method).observe(time.perf_counter() - start)

@@ -31,7 +31,28 @@ class Settings(BaseSettings):
         default=0.25, gt=0, le=30, description="budget for feature-store reads; past it the feed degrades"
     )
     trending_k: int = Field(default=50, ge=0, le=1_000, description="trending items read per request")
+    trending_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=3_600,
+        description="trending is read from the store at most this often per process and shared by all "
+        "requests (serving/trending_cache.py); 0: every request reads it",
+    )
+    trending_stale_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3_600,
+        description="when a trending refresh fails, a cached list younger than this is still used "
+        "(the page is flagged degraded all the same); 0: never",
+    )
     friends_limit: int = Field(default=50, ge=0, le=1_000, description="friends counted for social proof")
+    rank_in_thread: bool = Field(
+        default=False,
+        description="rank each page in a worker thread instead of on the event loop. The thread hop costs "
+        "~0.1-0.3 ms of CPU per request plus GIL hand-offs, more than the time a ~1 ms ranker blocks the "
+        "loop, so inline is cheaper and faster at high request rates; turn it on for heavy variants "
+        "(ranking many ms), so the loop keeps reading sockets, admitting and shedding meanwhile",
+    )
     # --- reliability: durable event log, replay into the store, load shedding (serving/limits.py) ---
     event_log_dir: Path | None = Field(
         default=Path("var/eventlog"), description="append-only event log (source of truth); None: off"

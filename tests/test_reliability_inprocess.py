@@ -100,6 +100,12 @@ class FlakyStore(MemoryStore):
         self._check()
         return await super().bought_by(user_ids)
 
+    async def feed_state(
+        self, user_id: int, friend_ids: Sequence[int], now: float | None = None
+    ) -> tuple[UserState, list[set[int]]]:
+        self._check()
+        return await super().feed_state(user_id, friend_ids, now)
+
     async def trending(
         self, k: int, category: str | None = None, now: float | None = None
     ) -> list[tuple[int, float]]:

@@ -6,6 +6,10 @@ dependencies are swapped with ``app.dependency_overrides`` (a real MemoryStore s
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 from fastapi import FastAPI
@@ -20,10 +25,13 @@ from fastapi import FastAPI
 from features.base import StoreEvent, UserState
 from features.errors import StoreUnavailable
 from features.memory import MemoryStore
+from recsys.ranking.context import FeedEntry
 from serving.app import create_app
 from serving.deps import get_store
+from serving.schemas import FeedItem, FeedPage, FeedResponse
 from serving.settings import Settings
 from tests.ranking_fixtures import Tiny, category_of, copy_shipped_variants, make_tiny_run
+from tests.test_trending_cache import TrendingStore
 
 TOKEN = "test-admin-token"
 LOOSE = "loose"
@@ -108,6 +116,38 @@ def items_of(body: dict[str, Any]) -> list[int]:
 
 
 # ------------------------------------------------------------------ feed shape and validation
+async def test_feed_body_is_what_the_response_model_documents(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/feed", params={"user_id": Tiny.USER, "limit": 10})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    page = FeedResponse.model_validate_json(r.content)  # strict shape: no field missing or extra
+    assert page.model_dump(mode="json") == r.json() and len(page.items) == 10
+    spec = (await client.get("/openapi.json")).json()["paths"]["/v1/feed"]["get"]
+    assert spec["operationId"] == "get_feed_v1_feed_get"
+    assert spec["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/FeedResponse"
+    }
+
+
+def test_feed_page_json_matches_pydantic_for_numpy_values_and_nan() -> None:
+    entries = [
+        FeedEntry(np.int64(5), None, np.int32(2), np.float32(0.5), ["a", "b"], "ann"),
+        FeedEntry(6, 7, 3, float("nan"), [], "popular"),
+    ]
+    page = FeedPage("ab" * 16, 1, "default", True, 3, entries)
+    expected = FeedResponse(
+        request_id="ab" * 16,
+        user_id=1,
+        arm="default",
+        degraded=True,
+        model_version=3,
+        items=[
+            FeedItem(item_id=5, post_id=None, kol_id=2, score=0.5, reasons=["a", "b"], source="ann"),
+            FeedItem(item_id=6, post_id=7, kol_id=3, score=float("nan"), reasons=[], source="popular"),
+        ],
+    )
+    assert json.loads(page.json_bytes()) == json.loads(expected.model_dump_json())  # NaN → null in both
+
+
 async def test_feed_shape(client: httpx.AsyncClient) -> None:
     body = await feed(client, Tiny.USER, limit=10)
     assert set(body) == {"request_id", "user_id", "arm", "degraded", "model_version", "items"}
@@ -406,6 +446,11 @@ class DownStore(MemoryStore):
     async def bought_by(self, user_ids: Sequence[int]) -> list[set[int]]:
         raise StoreUnavailable("connection refused")
 
+    async def feed_state(
+        self, user_id: int, friend_ids: Sequence[int], now: float | None = None
+    ) -> tuple[UserState, list[set[int]]]:
+        raise StoreUnavailable("connection refused")
+
     async def trending(
         self, k: int, category: str | None = None, now: float | None = None
     ) -> list[tuple[int, float]]:
@@ -468,6 +513,24 @@ async def test_metrics_count_requests_items_events(client: httpx.AsyncClient) ->
     assert 'kolfeed_feed_responses_total{arm="default"} 1.0' in text
 
 
+async def test_items_served_are_counted_per_source(client: httpx.AsyncClient) -> None:
+    pages = [await feed(client, user, limit=40, variant=LOOSE) for user in (Tiny.USER, 2, Tiny.USER)]
+    expected: dict[str, int] = {}
+    for page in pages:
+        for e in page["items"]:
+            expected[e["source"]] = expected.get(e["source"], 0) + 1
+    assert len(expected) >= 5
+    text = (await client.get("/metrics")).text
+    served = {
+        line.split('source="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("kolfeed_feed_items_served_total{")
+    }
+    assert served == expected
+    assert 'kolfeed_feed_responses_total{arm="loose"} 3.0' in text
+    assert 'kolfeed_http_requests_total{method="GET",route="/v1/feed",status="200"} 3.0' in text
+
+
 async def test_docs_and_unknown_routes(client: httpx.AsyncClient) -> None:
     assert (await client.get("/docs")).status_code == 200
     spec = (await client.get("/openapi.json")).json()
@@ -484,6 +547,11 @@ async def test_unexpected_error_is_a_bare_json_500(runs_root: Path, ranking_dir:
         async def user_state(self, user_id: int, now: float | None = None) -> UserState:
             raise RuntimeError("bug: secret internals")
 
+        async def feed_state(
+            self, user_id: int, friend_ids: Sequence[int], now: float | None = None
+        ) -> tuple[UserState, list[set[int]]]:
+            raise RuntimeError("bug: secret internals")
+
     app = create_app(make_settings(runs_root, ranking_dir))
     app.dependency_overrides[get_store] = lambda: BrokenStore()
     async with app.router.lifespan_context(app):
@@ -491,6 +559,92 @@ async def test_unexpected_error_is_a_bare_json_500(runs_root: Path, ranking_dir:
         async with httpx.AsyncClient(transport=transport, base_url="http://kolfeed.test") as client:
             r = await client.get("/v1/feed", params={"user_id": 1})
     assert r.status_code == 500 and r.json() == {"detail": "internal error"}
+
+
+# ------------------------------------------------------------------ trending from the process's cache
+async def trending_store(item: int = 1007) -> TrendingStore:
+    """A store in which other users just bought ``item`` (KOL 11, no other source for user 1)."""
+    store = TrendingStore()  # a real memory store counting (and, when down, failing) trending reads
+    await store.record_events(
+        [
+            StoreEvent(ts=time.time(), user_id=u, item_id=item, action="buy", category=category_of(item))
+            for u in (4, 5, 6)
+        ]
+    )
+    await store.record_events(  # and user 1 bought the ANN item: live user state to see in the page
+        [StoreEvent(ts=time.time(), user_id=Tiny.USER, item_id=Tiny.ANN_ITEM, action="buy")]
+    )
+    return store
+
+
+@pytest.mark.parametrize("cache_s, reads", [(3600.0, 1), (0.0, 3)])
+async def test_trending_is_read_once_per_cache_period(
+    runs_root: Path, ranking_dir: Path, cache_s: float, reads: int
+) -> None:
+    app = create_app(make_settings(runs_root, ranking_dir, trending_cache_s=cache_s))
+    store = await trending_store()
+    app.dependency_overrides[get_store] = lambda: store
+    async with running(app) as client:
+        pages = [await feed(client, Tiny.USER, limit=40, variant=LOOSE) for _ in range(3)]
+    assert store.reads == reads
+    assert all(not p["degraded"] and p["items"] == pages[0]["items"] for p in pages)
+    assert "trending in apparel" in {e["item_id"]: e for e in pages[0]["items"]}[1007]["reasons"]
+
+
+@pytest.mark.parametrize("stale_s", [3600.0, 0.0])
+async def test_trending_outage_degrades_the_page_and_may_use_the_last_list(
+    runs_root: Path, ranking_dir: Path, stale_s: float
+) -> None:
+    store = await trending_store()
+    untrending = create_app(make_settings(runs_root, ranking_dir, trending_k=0))  # run popularity instead
+    untrending.dependency_overrides[get_store] = lambda: store
+    async with running(untrending) as client:
+        popularity_page = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
+    settings = make_settings(runs_root, ranking_dir, trending_cache_s=0.05, trending_stale_s=stale_s)
+    app = create_app(settings)
+    app.dependency_overrides[get_store] = lambda: store
+    async with running(app) as client:
+        before = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
+        await asyncio.sleep(0.1)  # the cached list is now older than trending_cache_s
+        store.down = True
+        after = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
+        metrics = (await client.get("/metrics")).text
+    assert not before["degraded"] and before["items"] != popularity_page["items"]
+    assert after["degraded"] is True
+    assert 'kolfeed_feed_degraded_total{reason="store_unavailable"} 1.0' in metrics
+    # the last good list while trending_stale_s allows, else the run's popularity; the user's live
+    # state (a bought ANN item) is used either way
+    assert after["items"] == (before["items"] if stale_s > 0 else popularity_page["items"])
+    assert Tiny.ANN_ITEM not in items_of(after)
+
+
+# ------------------------------------------------------------------ ranking inline or in a worker thread
+async def test_rank_in_thread_or_inline_gives_the_same_pages(runs_root: Path, ranking_dir: Path) -> None:
+    store = await trending_store()
+    pages: dict[bool, list[Any]] = {}
+    threads: dict[bool, set[int]] = {}
+    for in_thread in (True, False):
+        app = create_app(make_settings(runs_root, ranking_dir, rank_in_thread=in_thread))
+        app.dependency_overrides[get_store] = lambda: store
+        async with running(app) as client:
+            ranker = app.state.holder.current.ranker
+            rank = ranker.rank
+            seen: set[int] = set()
+
+            def recording(*args: Any, rank: Any = rank, seen: set[int] = seen, **kwargs: Any) -> Any:
+                seen.add(threading.get_ident())
+                return rank(*args, **kwargs)
+
+            ranker.rank = recording
+            pages[in_thread] = [
+                (await feed(client, user, limit=limit, variant=variant))["items"]
+                for user in (Tiny.USER, 2, Tiny.UNKNOWN_USER)
+                for variant, limit in ((LOOSE, 40), ("default", 10))
+            ]
+        threads[in_thread] = seen
+    assert pages[True] == pages[False] and all(pages[True])
+    loop_thread = threading.get_ident()
+    assert threads[False] == {loop_thread} and loop_thread not in threads[True]
 
 
 # ------------------------------------------------------------------ the real Redis store

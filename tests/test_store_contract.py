@@ -162,6 +162,33 @@ async def test_bought_by_equals_the_bought_sets_of_user_states(store: FeatureSto
     assert bought[0] and bought[4] == set() and await store.bought_by([]) == []
 
 
+async def test_feed_state_is_user_state_plus_friends_purchases(store: FeatureStore) -> None:
+    await store.record_events(
+        [
+            ev(T0, 1, 10, "click", kol=4),
+            ev(T0 + 1, 1, 11, "buy", kol=4),
+            ev(T0 + 2, 1, 12, "hide", kol=5),
+            ev(T0 + 3, 2, 30, "buy"),
+            ev(T0 + 4, 2, 31, "buy"),
+            ev(T0 + 5, 3, 30, "buy"),
+            ev(T0 + 6, 3, 32, "click"),  # not a purchase
+        ]
+    )
+    friends = [2, 99, 3, 2]
+    state, bought = await store.feed_state(1, friends, now=T0 + 10)
+    assert state == await store.user_state(1, now=T0 + 10)
+    assert bought == await store.bought_by(friends)
+    assert bought == [{30, 31}, set(), {30}, {30, 31}]
+    assert state.recent_clicks == [10] and state.bought == {11} and state.hidden_kols == {5}
+    assert state.kol_affinity == pytest.approx({4: 7.0, 5: -4.0}, rel=1e-4)
+    # the next read reflects a write at once, on both sides
+    await store.record_events([ev(T0 + 20, 3, 33, "buy"), ev(T0 + 20, 1, 40, "hide", kol=6)])
+    state, bought = await store.feed_state(1, [3], now=T0 + 20)
+    assert bought == [{30, 33}]
+    assert state.hidden_items == {12, 40} and state.hidden_kols == {5, 6}
+    assert await store.feed_state(424242, [], now=T0) == (UserState(), [])
+
+
 async def test_events_visible_to_the_next_read(store: FeatureStore) -> None:
     for i in range(5):
         await store.record_events([ev(T0 + i, 8, 100 + i, "click", cat="home")])

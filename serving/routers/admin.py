@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
     token = settings.admin_token.get_secret_value() if settings.admin_token is not None else ""
     if not token:
         if settings.dev_mode:

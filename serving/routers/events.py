@@ -65,12 +65,12 @@ class EventsAcknowledged(EventsAccepted):
     )
 
 
-def get_event_log(request: Request) -> EventLog | None:
+async def get_event_log(request: Request) -> EventLog | None:
     event_log: EventLog | None = request.app.state.event_log
     return event_log
 
 
-def get_replayer(request: Request) -> Replayer | None:
+async def get_replayer(request: Request) -> Replayer | None:
     replayer: Replayer | None = request.app.state.replayer
     return replayer
 

@@ -25,7 +25,7 @@ EventSourceDep = Annotated[EventSource, Depends(get_event_source)]
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 
 
-def _experiments(request: Request) -> dict[str, ExperimentConfig]:
+async def _experiments(request: Request) -> dict[str, ExperimentConfig]:
     experiments: dict[str, ExperimentConfig] = getattr(request.app.state, "experiments", {})
     return experiments
 

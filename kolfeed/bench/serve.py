@@ -282,8 +282,8 @@ def _pct(ms: np.ndarray) -> dict[str, float]:
 
 
 async def _time_app(cfg: ServeBenchConfig, run_dir: Path, url: str, loaded: Any) -> dict[str, Any]:
-    """The feed handler called directly (real Redis reads, ranking in a worker thread, response model)
-    and the whole ASGI app in-process (routing, validation, middlewares, JSON) — no sockets."""
+    """The feed handler called directly (real Redis reads, the app's trending cache, ranking, the JSON
+    page) and the whole ASGI app in-process (routing, validation, middlewares) — no sockets."""
     import httpx
     from pydantic import SecretStr
 
@@ -311,7 +311,13 @@ async def _time_app(cfg: ServeBenchConfig, run_dir: Path, url: str, loaded: Any)
         for j, uid in enumerate(uids):
             t0 = time.perf_counter()
             resp = await get_feed(
-                FeedQuery(user_id=uid), st.settings, st.holder, st.store, st.variants, st.metrics
+                FeedQuery(user_id=uid),
+                st.settings,
+                st.holder,
+                st.store,
+                st.variants,
+                st.metrics,
+                st.trending_cache,
             )
             if j >= 20:  # the first 20 warm up
                 handler[j - 20] = time.perf_counter() - t0

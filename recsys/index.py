@@ -71,10 +71,12 @@ def set_search_params(
 
 
 def _unwrap(index: faiss.Index) -> faiss.Index:
-    """Strip pre-transforms (e.g. ``PCA64,HNSW32``) to reach the index that holds the vectors."""
+    """Strip pre-transforms (``PCA64,HNSW32``) and refinement (``...,RFlat``) to reach the index that
+    searches (where efSearch / nprobe live)."""
     index = faiss.downcast_index(index)
-    while isinstance(index, faiss.IndexPreTransform):
-        index = faiss.downcast_index(index.index)
+    while isinstance(index, faiss.IndexPreTransform | faiss.IndexRefine):
+        inner = index.index if isinstance(index, faiss.IndexPreTransform) else index.base_index
+        index = faiss.downcast_index(inner)
     return index
 
 

@@ -587,3 +587,13 @@ class EventLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def claim_worker_log(base: str | Path, max_workers: int = 64) -> tuple[int, EventLog]:
+    """TEMPORARY (replaced by the worker-logs branch): the first free ``base/worker-<i>`` log."""
+    for i in range(max_workers):
+        try:
+            return i, EventLog(Path(base) / f"worker-{i}")
+        except LogLockedError:
+            continue
+    raise EventLogError(f"{base}: all {max_workers} worker logs are taken")

@@ -6,9 +6,14 @@ variant should end with one line saying what is wrong, not a traceback from insi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from serving.settings import Settings
 
 
 def _fail(message: str) -> None:
@@ -37,6 +42,14 @@ def register(app: typer.Typer) -> None:
             False, "--dev", help="dev mode: admin API open when KOLFEED_ADMIN_TOKEN is unset"
         ),
         log_level: str = typer.Option("info", "--log-level"),
+        workers: int = typer.Option(
+            1,
+            "--workers",
+            min=1,
+            max=MAX_WORKERS,
+            help="worker processes sharing the port (one Python process uses one core); > 1 needs a "
+            "shared store (redis://); each worker writes its own event log <log dir>/worker-<i>",
+        ),
     ) -> None:
         """Serve personalised feeds over HTTP (GET /v1/feed, POST /v1/events, /docs, /metrics)."""
         import asyncio
@@ -105,6 +118,9 @@ def register(app: typer.Typer) -> None:
                 "and /readyz returns 503 until it does",
                 err=True,
             )
+        if workers > 1:
+            serve_workers(settings, workers, host, port, log_level)
+            return
         try:
             loaded = load_model(run_dir)
         except ArtifactError as exc:
@@ -114,3 +130,54 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"kolfeed: store {redact_url(store)}; variants: {', '.join(sorted(variants))}")
         typer.echo(f"kolfeed: listening on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
         uvicorn.run(create_app(settings, preloaded=loaded), host=host, port=port, log_level=log_level)
+
+
+MAX_WORKERS = 64
+
+
+def serve_workers(settings: Settings, workers: int, host: str, port: int, log_level: str) -> None:
+    """``workers`` uvicorn processes on one socket, each building the app from ``KOLFEED_*`` settings.
+
+    Why processes: the feed is CPU-bound Python, and one process runs one core. The workers share
+    nothing in memory, so the store must be shared (Redis); a reload received by one worker is
+    followed by the others through a served-run pointer file (serving/run_pointer.py); each writes
+    its own event log under the configured directory. The parent only verifies the run (checksums)
+    and supervises: uvicorn restarts a worker that dies."""
+    import tempfile
+    from urllib.parse import urlsplit
+
+    import uvicorn
+
+    from features.factory import redact_url
+    from recsys.artifacts import ArtifactError, read_manifest, verify_run_dir
+
+    url = settings.store_url.get_secret_value()
+    if urlsplit(url).scheme not in ("redis", "rediss"):
+        _fail(
+            f"--workers {workers} needs a store the workers share (redis://...); {redact_url(url)} lives "
+            "inside one process"
+        )
+    assert settings.run_dir is not None
+    try:
+        verify_run_dir(settings.run_dir)
+        manifest = read_manifest(settings.run_dir)
+    except ArtifactError as exc:
+        _fail(f"cannot serve {settings.run_dir}: {exc}")
+        return
+    pointer = Path(tempfile.mkdtemp(prefix="kolfeed-serve-")) / "served-run.json"
+    env = {
+        "KOLFEED_RUN_DIR": str(settings.run_dir.resolve()),
+        "KOLFEED_RUNS_ROOT": str(settings.runs_root.resolve()),
+        "KOLFEED_STORE_URL": url,
+        "KOLFEED_RANKING_DIR": str(settings.ranking_dir.resolve()),
+        "KOLFEED_DEV_MODE": "true" if settings.dev_mode else "false",
+        "KOLFEED_SERVED_RUN_FILE": str(pointer),
+        "KOLFEED_EVENT_LOG_PER_WORKER": "true",
+    }
+    os.environ.update(env)  # the workers read their Settings from the environment
+    typer.echo(f"kolfeed: serving run {manifest.run_id} (version {manifest.version}) from {settings.run_dir}")
+    typer.echo(f"kolfeed: {workers} worker processes; store {redact_url(url)}; served-run pointer {pointer}")
+    typer.echo(f"kolfeed: listening on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    uvicorn.run(
+        "serving.app:create_app", factory=True, workers=workers, host=host, port=port, log_level=log_level
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -18,16 +19,17 @@ from fastapi import FastAPI
 
 from features.base import FeatureStore
 from features.errors import StoreAuthError, StoreUnavailable
-from features.eventlog import EventLog
+from features.eventlog import EventLog, claim_worker_log
 from features.factory import open_store
 from features.replay import Replayer
-from recsys.artifacts import newest_run
+from recsys.artifacts import ArtifactError, newest_run
 from recsys.ranking.variants import VariantError, load_variants
 from serving.errors import BodyLimitMiddleware, install_exception_handlers
 from serving.limits import ConcurrencyLimiter, LimitConfig, LimitMiddleware, register_reliability_metrics
 from serving.metrics import MetricsMiddleware, ServiceMetrics
 from serving.outbox import Outbox, log_marker_id
 from serving.routers import admin, dashboard, events, experiments, feed, health, kols
+from serving.run_pointer import RunPointer, follow
 from serving.settings import Settings
 from serving.state import LoadedModel, ModelHolder, load_model
 from serving.trending_cache import TrendingCache
@@ -54,9 +56,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             f"(have {', '.join(sorted(variants))})"
         )
     holder = ModelHolder()
+    pointer = RunPointer(settings.served_run_file) if settings.served_run_file is not None else None
+    app.state.run_pointer = pointer
     loaded: LoadedModel | None = app.state.preloaded
     if loaded is None:
-        loaded = await asyncio.to_thread(load_model, run_dir_to_serve(settings))
+        loaded = await asyncio.to_thread(initial_model, settings, pointer)
     app.state.preloaded = None  # the holder owns it from now on
     holder.set(loaded)
     metrics.model_version.set(loaded.version)
@@ -71,7 +75,50 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.callback(app.state.trending_cache.close)
         await check_store_credentials(store)
         await start_event_log(app, settings, store, stack)
+        if pointer is not None:
+            start_following(pointer, holder, metrics, settings.follow_interval_s, stack)
         yield
+
+
+def initial_model(settings: Settings, pointer: RunPointer | None) -> LoadedModel:
+    """The run named by the served-run pointer (a worker (re)started after a reload), else the
+    configured one; a pointer naming a run that no longer loads falls back to the configured run."""
+    target = None
+    if pointer is not None:
+        try:
+            target = pointer.read()
+        except ArtifactError as exc:
+            log.error("%s; serving the configured run", exc)
+    if target is not None:
+        try:
+            return load_model(target.run_dir)
+        except ArtifactError as exc:
+            log.error(
+                "served-run pointer names %s, which does not load (%s); serving the configured run",
+                target.run_dir,
+                exc,
+            )
+    return load_model(run_dir_to_serve(settings))
+
+
+def start_following(
+    pointer: RunPointer,
+    holder: ModelHolder,
+    metrics: ServiceMetrics,
+    interval_s: float,
+    stack: AsyncExitStack,
+) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(follow(pointer, holder, metrics, interval_s, stop), name="kolfeed-follow-run")
+
+    async def stop_following() -> None:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, timeout=OUTBOX_STOP_S)
+        except TimeoutError:
+            log.warning("run follower did not stop within %.0f s; cancelled", OUTBOX_STOP_S)
+
+    stack.push_async_callback(stop_following)
 
 
 async def check_store_credentials(store: FeatureStore) -> None:
@@ -95,18 +142,24 @@ async def start_event_log(
     if settings.event_log_dir is None:
         log.warning("no event log configured: events live only in the store %s", store.url)
         return
-    event_log = await asyncio.to_thread(EventLog, settings.event_log_dir)
+    log_dir: Path = settings.event_log_dir
+    if settings.event_log_per_worker:  # one writer per directory: this process takes a free worker slot
+        _, event_log = await asyncio.to_thread(claim_worker_log, settings.event_log_dir)
+        log_dir = event_log.directory
+        log.info("worker process %d writes the event log %s", os.getpid(), log_dir)
+    else:
+        event_log = await asyncio.to_thread(EventLog, settings.event_log_dir)
     stack.callback(event_log.close)
     if event_log.recovery.torn_records:
         log.warning(
             "event log %s: recovered from a torn tail (%d bytes dropped)",
-            settings.event_log_dir,
+            log_dir,
             event_log.recovery.dropped_bytes,
         )
     # The position file is written without fsync: it is atomic (rename) anyway, and after a power loss
     # a stale position only re-applies a few batches; fsyncing it per request would double the cost.
     replayer = Replayer(event_log, fsync=False)
-    outbox = Outbox(replayer, store, await asyncio.to_thread(log_marker_id, settings.event_log_dir))
+    outbox = Outbox(replayer, store, await asyncio.to_thread(log_marker_id, log_dir))
     app.state.event_log = event_log
     app.state.replayer = replayer
     app.state.outbox = outbox
@@ -123,7 +176,7 @@ async def start_event_log(
     stack.push_async_callback(stop_outbox)
     log.info(
         "event log %s: last seq %d, %d pending for the store",
-        settings.event_log_dir,
+        log_dir,
         event_log.last_seq,
         replayer.pending,
     )
@@ -144,6 +197,7 @@ def create_app(settings: Settings | None = None, preloaded: LoadedModel | None =
     app.state.trending_cache = TrendingCache(settings.trending_cache_s, settings.trending_stale_s)
     app.state.preloaded = preloaded
     app.state.event_log = None
+    app.state.run_pointer = None
     app.state.replayer = None
     app.state.outbox = None
     limiter = ConcurrencyLimiter(

@@ -53,6 +53,20 @@ class Settings(BaseSettings):
         "loop, so inline is cheaper and faster at high request rates; turn it on for heavy variants "
         "(ranking many ms), so the loop keeps reading sockets, admitting and shedding meanwhile",
     )
+    # --- several worker processes (kolfeed serve --workers N sets these) ---
+    served_run_file: Path | None = Field(
+        default=None,
+        description="shared pointer to the served run (serving/run_pointer.py): a reload in one worker "
+        "process is followed by the others, and a restarted worker serves it; None: one process",
+    )
+    follow_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="how often a worker checks the served-run pointer"
+    )
+    event_log_per_worker: bool = Field(
+        default=False,
+        description="each worker process writes its own log <event_log_dir>/worker-<i> (the first free "
+        "slot); training, reports and `kolfeed store rebuild` read the parent directory",
+    )
     # --- reliability: durable event log, replay into the store, load shedding (serving/limits.py) ---
     event_log_dir: Path | None = Field(
         default=Path("var/eventlog"), description="append-only event log (source of truth); None: off"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -55,6 +56,7 @@ async def readyz(request: Request, holder: HolderDep, store: StoreDep, settings:
         # degraded: feeds are answered from the model alone and events wait in the log for the store
         "degraded": loaded is not None and not ok,
         "event_log": event_log_status(request),
+        "pid": os.getpid(),  # which worker process answered (kolfeed serve --workers N)
     }
     return JSONResponse(body, status_code=200 if not reasons else 503)
 

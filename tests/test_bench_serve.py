@@ -31,14 +31,20 @@ def test_summarize_counts_errors_and_percentiles() -> None:
     assert out["achieved_rps"] == 2.0 and out["max_ms"] == 100.0
 
 
-def test_bench_serve_end_to_end_tiny(redis_server: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("factory", "param", "workers"), [("HNSW16", "ef_search", 1), ("MIPS,IVF16,Flat", "nprobe", 2)]
+)
+def test_bench_serve_end_to_end_tiny(
+    redis_server: str, tmp_path: Path, factory: str, param: str, workers: int
+) -> None:
     cfg = ServeBenchConfig(
         items=1500,
         users=120,
         kols=30,
         dim=8,
-        factory="HNSW16",
-        search_params=[16, 64, 256],
+        factory=factory,
+        workers=workers,
+        search_params=[4, 8, 16],
         recall_queries=50,
         redis_url=f"{redis_server}/12",
         events_per_user=6,
@@ -59,18 +65,26 @@ def test_bench_serve_end_to_end_tiny(redis_server: str, tmp_path: Path) -> None:
     assert 1 <= len(report["http"]["steps"]) <= 2
     assert report["redis"]["events"] == 120 * 6
     build = report["build"]
-    assert build["search_param"] == "ef_search" and build["search_param_served"] in (16, 64, 256)
+    assert build["search_param"] == param and build["search_param_served"] in (4, 8, 16)
     assert 0.0 <= build["recall_served"] <= 1.0
     assert report["in_process"]["rank"]["calls"] == 20
-    assert report["http"]["server_after_load"]["VmHWM"] > 0
-    # the index was served with the efSearch recorded next to it
+    mem = report["http"]["server_after_load"]
+    # the uvicorn parent, its workers (and multiprocessing's resource tracker) are all counted
+    assert mem["VmHWM"] > 0 and len(mem["processes"]) >= 1 + (workers if workers > 1 else 0)
+    assert report["summary"]["server_processes"] == len(mem["processes"])
+    # the index was served with the search parameter recorded next to it
     info = json.loads((tmp_path / "work" / "runs" / "synthetic" / "index.json").read_text())
-    assert info["ef_search"] == build["search_param_served"]
-    from recsys.index import _find_hnsw
+    assert info[param] == build["search_param_served"]
+    from recsys.index import _find_hnsw, _find_ivf
     from recsys.ranking.feed_model import FeedModel
 
-    hnsw = _find_hnsw(FeedModel.load(tmp_path / "work" / "runs" / "synthetic").index)
-    assert hnsw is not None and hnsw.hnsw.efSearch == info["ef_search"]
+    index = FeedModel.load(tmp_path / "work" / "runs" / "synthetic").index
+    if param == "ef_search":
+        hnsw = _find_hnsw(index)
+        assert hnsw is not None and hnsw.hnsw.efSearch == info["ef_search"]
+    else:
+        ivf = _find_ivf(index)
+        assert ivf is not None and ivf.nprobe == info["nprobe"]
     # nothing left behind in the benchmark's Redis db under its prefix
     client = redis.Redis.from_url(f"{redis_server}/12")
     try:

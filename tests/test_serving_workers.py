@@ -131,7 +131,8 @@ def _free_port() -> int:
 
 
 def _get(url: str, headers: dict[str, str] | None = None, data: bytes | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=data, headers={"content-type": "application/json", **(headers or {})})
+    head = {"content-type": "application/json", **(headers or {})}
+    req = urllib.request.Request(url, data=data, headers=head)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:  # a new connection each time
             return resp.status, json.loads(resp.read())

@@ -116,6 +116,8 @@ class ServiceConfig:
     rank_delay_s: float = 0.0
     """> 0: serve through :mod:`kolfeed.bench.slow_serve` (ranker sleeps this long): a fixed capacity."""
     log_path: Path | None = None
+    workers: int = 1
+    """``kolfeed serve --workers``: worker processes behind one port (needs a redis:// store)."""
 
 
 class ServiceProcess:
@@ -125,6 +127,7 @@ class ServiceProcess:
         self.config = config
         self.port = port if port is not None else free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._ready_pids: set[int] = set()
 
     @property
     def base_url(self) -> str:
@@ -138,6 +141,8 @@ class ServiceProcess:
             args = [sys.executable, "-m", "kolfeed.cli", "serve", "--log-level", "warning"]
         args += ["--run", str(c.run_dir), "--runs", str(c.run_dir.parent), "--store", c.store_url]
         args += ["--host", HOST, "--port", str(self.port)]
+        if c.workers > 1:
+            args += ["--workers", str(c.workers)]
         if c.ranking_dir is not None:
             args += ["--ranking-dir", str(c.ranking_dir)]
         return args
@@ -148,7 +153,26 @@ class ServiceProcess:
         self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         if wait:
             _wait(self.answers, timeout_s, f"feed service on port {self.port}", self.proc)
+            if self.config.workers > 1:
+                _wait(self.all_workers_ready, timeout_s, f"{self.config.workers} workers", self.proc)
         return self
+
+    def all_workers_ready(self) -> bool:
+        """True once ``workers`` distinct processes answered ``/readyz`` (a new connection each time
+        goes to whichever worker accepts it first, so a few tries reach every ready one)."""
+        for _ in range(20):
+            try:
+                with socket.create_connection((HOST, self.port), timeout=2) as s:
+                    s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    raw = b""
+                    while chunk := s.recv(65536):
+                        raw += chunk
+            except OSError:
+                return False
+            head, _, body = raw.partition(b"\r\n\r\n")
+            if head.startswith(b"HTTP/1.1 200"):
+                self._ready_pids.add(int(json.loads(body)["pid"]))
+        return len(self._ready_pids) >= self.config.workers
 
     def answers(self) -> bool:
         try:

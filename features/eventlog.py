@@ -27,8 +27,18 @@ raises :class:`CorruptLogError` naming the segment and byte offset, because sile
 drop acknowledged events from the source of truth; an operator decides (restore or cut the file).
 
 Reading: :class:`LogReader` (no lock; safe while a writer appends) iterates ``(seq, StoreEvent)``
-across segments and converts the log to the ``recsys.schema.EVENTS`` table
-(:func:`load_event_log`, :meth:`LogReader.write_parquet`).
+across the segments of ONE log and converts it to the ``recsys.schema.EVENTS`` table
+(:meth:`LogReader.to_arrow_table`, :meth:`LogReader.write_parquet`).
+
+Several writer processes (``kolfeed serve --workers N``): a log has one writer, so each process
+writes its own sub-log ``<dir>/worker-<i>/``, taking the lowest free slot with
+:func:`claim_worker_log` (a restarted process re-claims a free slot and recovers its torn tail).
+"The service's event log" is then the parent directory: :func:`log_dirs` resolves a directory to
+the logs it holds (itself, or its ``worker-*`` sub-logs in index order) and :func:`load_event_log`
+reads them all into one table ordered by ``ts``. Sequence numbers are per sub-log, so there is no
+global ``seq`` across workers; ``LogReader`` and ``EventLog`` refuse a directory holding worker
+sub-logs, so a single-log reader cannot silently read none of them. A directory with both its own
+segments and worker sub-logs is an error.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.base import StoreEvent
 from features.layout import validate_events
@@ -62,6 +73,9 @@ MAX_PAYLOAD = 1 << 20
 DEFAULT_SEGMENT_BYTES = 64 << 20
 SEGMENT_RE = re.compile(r"^events-(\d{20})\.log$")
 LOCK_FILE = "LOCK"
+WORKER_PREFIX = "worker-"
+WORKER_RE = re.compile(rf"^{WORKER_PREFIX}(\d+)$")
+DEFAULT_MAX_WORKERS = 64
 FIELDS: tuple[str, ...] = (
     "ts",
     "user_id",
@@ -112,6 +126,51 @@ def list_segments(directory: Path) -> list[Segment]:
             out.append(Segment(int(m.group(1)), directory / name))
     out.sort(key=lambda s: s.first_seq)
     return out
+
+
+def worker_dirs(directory: str | Path) -> list[Path]:
+    """The ``worker-<i>`` subdirectories of ``directory`` in index order (worker-10 after worker-9)."""
+    directory = Path(directory)
+    found = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            m = WORKER_RE.match(entry.name)
+            if m and entry.is_dir():
+                found.append((int(m.group(1)), entry.name))
+    found.sort()
+    return [directory / name for _, name in found]
+
+
+def _refuse_worker_parent(directory: Path, what: str) -> None:
+    workers = worker_dirs(directory)
+    if workers:
+        raise EventLogError(
+            f"{directory}: holds per-worker event logs ({', '.join(w.name for w in workers[:3])}"
+            f"{', …' if len(workers) > 3 else ''}); {what}"
+        )
+
+
+def log_dirs(directory: str | Path) -> list[Path]:
+    """The logs that make up the event log at ``directory``: ``[directory]`` for a plain log (one
+    writer), else its ``worker-<i>`` sub-logs in index order.
+
+    A plain log is a directory without ``worker-*`` subdirectories (possibly empty). A leftover
+    ``LOCK`` or ``replay.pos`` beside worker sub-logs holds no events and is ignored; segments
+    beside them are an error (two layouts mixed: which one is the log?).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise EventLogError(f"{directory}: event log directory does not exist")
+    workers = worker_dirs(directory)
+    if not workers:
+        return [directory]
+    own = list_segments(directory)
+    if own:
+        raise EventLogError(
+            f"{directory}: holds both its own segments ({own[0].path.name}, …) and per-worker event logs "
+            f"({workers[0].name}, …); move the segments into a free worker-<i> directory or elsewhere"
+        )
+    return workers
 
 
 # -- encoding --------------------------------------------------------------------------------------
@@ -240,6 +299,7 @@ class LogReader:
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise EventLogError(f"{self.directory}: event log directory does not exist")
+        _refuse_worker_parent(self.directory, "read it with load_event_log(), or each of log_dirs()")
 
     def records(
         self, start_seq: int = 1, end_seq: int | None = None, cursor: Cursor | None = None
@@ -388,8 +448,15 @@ def events_to_record_batch(events: Sequence[StoreEvent]) -> pa.RecordBatch:
 
 
 def load_event_log(directory: str | Path) -> pa.Table:
-    """The whole log as a ``recsys.schema.EVENTS`` table (training's events source)."""
-    return LogReader(directory).to_arrow_table()
+    """The whole event log as one ``recsys.schema.EVENTS`` table (training's and reports' events
+    source): every log of :func:`log_dirs`, ordered by ``ts``; ties keep log order (worker index,
+    then sequence number)."""
+    tables = [LogReader(d).to_arrow_table() for d in log_dirs(directory)]
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    ts = table.column("ts").to_numpy()
+    if len(ts) > 1 and bool((ts[1:] < ts[:-1]).any()):
+        table = table.take(pc.sort_indices(table, sort_keys=[("ts", "ascending")]))  # a stable sort
+    return table
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -433,6 +500,9 @@ class EventLog:
                 f"{self.directory}: event log is already open for writing by another process"
             ) from None
         try:
+            # Checked with the lock held: claim_worker_log creates its sub-log first and then checks
+            # this lock, so of two racing openers at least one sees the other.
+            _refuse_worker_parent(self.directory, "open one of them with claim_worker_log()")
             self.recovery = self._recover()
         except BaseException:
             self.close()
@@ -589,11 +659,63 @@ class EventLog:
         self.close()
 
 
-def claim_worker_log(base: str | Path, max_workers: int = 64) -> tuple[int, EventLog]:
-    """TEMPORARY (replaced by the worker-logs branch): the first free ``base/worker-<i>`` log."""
+# -- one sub-log per worker process ----------------------------------------------------------------
+def _lock_held(directory: Path) -> bool:
+    """True when a writer holds ``directory``'s LOCK right now (probing takes it for an instant)."""
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's lock, if it got it
+    return False
+
+
+def claim_worker_log(
+    base: str | Path,
+    max_workers: int = DEFAULT_MAX_WORKERS,
+    *,
+    fsync: bool = True,
+    segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+) -> tuple[int, EventLog]:
+    """Open ``base/worker-<i>`` as its writer for the smallest free ``i < max_workers``.
+
+    A slot is free when no process holds its lock, so a restarted worker takes a slot back (and
+    recovers its torn tail). Raises :class:`EventLogError` when every slot is held, when ``base``
+    is itself a single-writer log (has segments, or a writer holds its ``LOCK``), and
+    :class:`CorruptLogError` when the free slot's log cannot be recovered (never skipped: its
+    events are acknowledged ones). ``fsync`` and ``segment_bytes`` are passed to :class:`EventLog`.
+    """
+    if max_workers < 1:
+        raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+    base = Path(base)
+    base.mkdir(parents=True, exist_ok=True)
+    own = list_segments(base)
+    if own:
+        raise EventLogError(
+            f"{base}: is a single-writer event log ({own[0].path.name}, …); per-worker logs go in an "
+            "empty directory (or move the segments into worker-0/ first)"
+        )
     for i in range(max_workers):
+        directory = base / f"{WORKER_PREFIX}{i}"
+        created = not directory.exists()
         try:
-            return i, EventLog(Path(base) / f"worker-{i}")
+            event_log = EventLog(directory, fsync=fsync, segment_bytes=segment_bytes)
         except LogLockedError:
             continue
-    raise EventLogError(f"{base}: all {max_workers} worker logs are taken")
+        if _lock_held(base):  # a single writer of base itself, racing with us
+            event_log.close()
+            if created:
+                with contextlib.suppress(OSError):
+                    (directory / LOCK_FILE).unlink()
+                    directory.rmdir()
+            raise EventLogError(f"{base}: is open for writing as a single-writer event log")
+        return i, event_log
+    raise EventLogError(
+        f"{base}: all {max_workers} worker event logs ({WORKER_PREFIX}0 … {WORKER_PREFIX}{max_workers - 1}) "
+        "are held by other processes"
+    )

@@ -9,7 +9,10 @@ Service contract (how serving wires it):
 
 * start-up (lifespan): ``log = EventLog(dir)``, ``replayer = Replayer(log)``, then
   ``task = asyncio.create_task(run_replayer(store, replayer, interval_s, stop_event))``; on shutdown
-  ``stop_event.set(); await task; log.close()``. One process owns one log directory (``LOCK``).
+  ``stop_event.set(); await task; log.close()``. One process owns one log directory (``LOCK``);
+  with several worker processes each opens its own sub-log with ``claim_worker_log(dir)`` and runs
+  its own ``Replayer`` over it (``replay.pos`` lives in the sub-log). Each sub-log reaches the store
+  in its own order; there is no order between workers' events (as between concurrent requests).
 * ``POST /v1/events``: ``result = await log_and_apply(log, replayer, store, events)``. It appends
   the batch with ``await asyncio.to_thread(log.append_batch, events)`` (durable when it returns;
   if THAT raises, the events were not accepted: answer 5xx, or 422 for ``InvalidEventError``), then
@@ -35,18 +38,19 @@ validates events on append, so this is a last resort.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from features.base import FeatureStore, StoreEvent
 from features.errors import InvalidEventError, StoreUnavailable
-from features.eventlog import Cursor, EventLog, EventLogError
+from features.eventlog import Cursor, EventLog, EventLogError, log_dirs
 
 log = logging.getLogger(__name__)
 
@@ -323,34 +327,47 @@ class RebuildResult:
     replayed: int
     skipped_invalid: int
     position: int
+    """The end of the log; for per-worker logs the sum of their positions (= events replayed)."""
+    positions: dict[str, int] = field(default_factory=dict)
+    """Position of each log replayed, by directory name (``worker-0``, … or the plain log's name)."""
 
 
 async def rebuild_store(
     log_dir: str | Path, store: FeatureStore, *, clear: bool = True, progress: bool = True
 ) -> RebuildResult:
-    """Recreate the store from the whole log (``kolfeed store rebuild``).
+    """Recreate the store from the whole event log (``kolfeed store rebuild``): a plain log, or
+    every ``worker-<i>`` sub-log of ``log_dir`` (:func:`features.eventlog.log_dirs`).
 
-    Opens the log as its writer, so it refuses to run while a service owns the directory (two
-    replayers would double-apply), and recovers a torn tail as the service would. ``clear`` drops
-    the store's keys (its prefix only) first; without it the whole log is applied on top of what the
-    store holds (right for an empty store). Ends with the position at the end of the log. Raises
-    ``StoreUnavailable`` if the store goes away midway (the position then says how far it got)."""
+    Opens every log as its writer before touching the store, so it refuses to run while a service
+    process owns any of them (two replayers would double-apply), and recovers torn tails as the
+    service would. ``clear`` drops the store's keys (its prefix only) once, first; without it the
+    logs are applied on top of what the store holds (right for an empty store). Every log's position
+    is reset to 0 before the first is replayed (a crash midway then leaves nothing marked as in
+    the store that is not), and ends at the end of its log. Raises ``StoreUnavailable`` if the
+    store goes away midway (the positions then say how far it got)."""
     from tqdm import tqdm
 
-    if not Path(log_dir).is_dir():
-        raise EventLogError(f"{log_dir}: event log directory does not exist")
-    with EventLog(log_dir) as event_log:
-        replayer = Replayer(event_log)
+    dirs = log_dirs(log_dir)
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(EventLog(d)) for d in dirs]
+        replayers = [Replayer(event_log) for event_log in logs]
         if clear:
             await store.clear()
-        await replayer.reset(0)
-        with tqdm(
-            total=event_log.last_seq, desc="replaying event log", unit="ev", disable=not progress
-        ) as bar:
-            result = await replayer.replay_pending(store, on_batch=bar.update)
-        if result.stopped is not None:
-            raise StoreUnavailable(
-                f"store went away after {result.applied} events "
-                f"(position {result.position}): {result.stopped}"
-            )
-        return RebuildResult(clear, result.applied, result.skipped_invalid, result.position)
+        for replayer in replayers:
+            await replayer.reset(0)
+        out = RebuildResult(clear, 0, 0, 0)
+        total = sum(event_log.last_seq for event_log in logs)
+        with tqdm(total=total, desc="replaying event log", unit="ev", disable=not progress) as bar:
+            for event_log, replayer in zip(logs, replayers, strict=True):
+                result = await replayer.replay_pending(store, on_batch=bar.update)
+                out.replayed += result.applied
+                out.skipped_invalid += result.skipped_invalid
+                out.position += result.position
+                out.positions[event_log.directory.name] = result.position
+                if result.stopped is not None:
+                    where = f" in {event_log.directory.name}" if len(logs) > 1 else ""
+                    raise StoreUnavailable(
+                        f"store went away after {out.replayed} events "
+                        f"(position {result.position}{where}): {result.stopped}"
+                    )
+        return out

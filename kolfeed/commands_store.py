@@ -47,7 +47,12 @@ def ping(
 
 @store_app.command("rebuild")
 def rebuild(
-    log_dir: str = typer.Option(..., "--log", help="event log directory (the service's durable log)"),
+    log_dir: str = typer.Option(
+        ...,
+        "--log",
+        help="event log directory (the service's durable log; with `serve --workers N`, the parent of "
+        "its worker-<i> logs)",
+    ),
     store: str = typer.Option(..., "--store", help="store URL to rebuild, e.g. redis://127.0.0.1:6379/0"),
     clear: bool = typer.Option(
         False, "--clear", help="drop the store's keys (its prefix only) first; use unless the store is empty"
@@ -55,7 +60,8 @@ def rebuild(
 ) -> None:
     """Replay the whole event log into the store (run it with the service stopped).
 
-    It takes the log's writer lock. Exit 1 if the store or the log fails, 2 if the URL is wrong.
+    It takes the writer lock of the log (of every worker log), so it refuses while a service process
+    owns one. Exit 1 if the store or the log fails, 2 if the URL is wrong.
     """
     import asyncio
 
@@ -81,9 +87,13 @@ def rebuild(
     except (StoreError, EventLogError) as exc:
         typer.echo(f"error: rebuild of {redact_url(store)} from {log_dir}: {exc}", err=True)
         raise typer.Exit(code=1) from None
+    per_log = ""
+    if len(result.positions) > 1:
+        per_log = " (" + ", ".join(f"{name}={pos}" for name, pos in result.positions.items()) + ")"
     typer.echo(
         f"rebuilt {redact_url(store)} from {log_dir}: {result.replayed} events replayed, "
-        f"{result.skipped_invalid} rejected as invalid, cleared={result.cleared}, position={result.position}"
+        f"{result.skipped_invalid} rejected as invalid, cleared={result.cleared}, "
+        f"position={result.position}{per_log}"
     )
 
 

@@ -8,8 +8,10 @@ nothing changed under is waste. ``KOLFEED_EVENTS_PATH`` may be
 - a world directory (holds ``events.parquet``/``.csv``; its ``items``/``kols``/``follows`` tables are
   read too, for vertical fit and followers gained);
 - the service's durable event-log directory (anything else that is a directory), read with
-  ``features.eventlog.load_event_log``. Without ``KOLFEED_EVENTS_PATH`` the service's own event log
-  (``KOLFEED_EVENT_LOG_DIR``) is used, so reports cover what this service has acknowledged.
+  ``features.eventlog.load_event_log``: a plain log, or the parent of the ``worker-<i>`` logs that
+  ``kolfeed serve --workers N`` writes (all of them are read, merged by ``ts``). Without
+  ``KOLFEED_EVENTS_PATH`` the service's own event log (``KOLFEED_EVENT_LOG_DIR``) is used, so
+  reports cover what the service (every worker) has acknowledged.
 
 A report is computed on a dedicated worker thread (never on the event loop, never in the default pool
 the event log appends use) and reused for ``cache_s`` seconds;
@@ -63,7 +65,8 @@ def source_kind(path: Path) -> SourceKind:
 def _signature(path: Path) -> tuple[tuple[str, int, int], ...]:
     """Sizes and mtimes of the files holding events under ``path``: changes when events are written.
 
-    In an event-log directory only the segments count (``LOCK``/``replay.pos`` change without new events).
+    In an event-log directory only the segments count (``LOCK``/``replay.pos`` change without new events);
+    the walk is recursive, so the segments of ``worker-<i>`` sub-logs count too.
     """
     if path.is_file():
         files = [path]
@@ -110,10 +113,14 @@ def load_event_tables(path: Path) -> EventTables:
                 side[name] = None if f is None else load_table(f, TABLES[name]).table
             return EventTables(events=load_table(events_file, EVENTS).table, **side)
         try:
-            from features.eventlog import load_event_log
+            from features.eventlog import EventLogError, load_event_log
         except ImportError as exc:
             raise EventSourceError(f"{path}: looks like an event-log directory, but {exc}") from None
-        return EventTables(events=_only_event_columns(load_event_log(path)))
+        try:
+            logged = load_event_log(path)
+        except EventLogError as exc:  # corrupt, or mixed layouts (own segments beside worker logs)
+            raise EventSourceError(f"cannot read the event log: {exc}") from None
+        return EventTables(events=_only_event_columns(logged))
     except (DataError, OSError, pa.ArrowException, ValueError) as exc:
         raise EventSourceError(f"{path}: cannot read events ({exc})") from None
 

@@ -1,10 +1,14 @@
-"""The durable event log: round trips across segments, torn-tail recovery, corruption, Arrow output."""
+"""The durable event log: round trips across segments, torn-tail recovery, corruption, Arrow output,
+and the per-worker sub-logs of a multi-process service (claiming slots, resolving, reading them all)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -14,10 +18,14 @@ from features.eventlog import (
     HEADER,
     CorruptLogError,
     EventLog,
+    EventLogError,
     LogLockedError,
     LogReader,
+    claim_worker_log,
+    events_to_record_batch,
     list_segments,
     load_event_log,
+    log_dirs,
 )
 from recsys.schema import EVENTS
 
@@ -177,5 +185,150 @@ def test_arrow_table_has_exactly_the_events_schema(tmp_path: Path) -> None:
 
 def test_empty_log_reads_as_empty_table(tmp_path: Path) -> None:
     EventLog(tmp_path, fsync=False).close()
+    table = load_event_log(tmp_path)
+    assert table.num_rows == 0 and table.schema.equals(EVENTS.arrow_schema())
+
+
+# -- per-worker logs (kolfeed serve --workers N) ----------------------------------------------------
+def test_claim_worker_log_takes_the_lowest_free_slot(tmp_path: Path) -> None:
+    base = tmp_path / "eventlog"
+    # flock locks an open file description, so two claims in ONE process exclude each other too
+    i0, log0 = claim_worker_log(base, fsync=False)
+    i1, log1 = claim_worker_log(base, fsync=False)
+    assert (i0, i1) == (0, 1)
+    assert (log0.directory, log1.directory) == (base / "worker-0", base / "worker-1")
+    log0.append_batch([make_event(0), make_event(1)])
+    log0.close()
+    again, log0 = claim_worker_log(base, fsync=False)
+    assert again == 0 and log0.last_seq == 2, "a restarted worker takes its slot and log back"
+    with pytest.raises(EventLogError, match=rf"{base}: all 2 worker event logs .* held by other processes"):
+        claim_worker_log(base, max_workers=2)
+    i2, log2 = claim_worker_log(base, max_workers=3, fsync=False)
+    assert i2 == 2
+    for held in (log0, log1, log2):
+        held.close()
+    assert log_dirs(base) == [base / f"worker-{i}" for i in range(3)]
+
+
+def test_a_reclaimed_worker_log_recovers_its_torn_tail(tmp_path: Path) -> None:
+    _, log = claim_worker_log(tmp_path, fsync=False)
+    log.append_batch(batches(1, 5)[0])
+    log.close()
+    seg = list_segments(tmp_path / "worker-0")[-1].path
+    with open(seg, "r+b") as f:
+        f.truncate(seg.stat().st_size - 3)
+    index, log = claim_worker_log(tmp_path, fsync=False)
+    with log:
+        assert index == 0 and log.recovery.torn_records == 1 and log.last_seq == 4
+
+
+def test_worker_slots_are_exclusive_across_processes(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from features.eventlog import claim_worker_log\n"
+            f"i, log = claim_worker_log({str(tmp_path)!r}, fsync=False)\n"
+            "print(i, flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "0"
+        index, log = claim_worker_log(tmp_path, fsync=False)
+        log.close()
+        assert index == 1
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    index, log = claim_worker_log(tmp_path, fsync=False)
+    log.close()
+    assert index == 0, "the slot is free again once its process is gone"
+
+
+def test_log_dirs_resolves_plain_and_worker_layouts(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert log_dirs(plain) == [plain]  # empty: a log nobody wrote yet
+    with EventLog(plain, fsync=False) as log:
+        log.append_batch([make_event(0)])
+    assert log_dirs(plain) == [plain]
+
+    parent = tmp_path / "parent"
+    for i in (10, 2, 0, 9, 1):
+        (parent / f"worker-{i}").mkdir(parents=True)
+    (parent / "worker-x").mkdir()
+    (parent / "workers").mkdir()
+    (parent / "worker-3").write_text("a file, not a log")
+    (parent / "LOCK").touch()  # left by an old single-process run: holds no events
+    assert log_dirs(parent) == [parent / f"worker-{i}" for i in (0, 1, 2, 9, 10)]
+
+    with pytest.raises(EventLogError, match="does not exist"):
+        log_dirs(tmp_path / "absent")
+
+
+def test_single_writer_and_worker_layouts_do_not_mix(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    with EventLog(plain, fsync=False) as log:
+        log.append_batch([make_event(0)])
+    with pytest.raises(EventLogError, match=f"{plain}: is a single-writer event log"):
+        claim_worker_log(plain)
+    assert log_dirs(plain) == [plain], "the refused claim left no worker directory behind"
+
+    mixed = tmp_path / "mixed"
+    with EventLog(mixed, fsync=False) as log:
+        log.append_batch([make_event(0)])
+    (mixed / "worker-0").mkdir()
+    with pytest.raises(EventLogError, match=f"{mixed}: holds both its own segments"):
+        log_dirs(mixed)
+    with pytest.raises(EventLogError, match="both its own segments"):
+        load_event_log(mixed)
+
+    parent = tmp_path / "parent"
+    claim_worker_log(parent, fsync=False)[1].close()
+    with pytest.raises(EventLogError, match=f"{parent}: holds per-worker event logs \\(worker-0\\)"):
+        EventLog(parent, fsync=False)
+    assert not list_segments(parent)
+    with pytest.raises(EventLogError, match="per-worker event logs"):
+        LogReader(parent)  # would otherwise read no event at all
+
+
+def test_single_writer_holding_the_parent_refuses_a_claim(tmp_path: Path) -> None:
+    with EventLog(tmp_path, fsync=False), pytest.raises(EventLogError, match="open for writing as a single"):
+        claim_worker_log(tmp_path)
+    assert log_dirs(tmp_path) == [tmp_path]
+
+
+def test_load_event_log_merges_worker_logs_by_time(tmp_path: Path) -> None:
+    def at(ts: float, user: int) -> StoreEvent:
+        return StoreEvent(ts=ts, user_id=user, item_id=user * 10, action="click")
+
+    t = 1_700_000_000.0
+    first = [at(t + 5.2, 0), at(t + 1.0, 0), at(t + 9.0, 0), at(t + 3.9, 0)]  # not in ts order
+    second = [at(t + 3.5, 1), at(t + 5.7, 1), at(t + 0.5, 1), at(t + 12.0, 1)]
+    _, log0 = claim_worker_log(tmp_path, fsync=False)
+    _, log1 = claim_worker_log(tmp_path, fsync=False)
+    with log0, log1:
+        for a, b in zip(first, second, strict=True):
+            log1.append_batch([b])
+            log0.append_batch([a])
+        table = load_event_log(tmp_path)  # readers need no lock: fine while both write
+    # ordered by (whole-second) ts; ties keep log order: worker-0's before worker-1's, then seq
+    expected = sorted(first + second, key=lambda e: int(e.ts // 1))
+    order = [(int(e.ts - t), e.user_id) for e in expected]
+    assert order == [(0, 1), (1, 0), (3, 0), (3, 1), (5, 0), (5, 1), (9, 0), (12, 1)]
+    assert table.schema.equals(EVENTS.arrow_schema())
+    assert table.equals(pa.Table.from_batches([events_to_record_batch(expected)]))
+
+
+def test_load_event_log_of_empty_worker_logs_is_an_empty_table(tmp_path: Path) -> None:
+    for _ in range(2):
+        claim_worker_log(tmp_path, fsync=False)[1].close()
     table = load_event_log(tmp_path)
     assert table.num_rows == 0 and table.schema.equals(EVENTS.arrow_schema())

@@ -17,7 +17,7 @@ import pytest
 
 from features.base import FeatureStore, StoreEvent
 from features.errors import StoreUnavailable
-from features.eventlog import EventLog, LogReader
+from features.eventlog import EventLog, LogLockedError, LogReader, claim_worker_log
 from features.factory import open_store
 from features.replay import POSITION_FILE, Replayer, log_and_apply, read_position, rebuild_store, run_replayer
 
@@ -61,9 +61,10 @@ def redis13(redis_server: str) -> Iterator[str]:
         client.close()
 
 
-def fill_log(directory: Path, n_buys: int, batch: int = 37) -> EventLog:
+def fill_log(directory: Path, n_buys: int, batch: int = 37, first: int = 0) -> EventLog:
+    """A log of ``n_buys`` buys of distinct items ``5000 + first …`` spread over ``BUYERS``."""
     log = EventLog(directory, fsync=False, segment_bytes=8192)
-    events = [buy(i, user=BUYERS[i % len(BUYERS)]) for i in range(n_buys)]
+    events = [buy(i, user=BUYERS[i % len(BUYERS)]) for i in range(first, first + n_buys)]
     for start in range(0, n_buys, batch):
         log.append_batch(events[start : start + batch])
     return log
@@ -196,6 +197,38 @@ async def test_rebuild_store_clears_and_replays_everything(tmp_path: Path) -> No
     assert read_position(tmp_path / POSITION_FILE) == 600
 
 
+def fill_worker_logs(base: Path, sizes: tuple[int, ...]) -> None:
+    """``base/worker-<i>`` logs (as ``kolfeed serve --workers N`` leaves them) of distinct buys."""
+    first = 0
+    for i, n in enumerate(sizes):
+        fill_log(base / f"worker-{i}", n, first=first).close()
+        first += n
+
+
+async def test_rebuild_store_replays_every_worker_log_and_refuses_while_one_is_owned(tmp_path: Path) -> None:
+    fill_worker_logs(tmp_path, (600, 0, 250))
+    store = open_store("memory://")
+    await store.record_events([buy(9999, user=3)])  # stale data the rebuild must drop
+    claimed = [claim_worker_log(tmp_path, fsync=False)[1] for _ in range(3)]
+    claimed[0].close()
+    claimed[1].close()
+    owned = claimed[2]  # the last log is still owned by a running service worker
+    assert owned.directory == tmp_path / "worker-2" and owned.last_seq == 250
+    with pytest.raises(LogLockedError, match="worker-2"):
+        await rebuild_store(tmp_path, store, clear=True, progress=False)
+    assert await bought_count(store, 3) == 1, "refused before clearing anything"
+    assert await total_bought(store) == 0
+    owned.close()
+
+    result = await rebuild_store(tmp_path, store, clear=True, progress=False)
+    assert (result.replayed, result.position, result.cleared) == (850, 850, True)
+    assert result.positions == {"worker-0": 600, "worker-1": 0, "worker-2": 250}
+    assert await total_bought(store) == 850
+    assert await bought_count(store, 3) == 0
+    assert [read_position(tmp_path / f"worker-{i}" / POSITION_FILE) for i in range(3)] == [600, 0, 250]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["worker-0", "worker-1", "worker-2"]
+
+
 async def test_rebuild_into_unavailable_store_raises(tmp_path: Path) -> None:
     fill_log(tmp_path, 10).close()
     dead = open_store(DEAD_URL)
@@ -243,3 +276,21 @@ def test_cli_store_rebuild_against_real_redis(tmp_path: Path, redis13: str) -> N
     )
     assert bad.returncode == 1
     assert "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_store_rebuild_of_worker_logs_against_real_redis(tmp_path: Path, redis13: str) -> None:
+    fill_worker_logs(tmp_path / "log", (123, 77))
+    cmd = [sys.executable, "-m", "kolfeed.cli", "store", "rebuild", "--log", str(tmp_path / "log")]
+    done = subprocess.run([*cmd, "--store", redis13, "--clear"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "200 events replayed" in done.stdout
+    assert "position=200 (worker-0=123, worker-1=77)" in done.stdout
+
+    async def check() -> int:
+        store = open_store(redis13)
+        try:
+            return await total_bought(store)
+        finally:
+            await store.close()
+
+    assert asyncio.run(check()) == 200

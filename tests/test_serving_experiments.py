@@ -485,6 +485,7 @@ def test_event_log_directory_is_read_with_load_event_log(
 
     fake = types.ModuleType("features.eventlog")
     fake.load_event_log = load_event_log  # type: ignore[attr-defined]
+    fake.EventLogError = RuntimeError  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "features.eventlog", fake)
     log_dir = tmp_path / "log"
     log_dir.mkdir()
@@ -492,6 +493,35 @@ def test_event_log_directory_is_read_with_load_event_log(
     got = EventSource(log_dir).report_sync("r", lambda t: experiment_report(t.events, exp))
     assert calls == [log_dir]
     assert got == experiment_report(table, exp)
+
+
+def test_event_log_parent_with_worker_logs_is_read_whole(tmp_path: Path, exp_dir: Path) -> None:
+    from features.base import StoreEvent
+    from features.eventlog import claim_worker_log
+
+    exp = load_experiments(exp_dir)["kolw"]
+    table = experiment_events(exp, n_users=40, days=2)
+    rows = [StoreEvent(**{**r, "value": r["value"] or 0.0}) for r in table.to_pylist()]
+    logs = [claim_worker_log(tmp_path / "eventlog", fsync=False)[1] for _ in range(2)]
+    try:
+        for i, ev in enumerate(rows):  # requests land on either worker
+            logs[i % 3 == 0].append_batch([ev])
+        parent = tmp_path / "eventlog"
+        assert source_kind(parent) == "eventlog"
+        clock = [0.0]
+        source = EventSource(parent, cache_s=30.0, clock=lambda: clock[0])
+        got = source.report_sync("r", lambda t: experiment_report(t.events, exp))
+        logged = table.set_column(
+            table.schema.get_field_index("value"), "value", pc.fill_null(table["value"], 0.0)
+        )  # the log stores 0.0 for "no value"
+        assert got == experiment_report(logged, exp)
+        assert source.report_sync("n", lambda t: t.events.num_rows) == len(rows)
+        logs[1].append_batch([rows[0]])  # a write to worker-1 alone invalidates the cached tables
+        clock[0] = 31.0
+        assert source.report_sync("n", lambda t: t.events.num_rows) == len(rows) + 1
+    finally:
+        for log in logs:
+            log.close()
 
 
 def test_attribution_from_world_dir_uses_side_tables(tmp_path: Path, exp_dir: Path) -> None:

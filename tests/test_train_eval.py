@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -83,32 +84,81 @@ def test_eval_max_users_samples_a_seeded_subset(lightgcn_split: Path, tmp_path: 
     assert one["recall@20"] == two["recall@20"]  # same seed, same sample
 
 
-def test_training_reads_the_service_event_log(tiny_world: Path, tmp_path: Path) -> None:
+def write_service_log(log_dir: Path, events: list[Any], workers: int) -> None:
+    """``events`` as the service logs them: one plain log (``workers=0``, a single process) or
+    ``worker-<i>`` sub-logs, requests landing on the workers in turn (``serve --workers N``)."""
+    from features.eventlog import EventLog, claim_worker_log
+
+    logs = [EventLog(log_dir)] if workers == 0 else [claim_worker_log(log_dir)[1] for _ in range(workers)]
+    for i, ev in enumerate(events):
+        logs[i % len(logs)].append_batch([ev])
+    for log in logs:
+        log.close()
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["plain-log", "worker-logs"])
+def test_training_reads_the_service_event_log(tiny_world: Path, tmp_path: Path, workers: int) -> None:
+    import shutil
+
     import pyarrow.parquet as pq
 
     from features.base import StoreEvent
-    from features.eventlog import EventLog
+    from recsys.io.errors import DataError
+    from training.data import data_fingerprint
 
     events = pq.read_table(tiny_world / "events.parquet")
     last_ts = int(events.column("ts").to_numpy().max())
     log_dir = tmp_path / "eventlog"
-    log = EventLog(log_dir)
     logged = [
         StoreEvent(ts=float(last_ts + 60 * (i + 1)), user_id=i % 50, item_id=i % 40, action="buy", value=9.5)
         for i in range(300)
     ]
-    log.append_batch(logged)
-    log.close()
+    write_service_log(log_dir, logged, workers)
+    assert (log_dir / "worker-1").is_dir() == (workers == 2)
     base = [f"data.path={tiny_world}", "model.name=popularity", "model.params={}"]
     cfg = load_config(REPO / "configs/train/world_popularity.yaml", [*base, f"data.events_log={log_dir}"])
     result = train(cfg, tmp_path / "runs", quiet=True)
     stats = json.loads((result.run_dir / "metrics.json").read_text())
     assert stats["data_n_train_events"] + stats["data_n_test_events"] == len(events) + len(logged)
     assert stats["data_n_test_events"] >= len(logged)  # the logged buys are the newest events
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["data_fingerprint"] == data_fingerprint(tiny_world, str(log_dir))
     bad = load_config(
         REPO / "configs/train/world_popularity.yaml", [*base, f"data.events_log={tmp_path / 'missing'}"]
     )
-    from recsys.io.errors import DataError
-
     with pytest.raises(DataError, match="not a directory"):
         train(bad, tmp_path / "runs2", quiet=True)
+    # a directory with segments of its own AND worker logs is refused in one line, not half read
+    one_log = log_dir / "worker-0" if workers else log_dir
+    shutil.copytree(one_log, tmp_path / "mixed")
+    shutil.copytree(one_log, tmp_path / "mixed" / "worker-0")
+    mixed = load_config(
+        REPO / "configs/train/world_popularity.yaml", [*base, f"data.events_log={tmp_path / 'mixed'}"]
+    )
+    with pytest.raises(DataError, match="both its own segments"):
+        train(mixed, tmp_path / "runs3", quiet=True)
+
+
+def test_data_fingerprint_covers_every_worker_log(tmp_path: Path) -> None:
+    import shutil
+
+    from features.base import StoreEvent
+    from features.eventlog import EventLog
+    from training.data import data_fingerprint
+
+    data = tmp_path / "events.csv"
+    data.write_text("ts,user_id,item_id,action\n1,1,1,click\n")
+    log_dir = tmp_path / "eventlog"
+    ev = StoreEvent(ts=1_700_000_000.0, user_id=1, item_id=2, action="click")
+    write_service_log(log_dir, [ev, ev], workers=2)
+    before = data_fingerprint(data, str(log_dir))
+    assert before != data_fingerprint(data, None)
+    with EventLog(log_dir / "worker-1", fsync=False) as log:  # the second worker logs one more event
+        log.append_batch([ev])
+    after = data_fingerprint(data, str(log_dir))
+    assert after != before
+    # the same segments under other worker names are other input
+    moved = tmp_path / "moved"
+    shutil.copytree(log_dir / "worker-1", moved / "worker-0")
+    shutil.copytree(log_dir / "worker-0", moved / "worker-1")
+    assert data_fingerprint(data, str(moved)) != after

@@ -58,9 +58,7 @@ def data_fingerprint(path: Path, events_log: str | None = None) -> str:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     h = hashlib.sha256()
     if events_log is not None:  # the service's log: its segments count as input too
-        log = Path(events_log)
-        for seg in sorted(log.glob("events-*.log")):
-            h.update(b"log\0" + seg.name.encode() + b"\0" + str(seg.stat().st_size).encode())
+        h.update(_event_log_fingerprint(Path(events_log)))
     for f in files:
         rel = f.relative_to(path).as_posix() if path.is_dir() else f.name
         st = f.stat()
@@ -70,6 +68,26 @@ def data_fingerprint(path: Path, events_log: str | None = None) -> str:
         else:
             h.update(str(st.st_mtime_ns).encode())
     return h.hexdigest()
+
+
+def _event_log_fingerprint(log: Path) -> bytes:
+    """Segment names and sizes of every log under ``log`` (a plain log, or worker-<i> sub-logs).
+
+    A plain log hashes as it always did (segment names only), so runs fingerprinted before worker
+    logs existed still match; a worker sub-log's segments are named ``worker-<i>/events-….log``.
+    A missing directory contributes nothing (loading it fails first, with a clear message)."""
+    from features.eventlog import list_segments, log_dirs
+
+    if not log.is_dir():
+        return b""
+    out = []
+    for d in log_dirs(log):
+        prefix = "" if d == log else f"{d.name}/"
+        for seg in sorted(list_segments(d), key=lambda s: s.path.name):
+            out.append(
+                b"log\0" + (prefix + seg.path.name).encode() + b"\0" + str(seg.path.stat().st_size).encode()
+            )
+    return b"".join(out)
 
 
 def _ids(table: pa.Table, column: str) -> np.ndarray:
@@ -85,15 +103,19 @@ def _pairs(table: pa.Table, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _with_event_log(history: pa.Table, log_dir: Path, test_fraction: float) -> tuple[pa.Table, pa.Table]:
-    """World history + the service's logged events, split chronologically at the time quantile."""
+    """World history + the service's logged events (every worker's sub-log, if it has several),
+    split chronologically at the time quantile."""
     import pyarrow.compute as pc
 
-    from features.eventlog import load_event_log
+    from features.eventlog import EventLogError, load_event_log
     from recsys.io.errors import DataError
 
     if not log_dir.is_dir():
         raise DataError(f"{log_dir}: data.events_log is not a directory")
-    logged = load_event_log(log_dir)
+    try:
+        logged = load_event_log(log_dir)
+    except EventLogError as exc:  # corrupt or mixed-layout log: one line, not a traceback
+        raise DataError(f"data.events_log: {exc}") from None
     events = pa.concat_tables([history.select(logged.column_names).cast(logged.schema), logged])
     if len(events) < 2:
         raise DataError(f"{log_dir}: too few events to split ({len(events)})")

@@ -51,6 +51,7 @@ from typing import Protocol
 from features.base import FeatureStore, StoreEvent
 from features.errors import InvalidEventError, StoreUnavailable
 from features.eventlog import Cursor, EventLog, EventLogError, log_dirs
+from features.markers import log_marker_id, write_marker
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +345,9 @@ async def rebuild_store(
     logs are applied on top of what the store holds (right for an empty store). Every log's position
     is reset to 0 before the first is replayed (a crash midway then leaves nothing marked as in
     the store that is not), and ends at the end of its log. Raises ``StoreUnavailable`` if the
-    store goes away midway (the positions then say how far it got)."""
+    store goes away midway (the positions then say how far it got). Each log's store marker
+    (:mod:`features.markers`) is written once it is replayed, so a service started afterwards
+    finds the store in step and does not rebuild it again."""
     from tqdm import tqdm
 
     dirs = log_dirs(log_dir)
@@ -370,4 +373,6 @@ async def rebuild_store(
                         f"store went away after {out.replayed} events "
                         f"(position {result.position}{where}): {result.stopped}"
                     )
+                # the store now holds this whole log: the service must not rebuild it again at start
+                await write_marker(store, log_marker_id(event_log.directory))
         return out

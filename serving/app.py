@@ -159,7 +159,9 @@ async def start_event_log(
     # The position file is written without fsync: it is atomic (rename) anyway, and after a power loss
     # a stale position only re-applies a few batches; fsyncing it per request would double the cost.
     replayer = Replayer(event_log, fsync=False)
-    outbox = Outbox(replayer, store, await asyncio.to_thread(log_marker_id, log_dir))
+    marker = await asyncio.to_thread(log_marker_id, log_dir)
+    # several workers share the store: a rebuild replays this log without clearing the others'
+    outbox = Outbox(replayer, store, marker, clear_on_rebuild=not settings.event_log_per_worker)
     app.state.event_log = event_log
     app.state.replayer = replayer
     app.state.outbox = outbox

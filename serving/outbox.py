@@ -7,51 +7,32 @@ the events before it would be gone from the store for good. Each log therefore w
 the store (an impression by a reserved user of an item id unique to this log: weight 0, so it
 touches nothing a feed reads) once the store holds the whole log. If a check finds the marker
 missing, the store is treated as new: its keys are cleared, the position reset to 0 and the log
-replayed from the start, then the marker is written again.
+replayed from the start, then the marker is written again. With several worker processes
+(``kolfeed serve --workers``) each worker's log has its own marker, and a worker that finds its
+marker missing replays its own log without clearing the store (that would wipe the others' logs).
+The markers themselves live in :mod:`features.markers` (``kolfeed store rebuild`` writes them too).
 
 Known bound: direct applies that land on a restarted store before the next check (at most one
-interval) are applied twice by the rebuild; set-valued state (seen, bought, hidden, recent) is
-unaffected, time-decayed counters (trending, KOL affinity) count those events twice.
+interval) are applied twice by the rebuild (with one process the store is cleared first; with
+workers it is not); set-valued state (seen, bought, hidden, recent) is unaffected, time-decayed
+counters (trending, KOL affinity) count those events twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from features.base import FeatureStore, StoreEvent
+from features.base import FeatureStore
 from features.errors import StoreUnavailable
+from features.markers import log_marker_id, marker_present, write_marker
 from features.replay import Replayer, ReplayResult
 
+__all__ = ["Outbox", "OutboxStatus", "log_marker_id"]
+
 log = logging.getLogger(__name__)
-
-MARKER_USER = 2**63 - 1
-"""Reserved user id of the store markers (the largest id the API accepts; no real user has it)."""
-MARKER_FILE = "store-marker.json"
-
-
-def log_marker_id(log_dir: Path) -> int:
-    """A random id that names this log in the store, created once and kept in the log directory."""
-    path = Path(log_dir) / MARKER_FILE
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))["marker"]
-        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**62:
-            return value
-        log.warning("%s: bad marker %r; making a new one (the store will be rebuilt)", path, value)
-    except FileNotFoundError:
-        pass
-    except (ValueError, KeyError, TypeError) as exc:
-        log.warning("%s: unreadable (%s); making a new marker (the store will be rebuilt)", path, exc)
-    value = secrets.randbelow(2**62 - 1) + 1
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"marker": value}), encoding="utf-8")
-    tmp.replace(path)
-    return value
 
 
 @dataclass
@@ -69,20 +50,22 @@ class OutboxStatus:
 class Outbox:
     """Runs the replayer against one store and rebuilds the store when it comes back empty."""
 
-    def __init__(self, replayer: Replayer, store: FeatureStore, marker_id: int) -> None:
+    def __init__(
+        self, replayer: Replayer, store: FeatureStore, marker_id: int, clear_on_rebuild: bool = True
+    ) -> None:
+        """``clear_on_rebuild=False`` for one of several worker logs sharing a store: clearing would
+        wipe what the other workers replayed, so this log alone is replayed from the start."""
         self.replayer = replayer
         self.store = store
         self.marker_id = marker_id
+        self.clear_on_rebuild = clear_on_rebuild
         self.status = OutboxStatus()
 
     async def marker_present(self) -> bool:
-        state = await self.store.user_state(MARKER_USER)
-        return self.marker_id in state.seen
+        return await marker_present(self.store, self.marker_id)
 
     async def write_marker(self) -> None:
-        await self.store.record_events(
-            [StoreEvent(ts=time.time(), user_id=MARKER_USER, item_id=self.marker_id, action="impression")]
-        )
+        await write_marker(self.store, self.marker_id)
 
     async def sync_once(self) -> ReplayResult:
         """One check + replay; raises StoreUnavailable when the store cannot be reached."""
@@ -95,7 +78,8 @@ class Outbox:
                 self.store.url,
                 logged,
             )
-            await self.store.clear()
+            if self.clear_on_rebuild:
+                await self.store.clear()
             await self.replayer.reset(0)
             result = await self.replayer.replay_pending(self.store)
             if result.stopped is not None:

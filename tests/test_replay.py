@@ -294,3 +294,42 @@ def test_cli_store_rebuild_of_worker_logs_against_real_redis(tmp_path: Path, red
             await store.close()
 
     assert asyncio.run(check()) == 200
+
+
+async def test_worker_outboxes_share_a_store_that_came_back_empty(tmp_path: Path) -> None:
+    """Two workers' logs, one store: after the store loses everything each worker replays its own log
+    and neither wipes what the other replayed (no store-wide clear with workers)."""
+    from features.markers import log_marker_id
+    from serving.outbox import Outbox
+
+    fill_worker_logs(tmp_path, (300, 200))
+    store = open_store("memory://")
+    logs = [claim_worker_log(tmp_path, fsync=False)[1] for _ in range(2)]
+    outboxes = [
+        Outbox(Replayer(lg), store, log_marker_id(lg.directory), clear_on_rebuild=False) for lg in logs
+    ]
+    for rounds in range(3):
+        for ob in outboxes:
+            await ob.sync_once()
+        assert await total_bought(store) == 500, f"round {rounds}"
+        await store.clear()  # Redis restarted without persistence
+    assert [ob.status.rebuilds for ob in outboxes] == [3, 3]
+    for lg in logs:
+        lg.close()
+
+
+async def test_rebuild_store_leaves_the_store_marked_in_step(tmp_path: Path) -> None:
+    """After ``kolfeed store rebuild`` a starting service finds its markers and replays nothing again."""
+    from features.markers import log_marker_id
+    from serving.outbox import Outbox
+
+    fill_worker_logs(tmp_path, (120, 80))
+    store = open_store("memory://")
+    await rebuild_store(tmp_path, store, clear=True, progress=False)
+    logs = [claim_worker_log(tmp_path, fsync=False)[1] for _ in range(2)]
+    for lg in logs:
+        ob = Outbox(Replayer(lg), store, log_marker_id(lg.directory), clear_on_rebuild=False)
+        result = await ob.sync_once()
+        assert ob.status.rebuilds == 0 and result.applied == 0
+        lg.close()
+    assert await total_bought(store) == 200

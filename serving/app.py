@@ -8,6 +8,7 @@ lifespan, so importing the module is cheap and a bad run/store fails startup wit
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -77,7 +78,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await start_event_log(app, settings, store, stack)
         if pointer is not None:
             start_following(pointer, holder, metrics, settings.follow_interval_s, stack)
+        freeze_startup_objects()
         yield
+
+
+def freeze_startup_objects() -> None:
+    """Move everything loaded at start-up out of the cyclic garbage collector's reach.
+
+    Why: the model, routes and schemas are tens of thousands of long-lived objects; a full collection
+    walking them took ~18 ms on the 1M-item benchmark model, which lands on whichever request
+    triggers it (the p99 budget is 15 ms). Frozen objects are still freed by reference counting."""
+    gc.collect()
+    gc.freeze()
 
 
 def initial_model(settings: Settings, pointer: RunPointer | None) -> LoadedModel:

@@ -8,6 +8,7 @@ mixes two models inside one response, and a failed load leaves the old model ser
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class ModelHolder:
                 raise ArtifactError(f"{run_dir}: cannot load ({exc})") from exc
             previous = self._current
             self._current = new
+            gc.freeze()  # the new model joins the start-up objects outside the collector (serving.app)
             log.info(
                 "model swapped: %s v%s -> %s v%s",
                 previous.run_id if previous else None,

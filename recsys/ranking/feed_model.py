@@ -29,6 +29,14 @@ _EMPTY_I64 = np.zeros(0, dtype=np.int64)
 _EMPTY_F32 = np.zeros(0, dtype=np.float32)
 
 
+def squash(x: np.ndarray) -> np.ndarray:
+    """Map an unbounded affinity to (-1, 1): x / (1 + |x|); NaN counts as 0, ±inf as ±1e6."""
+    x = np.asarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():  # nan_to_num's own checks cost more than this on short arrays
+        x = np.nan_to_num(x, nan=0.0, posinf=1e6, neginf=-1e6)
+    return x / (1.0 + np.abs(x))
+
+
 class _IdMap:
     """External int64 id → dense row via a sorted copy and searchsorted (vectorised, -1 if absent)."""
 
@@ -42,8 +50,11 @@ class _IdMap:
         n = len(self._sorted)
         # ids that are one contiguous range (generated worlds, re-indexed datasets): arithmetic, no search
         self._base: int | None = None
+        self._identity = False
+        """Contiguous ids already in ascending order: row = id - base, no ``_order`` lookup."""
         if n and int(self._sorted[-1]) - int(self._sorted[0]) == n - 1:
             self._base = int(self._sorted[0])
+            self._identity = bool((self._order == np.arange(n)).all())
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -53,19 +64,40 @@ class _IdMap:
             q = np.asarray(ids, dtype=np.int64).reshape(-1)
         except OverflowError:  # an id outside int64 cannot be in the map
             q = np.array([i if -(2**63) <= i < 2**63 else -(2**63) for i in ids], dtype=np.int64)
-        if len(self._sorted) == 0 or len(q) == 0:
+        n = len(self._sorted)
+        if n == 0 or len(q) == 0:
             return np.full(len(q), -1, dtype=np.int64)
         if self._base is not None:
             pos = q - self._base
-            found = (pos >= 0) & (pos < len(self._sorted))
+            # one unsigned compare is 0 <= pos < n; per-request id lists are short, so the few
+            # numpy calls (not the arithmetic) are the cost: all-found skips the masking
+            found = pos.view(np.uint64) < n
+            if found.all():
+                return pos if self._identity else self._order[pos]
             return np.where(found, self._order[np.where(found, pos, 0)], -1)
         pos = np.searchsorted(self._sorted, q)
-        pos = np.minimum(pos, len(self._sorted) - 1)
+        pos = np.minimum(pos, n - 1)
         found = self._sorted[pos] == q
         return np.where(found, self._order[pos], -1)
 
     def row(self, id_: int) -> int:
-        return int(self.rows([id_])[0])
+        """One id, without array round trips (a request looks its user up twice)."""
+        n = len(self._sorted)
+        try:
+            key = int(id_)
+        except (TypeError, ValueError, OverflowError):
+            return int(self.rows([id_])[0])
+        if n == 0 or not -(2**63) <= key < 2**63:
+            return -1
+        if self._base is not None:
+            pos = key - self._base
+            if not 0 <= pos < n:
+                return -1
+            return pos if self._identity else int(self._order[pos])
+        at = int(np.searchsorted(self._sorted, key))
+        if at < n and int(self._sorted[at]) == key:
+            return int(self._order[at])
+        return -1
 
 
 @dataclass
@@ -108,16 +140,34 @@ class _Csr:
     def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(owner position in ``rows``, entry index into ``indices``) for all entries of ``rows``."""
         rows = np.asarray(rows, dtype=np.int64)
-        valid = (rows >= 0) & (rows + 1 < len(self.indptr))
-        starts = np.where(valid, self.indptr[np.clip(rows, 0, len(self.indptr) - 1)], 0)
-        ends = np.where(valid, self.indptr[np.clip(rows + 1, 0, len(self.indptr) - 1)], 0)
-        lens = ends - starts
+        n_rows = len(self.indptr) - 1
+        if len(rows) and n_rows > 0 and rows.min() >= 0 and rows.max() < n_rows:
+            starts = self.indptr[rows]  # all rows valid (the ranker's case): no masking
+            lens = self.indptr[rows + 1] - starts
+        else:
+            valid = (rows >= 0) & (rows + 1 < len(self.indptr))
+            starts = np.where(valid, self.indptr[np.clip(rows, 0, len(self.indptr) - 1)], 0)
+            ends = np.where(valid, self.indptr[np.clip(rows + 1, 0, len(self.indptr) - 1)], 0)
+            lens = ends - starts
         total = int(lens.sum())
         if total == 0:
             return _EMPTY_I64, _EMPTY_I64
         owner = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
-        offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-        return owner, starts[owner] + offsets
+        # entry = start of its row + position within the row = arange(total) + (start - row's offset)
+        shift = starts - np.cumsum(lens) + lens
+        return owner, np.arange(total, dtype=np.int64) + shift[owner]
+
+    def heads(self, rows: list[int], k: int) -> np.ndarray:
+        """``indices`` of the first ``k`` entries of each of ``rows`` (a few), concatenated in order.
+
+        Slices per row: taking k of each row's often hundred entries beats a full ``gather``."""
+        n_rows = len(self.indptr) - 1
+        ok = [r for r in rows if 0 <= r < n_rows]
+        if not ok or k <= 0:
+            return _EMPTY_I64
+        bounds = self.indptr[np.array(ok, dtype=np.int64)[:, None] + np.array([0, 1])].tolist()
+        parts = [self.indices[a : min(a + k, b)] for a, b in bounds]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
 
 
 def _recorded_search_params(run_dir: Path) -> tuple[int | None, int | None]:
@@ -314,6 +364,7 @@ class FeedModel:
             popular_items=popular,
         )
         model._load_tables(tables or {}, where)
+        model._derive()
         return model
 
     # ------------------------------------------------------------------ world tables
@@ -477,3 +528,14 @@ class FeedModel:
 
     def __post_init__(self) -> None:
         self._explore_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._derive()
+
+    def _derive(self) -> None:
+        """Per-run constants the ranker would otherwise recompute per request (after the tables)."""
+        top = float(self.item_popularity.max()) if len(self.item_popularity) else 0.0
+        # a numpy float64 on purpose: dividing float32 by it computes in float64, as per request before
+        self.log1p_top_popularity: np.float64 | None = None if top <= 0 else np.float64(np.log1p(top))
+        """log1p of the largest item popularity (the trend fallback's scale); None when it is <= 0."""
+        values = self.user_affinity.values
+        self.user_affinity_squashed = squash(values if values is not None else _EMPTY_F32)
+        """``squash`` of ``user_affinity.values`` (aligned with them)."""

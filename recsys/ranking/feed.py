@@ -19,8 +19,10 @@ from recsys.ranking.diversity import PageBuilder
 from recsys.ranking.feed_model import FeedModel
 from recsys.ranking.filters import excluded_rows, hidden_categories, keep_mask
 from recsys.ranking.reasons import reasons_for
-from recsys.ranking.scoring import Scored, score_candidates
+from recsys.ranking.scoring import Scored, score_candidates, score_groups
 from recsys.ranking.variants import RankingVariant
+
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 _SOURCE_PRIORITY: tuple[tuple[int, str], ...] = (
     (C.FOLLOWED, "followed_kol"),
@@ -103,48 +105,45 @@ class FeedRanker:
         cand = C.generate(m, ctx, variant, sig, n_filtered=len(excluded), ann=ann)
         hidden_cats = hidden_categories(m, ctx)
 
-        keep = keep_mask(m, cand.items, excluded)
-        main_sel = keep & (cand.sources != C.EXPLORE)
-        scored = score_candidates(
-            m, variant, sig, cand.items[main_sel], cand.sources[main_sel], hidden_cats, now
+        # exploration posts' items are filtered like the rest; one keep_mask call covers both
+        explore_posts = cand.explore_posts
+        explore_items = m.post_item[explore_posts] if len(explore_posts) else _EMPTY
+        keep = keep_mask(m, np.concatenate([cand.items, explore_items]), excluded)
+        n_cand = len(cand.items)
+        main_sel = keep[:n_cand] & (cand.sources != C.EXPLORE)
+        keep_explore = keep[n_cand:]
+        explore_posts, explore_items = explore_posts[keep_explore], explore_items[keep_explore]
+        # one post per item (the pool is newest-first, so the first occurrence is the newest)
+        _, first = np.unique(explore_items, return_index=True)
+        explore_posts, explore_items = explore_posts[first], explore_items[first]
+        scored, explore = score_groups(
+            m,
+            variant,
+            sig,
+            [
+                (cand.items[main_sel], cand.sources[main_sel], None),
+                (explore_items, np.full(len(explore_items), C.EXPLORE, dtype=np.int64), explore_posts),
+            ],
+            hidden_cats,
+            now,
         )
-        explore = self._score_explore(cand.explore_posts, sig, variant, excluded, hidden_cats, now)
 
         page = PageBuilder(variant.per_kol_cap, variant.per_category_cap, m.item_category)
         n_explore = explore_count(limit, variant.candidates.explore_slots) if len(explore.items) else 0
         # exploration slots are reserved first (their items leave the main pool), then the rest fills
         explore_idx = page.pick(explore, n_explore) if n_explore else []
         main_idx = page.pick(scored, limit - len(explore_idx))
-        entries_main = [self._entry(scored, i, sig, variant, explore=False) for i in main_idx]
-        if len(entries_main) + len(explore_idx) < limit:
-            entries_main += self._backfill(
-                page, sig, variant, excluded, hidden_cats, now, limit - len(entries_main) - len(explore_idx)
+        entries = self._entries(scored, main_idx, sig, variant, explore=False)
+        if len(entries) + len(explore_idx) < limit:
+            entries += self._backfill(
+                page, sig, variant, excluded, hidden_cats, now, limit - len(entries) - len(explore_idx)
             )
-        entries = entries_main
-        for pos, i in zip(explore_positions(limit, len(explore_idx)), explore_idx, strict=True):
-            entries.insert(min(pos, len(entries)), self._entry(explore, i, sig, variant, explore=True))
+        explore_entries = self._entries(explore, explore_idx, sig, variant, explore=True)
+        for pos, entry in zip(explore_positions(limit, len(explore_idx)), explore_entries, strict=True):
+            entries.insert(min(pos, len(entries)), entry)
         return entries[:limit]
 
     # ------------------------------------------------------------------ helpers
-    def _score_explore(
-        self,
-        posts: np.ndarray,
-        sig: C.UserSignals,
-        variant: RankingVariant,
-        excluded: np.ndarray,
-        hidden_cats: np.ndarray,
-        now: float,
-    ) -> Scored:
-        m = self.model
-        items = m.post_item[posts] if len(posts) else np.zeros(0, dtype=np.int64)
-        keep = keep_mask(m, items, excluded)
-        posts, items = posts[keep], items[keep]
-        # one post per item (the pool is newest-first, so the first occurrence is the newest)
-        _, first = np.unique(items, return_index=True)
-        posts, items = posts[first], items[first]
-        sources = np.full(len(items), C.EXPLORE, dtype=np.int64)
-        return score_candidates(m, variant, sig, items, sources, hidden_cats, now, forced_posts=posts)
-
     def _backfill(
         self,
         page: PageBuilder,
@@ -169,37 +168,68 @@ class FeedRanker:
             scored = score_candidates(
                 m, variant, sig, rows, np.full(len(rows), C.POPULAR, dtype=np.int64), hidden_cats, now
             )
-            out += [
-                self._entry(scored, i, sig, variant, explore=False) for i in page.pick(scored, n - len(out))
-            ]
+            out += self._entries(scored, page.pick(scored, n - len(out)), sig, variant, explore=False)
         return out
 
-    def _entry(
-        self, s: Scored, i: int, sig: C.UserSignals, variant: RankingVariant, explore: bool
-    ) -> FeedEntry:
+    def _entries(
+        self, s: Scored, idx: list[int], sig: C.UserSignals, variant: RankingVariant, explore: bool
+    ) -> list[FeedEntry]:
+        """Feed entries for rows ``idx`` of ``s``: every field fetched for all rows at once (a page
+        is tens of entries; per-entry numpy scalar reads cost more than the loop itself)."""
+        if not idx:
+            return []
         m = self.model
-        item = int(s.items[i])
-        post = int(s.post[i])
-        kol = int(s.kol[i])
-        kol_id = int(m.kols.ids[kol]) if kol >= 0 else None
-        cat = int(m.item_category[item]) if len(m.item_category) else -1
-        sources = int(s.sources[i])
-        return FeedEntry(
-            item_id=int(m.items.ids[item]),
-            post_id=int(m.post_ids[post]) if post >= 0 else None,
-            kol_id=kol_id,
-            score=float(s.score[i]),
-            reasons=reasons_for(
-                variant,
-                sources=sources,
-                kol_id=kol_id,
-                followed=bool(kol >= 0 and sig.followed[kol]),
-                kol_affinity=float(s.kol_affinity[i]),
-                friends=int(s.trust_count[i]),
-                item_part=float(s.item_part[i]),
-                trend=float(s.trend[i]),
-                category=m.categories[cat] if cat >= 0 else None,
-                explore=explore,
-            ),
-            source="explore" if explore else source_name(sources),
-        )
+        at = np.array(idx, dtype=np.int64)
+        items, posts, kols = s.items[at], s.post[at], s.kol[at]
+        item_ids = m.items.ids[items].tolist()
+        none: list[int | None] = [None] * len(idx)
+        post_ids = none
+        if len(m.post_ids):
+            found = m.post_ids[np.maximum(posts, 0)].tolist()
+            post_ids = [q if p >= 0 else None for p, q in zip(posts.tolist(), found, strict=True)]
+        kol_ids = none
+        followed = [False] * len(idx)
+        if len(m.kols):
+            kol_safe = np.maximum(kols, 0)
+            has_kol = (kols >= 0).tolist()
+            found = m.kols.ids[kol_safe].tolist()
+            kol_ids = [q if h else None for h, q in zip(has_kol, found, strict=True)]
+            followed = (sig.followed[kol_safe] & (kols >= 0)).tolist()
+        cats = m.item_category[items].tolist() if len(m.item_category) else [-1] * len(idx)
+        out = []
+        for item_id, post_id, kol_id, cat, fol, source, score, aff, friends, item_part, trend in zip(
+            item_ids,
+            post_ids,
+            kol_ids,
+            cats,
+            followed,
+            s.sources[at].tolist(),
+            s.score[at].tolist(),
+            s.kol_affinity[at].tolist(),
+            s.trust_count[at].tolist(),
+            s.item_part[at].tolist(),
+            s.trend[at].tolist(),
+            strict=True,
+        ):
+            out.append(
+                FeedEntry(
+                    item_id=item_id,
+                    post_id=post_id,
+                    kol_id=kol_id,
+                    score=score,
+                    reasons=reasons_for(
+                        variant,
+                        sources=source,
+                        kol_id=kol_id,
+                        followed=fol,
+                        kol_affinity=aff,
+                        friends=friends,
+                        item_part=item_part,
+                        trend=trend,
+                        category=m.categories[cat] if cat >= 0 else None,
+                        explore=explore,
+                    ),
+                    source="explore" if explore else source_name(source),
+                )
+            )
+        return out

@@ -10,6 +10,7 @@ best affinity + creator-category fit + freshness promotes it (one product once, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from recsys.ranking.filters import in_sorted
 from recsys.ranking.variants import RankingVariant
 
 SECONDS_PER_DAY = 86_400.0
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 
 @dataclass
@@ -37,7 +39,7 @@ class Scored:
     trust_count: np.ndarray
     trend: np.ndarray
 
-    def take(self, mask_or_idx: np.ndarray) -> Scored:
+    def take(self, mask_or_idx: np.ndarray | slice) -> Scored:
         return Scored(**{k: v[mask_or_idx] for k, v in self.__dict__.items()})
 
 
@@ -62,24 +64,34 @@ def trend_signal(
             return np.zeros(0, dtype=np.float32)
         pos = np.minimum(np.searchsorted(rows, items), len(rows) - 1)
         return np.where(rows[pos] == items, vals[pos], 0.0).astype(np.float32)
-    top = float(model.item_popularity.max()) if model.n_items else 0.0
-    if top <= 0:
+    scale = model.log1p_top_popularity  # log1p of the top popularity, computed once per run
+    if scale is None:
         return np.zeros(len(items), dtype=np.float32)
-    return (np.log1p(np.maximum(model.item_popularity[items], 0)) / np.log1p(top)).astype(np.float32)
+    return (np.log1p(np.maximum(model.item_popularity[items], 0)) / scale).astype(np.float32)
 
 
 def best_per_owner(owner: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Index of the highest ``score`` within each run of equal ``owner`` values (``owner`` sorted
-    ascending, as ``_Csr.gather`` returns it); the first one wins a tie."""
+    ascending, as ``_Csr.gather`` returns it); the first one wins a tie. (A group whose maximum is
+    NaN gets no index.)"""
     if not len(owner):
         return np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    top = np.maximum.reduceat(score, starts)
-    group = np.cumsum(np.r_[False, owner[1:] != owner[:-1]])
-    is_top = score >= top[group]
-    hit = np.flatnonzero(is_top)
-    first = np.r_[True, group[hit][1:] != group[hit][:-1]]
-    return hit[first]
+    first = np.empty(len(owner), dtype=bool)  # first entry of each owner's run
+    first[0] = True
+    np.not_equal(owner[1:], owner[:-1], out=first[1:])
+    top = np.maximum.reduceat(score, np.flatnonzero(first))
+    group = np.cumsum(first) - 1
+    hit = np.flatnonzero(score >= top[group])
+    first_hit = np.empty(len(hit), dtype=bool)
+    if len(hit):
+        gh = group[hit]
+        first_hit[0] = True
+        np.not_equal(gh[1:], gh[:-1], out=first_hit[1:])
+    return hit[first_hit]
+
+
+Group = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+"""(item rows, source bits, forced post per item or None) of one batch of candidates to score."""
 
 
 def score_candidates(
@@ -95,9 +107,31 @@ def score_candidates(
     """Score ``items``; with ``forced_posts`` (aligned to items) the promoting post is fixed, not chosen.
 
     Items whose every post is by a hidden KOL are dropped."""
+    return score_groups(model, variant, sig, [(items, sources, forced_posts)], hidden_cats, now)[0]
+
+
+def score_groups(
+    model: FeedModel,
+    variant: RankingVariant,
+    sig: UserSignals,
+    groups: list[Group],
+    hidden_cats: np.ndarray,
+    now: float,
+) -> list[Scored]:
+    """``score_candidates`` of each group, computed in one pass over all of them.
+
+    Why: a request scores its main candidates and its exploration posts; the numpy calls cost more
+    than the arithmetic on a few hundred rows, so both share one set of calls. Each group's result
+    equals a separate call: the model score is min-max normalised (and its dot products computed)
+    per group, the best post is chosen per item within a group, everything else is per item."""
     w = variant.weights
-    n = len(items)
-    item_part = normalised_dot(model, sig.query, items)
+    sizes = [len(g[0]) for g in groups]
+    ends = list(accumulate(sizes))
+    n = ends[-1] if ends else 0
+    items = np.concatenate([g[0] for g in groups]) if len(groups) > 1 else np.asarray(groups[0][0])
+    sources = np.concatenate([g[1] for g in groups]) if len(groups) > 1 else groups[0][1]
+    dots = [normalised_dot(model, sig.query, g[0]) for g in groups]
+    item_part = np.concatenate(dots) if len(dots) > 1 else dots[0]
     trend = trend_signal(model, sig.trend_lookup, items)
     trust_count = friends_count(sig, items)
     trust = trust_count / (1.0 + trust_count)
@@ -107,16 +141,23 @@ def score_candidates(
     kol_part = np.zeros(n, dtype=np.float32)
     keep = np.ones(n, dtype=bool)
     if len(model.post_ids) and n:
-        if forced_posts is not None:
-            owner = np.arange(n, dtype=np.int64)
-            pidx = np.asarray(forced_posts, dtype=np.int64)
-        else:
-            owner, entries = model.item_posts.gather(items)
-            pidx = model.item_posts.indices[entries]
+        owners: list[np.ndarray] = []
+        posts: list[np.ndarray] = []
+        for (g_items, _, forced), size, end in zip(groups, sizes, ends, strict=True):
+            if forced is not None:
+                owners.append(np.arange(end - size, end, dtype=np.int64))
+                posts.append(np.asarray(forced, dtype=np.int64))
+            elif size:
+                g_owner, entries = model.item_posts.gather(g_items)
+                owners.append(g_owner + (end - size) if end > size else g_owner)
+                posts.append(model.item_posts.indices[entries])
+        owner = np.concatenate(owners) if len(owners) > 1 else owners[0]
+        pidx = np.concatenate(posts) if len(posts) > 1 else posts[0]
         had_posts = np.bincount(owner, minlength=n) > 0
         pk = model.post_kol[pidx]
-        ok = ~sig.hidden_kols[pk]
-        owner, pidx, pk = owner[ok], pidx[ok], pk[ok]
+        if sig.hidden_rows:
+            ok = ~sig.hidden_kols[pk]
+            owner, pidx, pk = owner[ok], pidx[ok], pk[ok]
         cat = model.item_category[items[owner]]
         if model.kol_category_fit.shape[1] and len(cat):
             fit = np.where(cat >= 0, model.kol_category_fit[pk, np.maximum(cat, 0)], 0.0)
@@ -125,10 +166,21 @@ def score_candidates(
         age_days = np.maximum(now - model.post_created_at[pidx], 0.0) / SECONDS_PER_DAY
         fresh = np.power(0.5, age_days / variant.freshness_half_life_days)
         pscore = w.kol_affinity * sig.kol_affinity[pk] + w.category_fit * fit + w.freshness * fresh
-        best = best_per_owner(owner, pscore) if forced_posts is None else np.arange(len(owner))
-        post[owner[best]] = pidx[best]
-        kol[owner[best]] = pk[best]
-        kol_part[owner[best]] = pscore[best]
+        # each group's entries are one run of ``owner`` (sorted): choose the best post within it
+        bounds = np.searchsorted(owner, ends).tolist() if len(groups) > 1 else [len(owner)]
+        best_parts: list[np.ndarray] = []
+        lo = 0
+        for (_, _, forced), hi in zip(groups, bounds, strict=True):
+            if forced is not None:
+                best_parts.append(np.arange(lo, hi))
+            elif hi > lo:
+                best_parts.append(lo + best_per_owner(owner[lo:hi], pscore[lo:hi]))
+            lo = hi
+        best = np.concatenate(best_parts) if best_parts else _EMPTY
+        best_owner = owner[best]
+        post[best_owner] = pidx[best]
+        kol[best_owner] = pk[best]
+        kol_part[best_owner] = pscore[best]
         keep = ~had_posts | (post >= 0)
 
     if n and len(sig.kol_affinity):
@@ -152,4 +204,11 @@ def score_candidates(
         trust_count=trust_count,
         trend=trend.astype(np.float32),
     )
-    return scored if keep.all() else scored.take(keep)
+    if len(groups) == 1:
+        return [scored if keep.all() else scored.take(keep)]
+    out = []
+    for size, end in zip(sizes, ends, strict=True):
+        part = scored.take(slice(end - size, end))
+        kept = keep[end - size : end]
+        out.append(part if kept.all() else part.take(kept))
+    return out

@@ -25,34 +25,48 @@ class PageBuilder:
         self.cat_count: Counter[int] = Counter()
         self.items: set[int] = set()
 
-    def fits(self, item: int, kol: int) -> bool:
+    def _category(self, item: int) -> int:
+        return int(self.category_of[item]) if len(self.category_of) else -1
+
+    def fits(self, item: int, kol: int, cat: int | None = None) -> bool:
+        """``cat`` = the item's category when the caller already has it (else looked up)."""
         if item in self.items:
             return False
         if kol >= 0 and self.kol_count[kol] >= self.per_kol_cap:
             return False
-        cat = int(self.category_of[item]) if len(self.category_of) else -1
+        if cat is None:
+            cat = self._category(item)
         return not (cat >= 0 and self.cat_count[cat] >= self.per_category_cap)
 
-    def add(self, item: int, kol: int) -> None:
+    def add(self, item: int, kol: int, cat: int | None = None) -> None:
         self.items.add(item)
         if kol >= 0:
             self.kol_count[kol] += 1
-        cat = int(self.category_of[item]) if len(self.category_of) else -1
+        if cat is None:
+            cat = self._category(item)
         if cat >= 0:
             self.cat_count[cat] += 1
 
     def pick(self, scored: Scored, n: int) -> list[int]:
-        """Indices into ``scored`` of up to ``n`` new picks, best score first, respecting caps."""
+        """Indices into ``scored`` of up to ``n`` new picks, best score first, respecting caps.
+
+        Candidates are read in chunks of plain Python values (the page usually fills from the first
+        few dozen of hundreds, so converting them all would be wasted)."""
         out: list[int] = []
         if n <= 0 or not len(scored.items):
             return out
         order = np.argsort(-scored.score, kind="stable")
-        items = scored.items[order].tolist()
-        kols = scored.kol[order].tolist()
-        for pos, item, kol in zip(order.tolist(), items, kols, strict=True):
-            if self.fits(item, kol):
-                self.add(item, kol)
-                out.append(pos)
-                if len(out) >= n:
-                    break
+        chunk = 4 * n + 16
+        for start in range(0, len(order), chunk):
+            at = order[start : start + chunk]
+            items = scored.items[at]
+            cats = self.category_of[items].tolist() if len(self.category_of) else [-1] * len(at)
+            for pos, item, kol, cat in zip(
+                at.tolist(), items.tolist(), scored.kol[at].tolist(), cats, strict=True
+            ):
+                if self.fits(item, kol, cat):
+                    self.add(item, kol, cat)
+                    out.append(pos)
+                    if len(out) >= n:
+                        return out
         return out

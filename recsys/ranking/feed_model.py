@@ -37,6 +37,10 @@ def squash(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.abs(x))
 
 
+_SHORT_LIST = 16
+"""Id lists up to this long are looked up one by one in Python: cheaper than numpy's per-call cost."""
+
+
 class _IdMap:
     """External int64 id → dense row via a sorted copy and searchsorted (vectorised, -1 if absent)."""
 
@@ -60,6 +64,11 @@ class _IdMap:
         return len(self.ids)
 
     def rows(self, ids: np.ndarray | list[int]) -> np.ndarray:
+        if isinstance(ids, list) and len(ids) <= _SHORT_LIST:
+            return np.array([self.row(i) for i in ids], dtype=np.int64)
+        return self._rows_array(ids)
+
+    def _rows_array(self, ids: np.ndarray | list[int]) -> np.ndarray:
         try:
             q = np.asarray(ids, dtype=np.int64).reshape(-1)
         except OverflowError:  # an id outside int64 cannot be in the map
@@ -86,7 +95,7 @@ class _IdMap:
         try:
             key = int(id_)
         except (TypeError, ValueError, OverflowError):
-            return int(self.rows([id_])[0])
+            return int(self._rows_array([id_])[0])
         if n == 0 or not -(2**63) <= key < 2**63:
             return -1
         if self._base is not None:
@@ -139,6 +148,11 @@ class _Csr:
 
     def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(owner position in ``rows``, entry index into ``indices``) for all entries of ``rows``."""
+        owner, entries, _ = self.gather_counted(rows)
+        return owner, entries
+
+    def gather_counted(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``gather`` plus the number of entries of each of ``rows`` (0 for an invalid row)."""
         rows = np.asarray(rows, dtype=np.int64)
         n_rows = len(self.indptr) - 1
         if len(rows) and n_rows > 0 and rows.min() >= 0 and rows.max() < n_rows:
@@ -151,11 +165,11 @@ class _Csr:
             lens = ends - starts
         total = int(lens.sum())
         if total == 0:
-            return _EMPTY_I64, _EMPTY_I64
+            return _EMPTY_I64, _EMPTY_I64, lens
         owner = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
         # entry = start of its row + position within the row = arange(total) + (start - row's offset)
         shift = starts - np.cumsum(lens) + lens
-        return owner, np.arange(total, dtype=np.int64) + shift[owner]
+        return owner, np.arange(total, dtype=np.int64) + shift[owner], lens
 
     def heads(self, rows: list[int], k: int) -> np.ndarray:
         """``indices`` of the first ``k`` entries of each of ``rows`` (a few), concatenated in order.
@@ -536,6 +550,12 @@ class FeedModel:
         # a numpy float64 on purpose: dividing float32 by it computes in float64, as per request before
         self.log1p_top_popularity: np.float64 | None = None if top <= 0 else np.float64(np.log1p(top))
         """log1p of the largest item popularity (the trend fallback's scale); None when it is <= 0."""
+        n_kols, n_cats = self.kol_category_fit.shape
+        padded = np.zeros((n_kols, n_cats + 1), dtype=np.float32)
+        padded[:, :n_cats] = self.kol_category_fit
+        self.kol_category_fit_flat = padded.ravel()
+        """``kol_category_fit`` with a zero column appended, flattened: entry ``k * (n_cats + 1) + c``
+        is the fit of KOL ``k`` to category ``c``, and ``c = -1`` (unknown) reads a zero."""
         values = self.user_affinity.values
         self.user_affinity_squashed = squash(values if values is not None else _EMPTY_F32)
         """``squash`` of ``user_affinity.values`` (aligned with them)."""

@@ -50,7 +50,9 @@ def normalised_dot(model: FeedModel, query: np.ndarray | None, items: np.ndarray
     lo, hi = float(dots.min()), float(dots.max())
     if hi - lo <= 1e-12:
         return np.zeros(len(items), dtype=np.float32)
-    return ((dots - lo) / (hi - lo)).astype(np.float32)
+    dots -= lo  # in place, float32 like (dots - lo) / (hi - lo)
+    dots /= hi - lo
+    return dots.astype(np.float32, copy=False)
 
 
 def trend_signal(
@@ -63,7 +65,7 @@ def trend_signal(
         if not len(items):
             return np.zeros(0, dtype=np.float32)
         pos = np.minimum(np.searchsorted(rows, items), len(rows) - 1)
-        return np.where(rows[pos] == items, vals[pos], 0.0).astype(np.float32)
+        return np.where(rows[pos] == items, vals[pos], 0.0).astype(np.float32, copy=False)
     scale = model.log1p_top_popularity  # log1p of the top popularity, computed once per run
     if scale is None:
         return np.zeros(len(items), dtype=np.float32)
@@ -135,37 +137,45 @@ def score_groups(
     trend = trend_signal(model, sig.trend_lookup, items)
     trust_count = friends_count(sig, items)
     trust = trust_count / (1.0 + trust_count)
+    item_cat = model.item_category[items] if len(model.item_category) else np.full(n, -1, dtype=np.int64)
 
     post = np.full(n, -1, dtype=np.int64)
     kol = np.full(n, -1, dtype=np.int64)
     kol_part = np.zeros(n, dtype=np.float32)
-    keep = np.ones(n, dtype=bool)
+    aff = np.zeros(n, dtype=np.float32)
+    keep: np.ndarray | None = None  # None = keep all
     if len(model.post_ids) and n:
         owners: list[np.ndarray] = []
         posts: list[np.ndarray] = []
+        no_posts: list[np.ndarray] = []  # item positions without any post (kept whatever happens)
         for (g_items, _, forced), size, end in zip(groups, sizes, ends, strict=True):
             if forced is not None:
                 owners.append(np.arange(end - size, end, dtype=np.int64))
                 posts.append(np.asarray(forced, dtype=np.int64))
             elif size:
-                g_owner, entries = model.item_posts.gather(g_items)
+                g_owner, entries, lens = model.item_posts.gather_counted(g_items)
                 owners.append(g_owner + (end - size) if end > size else g_owner)
                 posts.append(model.item_posts.indices[entries])
+                no_posts.append(np.flatnonzero(lens == 0) + (end - size))
         owner = np.concatenate(owners) if len(owners) > 1 else owners[0]
         pidx = np.concatenate(posts) if len(posts) > 1 else posts[0]
-        had_posts = np.bincount(owner, minlength=n) > 0
         pk = model.post_kol[pidx]
         if sig.hidden_rows:
             ok = ~sig.hidden_kols[pk]
             owner, pidx, pk = owner[ok], pidx[ok], pk[ok]
-        cat = model.item_category[items[owner]]
+        cat = item_cat[owner]
         if model.kol_category_fit.shape[1] and len(cat):
-            fit = np.where(cat >= 0, model.kol_category_fit[pk, np.maximum(cat, 0)], 0.0)
+            # fit[pk, cat], 0 for an unknown category (-1 reads the zero column, see FeedModel)
+            fit = model.kol_category_fit_flat[pk * (model.kol_category_fit.shape[1] + 1) + cat]
         else:
             fit = np.zeros(len(pk), dtype=np.float32)
-        age_days = np.maximum(now - model.post_created_at[pidx], 0.0) / SECONDS_PER_DAY
-        fresh = np.power(0.5, age_days / variant.freshness_half_life_days)
-        pscore = w.kol_affinity * sig.kol_affinity[pk] + w.category_fit * fit + w.freshness * fresh
+        age_days = now - model.post_created_at[pidx]
+        np.maximum(age_days, 0.0, out=age_days)
+        age_days /= SECONDS_PER_DAY
+        age_days /= variant.freshness_half_life_days
+        fresh = np.power(0.5, age_days)
+        pk_aff = sig.kol_affinity[pk]
+        pscore = w.kol_affinity * pk_aff + w.category_fit * fit + w.freshness * fresh
         # each group's entries are one run of ``owner`` (sorted): choose the best post within it
         bounds = np.searchsorted(owner, ends).tolist() if len(groups) > 1 else [len(owner)]
         best_parts: list[np.ndarray] = []
@@ -181,17 +191,19 @@ def score_groups(
         post[best_owner] = pidx[best]
         kol[best_owner] = pk[best]
         kol_part[best_owner] = pscore[best]
-        keep = ~had_posts | (post >= 0)
+        aff[best_owner] = pk_aff[best]
+        if len(best_owner) < n:  # some item lost its post: keep it only if it never had one
+            keep = post >= 0
+            if no_posts:
+                keep[np.concatenate(no_posts)] = True
 
-    if n and len(sig.kol_affinity):
-        aff = np.where(kol >= 0, sig.kol_affinity[np.maximum(kol, 0)], 0.0)
-    else:
-        aff = np.zeros(n, dtype=np.float32)
     demote = np.zeros(n, dtype=np.float32)
     if variant.hide_demotion > 0:
         if len(hidden_cats):
-            demote += variant.hide_demotion * in_sorted(model.item_category[items], hidden_cats)
-        demote += variant.hide_demotion * (aff < 0)
+            demote += variant.hide_demotion * in_sorted(item_cat, hidden_cats)
+        negative = aff < 0
+        if negative.any():
+            demote += variant.hide_demotion * negative
     score = w.item_score * item_part + kol_part + w.trust * trust + w.trending * trend - demote
     scored = Scored(
         items=items,
@@ -200,15 +212,16 @@ def score_groups(
         post=post,
         kol=kol,
         item_part=item_part,
-        kol_affinity=aff.astype(np.float32),
+        kol_affinity=aff,
         trust_count=trust_count,
-        trend=trend.astype(np.float32),
+        trend=trend,
     )
     if len(groups) == 1:
-        return [scored if keep.all() else scored.take(keep)]
+        return [scored if keep is None else scored.take(keep)]
     out = []
     for size, end in zip(sizes, ends, strict=True):
         part = scored.take(slice(end - size, end))
-        kept = keep[end - size : end]
-        out.append(part if kept.all() else part.take(kept))
+        out.append(
+            part if keep is None or keep[end - size : end].all() else part.take(keep[end - size : end])
+        )
     return out

@@ -98,6 +98,12 @@ def _friends_bought(
     return np.array(keys, dtype=np.int64), np.array([counts[k] for k in keys], dtype=np.int64)
 
 
+def _mean_row(rows: np.ndarray) -> np.ndarray:
+    """``rows.mean(axis=0)``, bit for bit (the same float32 sum, then one float32 division), without
+    ``mean``'s Python-level bookkeeping."""
+    return np.add.reduce(rows, axis=0) / len(rows)
+
+
 def friends_count(sig: UserSignals, items: np.ndarray) -> np.ndarray:
     """Friends who bought each of ``items`` (0 for most)."""
     if not len(sig.fb_rows) or not len(items):
@@ -148,7 +154,7 @@ def user_signals(
         recent = model.items.rows(ctx.recent_items[:50]) if ctx.recent_items else _EMPTY
         recent = recent[recent >= 0]
         if len(recent):
-            query = model.item_emb[recent].mean(axis=0)
+            query = _mean_row(model.item_emb[recent])
 
     n_kols = model.n_kols
     srow = model.social_users.row(ctx.user_id)
@@ -241,7 +247,7 @@ def generate(
         recent = recent[recent >= 0]
         if len(recent):
             k = cc.similar_to_recent + len(recent) + min(n_filtered, MAX_EXTRA_ANN)
-            queries.append((model.item_emb[recent].mean(axis=0), k, SIMILAR))
+            queries.append((_mean_row(model.item_emb[recent]), k, SIMILAR))
     if queries:
         k_max = min(model.n_items, max(q[1] for q in queries))
         _, ids = search(model.index, np.stack([q[0] for q in queries]), k_max)

@@ -25,48 +25,35 @@ class PageBuilder:
         self.cat_count: Counter[int] = Counter()
         self.items: set[int] = set()
 
-    def _category(self, item: int) -> int:
-        return int(self.category_of[item]) if len(self.category_of) else -1
-
-    def fits(self, item: int, kol: int, cat: int | None = None) -> bool:
-        """``cat`` = the item's category when the caller already has it (else looked up)."""
-        if item in self.items:
-            return False
-        if kol >= 0 and self.kol_count[kol] >= self.per_kol_cap:
-            return False
-        if cat is None:
-            cat = self._category(item)
-        return not (cat >= 0 and self.cat_count[cat] >= self.per_category_cap)
-
-    def add(self, item: int, kol: int, cat: int | None = None) -> None:
-        self.items.add(item)
-        if kol >= 0:
-            self.kol_count[kol] += 1
-        if cat is None:
-            cat = self._category(item)
-        if cat >= 0:
-            self.cat_count[cat] += 1
-
     def pick(self, scored: Scored, n: int) -> list[int]:
         """Indices into ``scored`` of up to ``n`` new picks, best score first, respecting caps.
 
-        Candidates are read in chunks of plain Python values (the page usually fills from the first
-        few dozen of hundreds, so converting them all would be wasted)."""
+        A candidate fits when its item is not on the page yet and neither its KOL nor its category
+        has reached its cap. Candidates are read in chunks of plain Python values (the page usually
+        fills from the first few dozen of hundreds, so converting them all would be wasted)."""
         out: list[int] = []
         if n <= 0 or not len(scored.items):
             return out
-        order = np.argsort(-scored.score, kind="stable")
+        order = (-scored.score).argsort(kind="stable")
+        kol_count, cat_count, taken = self.kol_count, self.cat_count, self.items
+        kol_cap, cat_cap = self.per_kol_cap, self.per_category_cap
         chunk = 4 * n + 16
         for start in range(0, len(order), chunk):
             at = order[start : start + chunk]
             items = scored.items[at]
             cats = self.category_of[items].tolist() if len(self.category_of) else [-1] * len(at)
-            for pos, item, kol, cat in zip(
-                at.tolist(), items.tolist(), scored.kol[at].tolist(), cats, strict=True
-            ):
-                if self.fits(item, kol, cat):
-                    self.add(item, kol, cat)
-                    out.append(pos)
-                    if len(out) >= n:
-                        return out
+            kols = scored.kol[at].tolist()
+            for pos, item, kol, cat in zip(at.tolist(), items.tolist(), kols, cats, strict=True):
+                if item in taken or (kol >= 0 and kol_count[kol] >= kol_cap):
+                    continue
+                if cat >= 0 and cat_count[cat] >= cat_cap:
+                    continue
+                taken.add(item)
+                if kol >= 0:
+                    kol_count[kol] += 1
+                if cat >= 0:
+                    cat_count[cat] += 1
+                out.append(pos)
+                if len(out) >= n:
+                    return out
         return out

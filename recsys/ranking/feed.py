@@ -37,10 +37,20 @@ _SOURCE_PRIORITY: tuple[tuple[int, str], ...] = (
 
 
 def source_name(bits: int) -> str:
+    if 0 <= bits < len(_SOURCE_NAMES):
+        return _SOURCE_NAMES[bits]
+    return _source_name(bits)
+
+
+def _source_name(bits: int) -> str:
     for bit, name in _SOURCE_PRIORITY:
         if bits & bit:
             return name
     return "popular"
+
+
+_SOURCE_NAMES = tuple(_source_name(bits) for bits in range(2 * max(bit for bit, _ in _SOURCE_PRIORITY)))
+"""``source_name`` of every combination of source bits, looked up instead of scanned per entry."""
 
 
 EXPLORE_PAGE = 20
@@ -58,6 +68,19 @@ def explore_count(limit: int, slots: int) -> int:
 def explore_positions(limit: int, n_explore: int) -> list[int]:
     """Evenly spread page positions for exploration entries (never the very first slot)."""
     return [min(limit - 1, (i + 1) * limit // (n_explore + 1)) for i in range(n_explore)]
+
+
+def _first_of_each(values: np.ndarray) -> np.ndarray:
+    """Index of the first occurrence of each distinct value, ordered by value (``np.unique``'s
+    ``return_index``, without its overhead)."""
+    if len(values) < 2:
+        return np.arange(len(values))
+    order = values.argsort(kind="stable")
+    ordered = values[order]
+    first = np.empty(len(values), dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return order[first]
 
 
 class FeedRanker:
@@ -114,7 +137,7 @@ class FeedRanker:
         keep_explore = keep[n_cand:]
         explore_posts, explore_items = explore_posts[keep_explore], explore_items[keep_explore]
         # one post per item (the pool is newest-first, so the first occurrence is the newest)
-        _, first = np.unique(explore_items, return_index=True)
+        first = _first_of_each(explore_items)
         explore_posts, explore_items = explore_posts[first], explore_items[first]
         scored, explore = score_groups(
             m,

@@ -550,6 +550,9 @@ class FeedModel:
         # a numpy float64 on purpose: dividing float32 by it computes in float64, as per request before
         self.log1p_top_popularity: np.float64 | None = None if top <= 0 else np.float64(np.log1p(top))
         """log1p of the largest item popularity (the trend fallback's scale); None when it is <= 0."""
+        created = self.post_created_at
+        self.newest_post_time = float(created.max()) if len(created) else float("-inf")
+        """Latest post timestamp (NaN if any is NaN): at a later 'now' no post age is negative."""
         n_kols, n_cats = self.kol_category_fit.shape
         padded = np.zeros((n_kols, n_cats + 1), dtype=np.float32)
         padded[:, :n_cats] = self.kol_category_fit

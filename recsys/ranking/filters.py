@@ -32,8 +32,10 @@ def in_sorted(items: np.ndarray, sorted_rows: np.ndarray) -> np.ndarray:
     """``np.isin(items, sorted_rows)`` for a sorted ``sorted_rows``, without isin's sort of both sides."""
     if not len(sorted_rows) or not len(items):
         return np.zeros(len(items), dtype=bool)
-    pos = np.searchsorted(sorted_rows, items)
-    pos[pos == len(sorted_rows)] = 0
+    if len(sorted_rows) == 1:  # e.g. the one category the user hid
+        return items == sorted_rows[0]
+    pos = sorted_rows.searchsorted(items)
+    np.minimum(pos, len(sorted_rows) - 1, out=pos)  # past the end: compares unequal
     return sorted_rows[pos] == items
 
 

@@ -147,7 +147,7 @@ def score_groups(
     if len(model.post_ids) and n:
         owners: list[np.ndarray] = []
         posts: list[np.ndarray] = []
-        no_posts: list[np.ndarray] = []  # item positions without any post (kept whatever happens)
+        counts: list[tuple[np.ndarray, int]] = []  # (posts per item, offset) of gathered groups
         for (g_items, _, forced), size, end in zip(groups, sizes, ends, strict=True):
             if forced is not None:
                 owners.append(np.arange(end - size, end, dtype=np.int64))
@@ -156,13 +156,15 @@ def score_groups(
                 g_owner, entries, lens = model.item_posts.gather_counted(g_items)
                 owners.append(g_owner + (end - size) if end > size else g_owner)
                 posts.append(model.item_posts.indices[entries])
-                no_posts.append(np.flatnonzero(lens == 0) + (end - size))
+                counts.append((lens, end - size))
         owner = np.concatenate(owners) if len(owners) > 1 else owners[0]
         pidx = np.concatenate(posts) if len(posts) > 1 else posts[0]
         pk = model.post_kol[pidx]
         if sig.hidden_rows:
-            ok = ~sig.hidden_kols[pk]
-            owner, pidx, pk = owner[ok], pidx[ok], pk[ok]
+            hidden = sig.hidden_kols[pk]
+            if hidden.any():
+                ok = ~hidden
+                owner, pidx, pk = owner[ok], pidx[ok], pk[ok]
         cat = item_cat[owner]
         if model.kol_category_fit.shape[1] and len(cat):
             # fit[pk, cat], 0 for an unknown category (-1 reads the zero column, see FeedModel)
@@ -170,14 +172,15 @@ def score_groups(
         else:
             fit = np.zeros(len(pk), dtype=np.float32)
         age_days = now - model.post_created_at[pidx]
-        np.maximum(age_days, 0.0, out=age_days)
+        if not now >= model.newest_post_time:  # else no post is newer than now: all ages are >= 0
+            np.maximum(age_days, 0.0, out=age_days)
         age_days /= SECONDS_PER_DAY
         age_days /= variant.freshness_half_life_days
         fresh = np.power(0.5, age_days)
         pk_aff = sig.kol_affinity[pk]
         pscore = w.kol_affinity * pk_aff + w.category_fit * fit + w.freshness * fresh
         # each group's entries are one run of ``owner`` (sorted): choose the best post within it
-        bounds = np.searchsorted(owner, ends).tolist() if len(groups) > 1 else [len(owner)]
+        bounds = owner.searchsorted(ends).tolist() if len(groups) > 1 else [len(owner)]
         best_parts: list[np.ndarray] = []
         lo = 0
         for (_, _, forced), hi in zip(groups, bounds, strict=True):
@@ -194,17 +197,20 @@ def score_groups(
         aff[best_owner] = pk_aff[best]
         if len(best_owner) < n:  # some item lost its post: keep it only if it never had one
             keep = post >= 0
-            if no_posts:
-                keep[np.concatenate(no_posts)] = True
+            for lens, offset in counts:
+                keep[(lens == 0).nonzero()[0] + offset] = True
 
-    demote = np.zeros(n, dtype=np.float32)
+    # negative feedback: the category of a hidden item, or a KOL the user reacts to negatively
+    demote: np.ndarray | None = None
     if variant.hide_demotion > 0:
-        if len(hidden_cats):
-            demote += variant.hide_demotion * in_sorted(item_cat, hidden_cats)
-        negative = aff < 0
-        if negative.any():
-            demote += variant.hide_demotion * negative
-    score = w.item_score * item_part + kol_part + w.trust * trust + w.trending * trend - demote
+        for hit in (in_sorted(item_cat, hidden_cats), aff < 0):
+            if hit.any():
+                if demote is None:
+                    demote = np.zeros(n, dtype=np.float32)
+                demote += variant.hide_demotion * hit
+    score = w.item_score * item_part + kol_part + w.trust * trust + w.trending * trend
+    if demote is not None:  # (subtracting zeros changes nothing)
+        score -= demote
     scored = Scored(
         items=items,
         sources=sources,

@@ -197,62 +197,39 @@ class FeedRanker:
     def _entries(
         self, s: Scored, idx: list[int], sig: C.UserSignals, variant: RankingVariant, explore: bool
     ) -> list[FeedEntry]:
-        """Feed entries for rows ``idx`` of ``s``: every field fetched for all rows at once (a page
-        is tens of entries; per-entry numpy scalar reads cost more than the loop itself)."""
-        if not idx:
-            return []
+        """Feed entries for rows ``idx`` of ``s``. Fields are read with ``ndarray.item`` (a plain
+        Python value, no numpy scalar in between): for a page of tens of entries that is cheaper than
+        converting whole arrays."""
         m = self.model
-        at = np.array(idx, dtype=np.int64)
-        items, posts, kols = s.items[at], s.post[at], s.kol[at]
-        item_ids = m.items.ids[items].tolist()
-        none: list[int | None] = [None] * len(idx)
-        post_ids = none
-        if len(m.post_ids):
-            found = m.post_ids[np.maximum(posts, 0)].tolist()
-            post_ids = [q if p >= 0 else None for p, q in zip(posts.tolist(), found, strict=True)]
-        kol_ids = none
-        followed = [False] * len(idx)
-        if len(m.kols):
-            kol_safe = np.maximum(kols, 0)
-            has_kol = (kols >= 0).tolist()
-            found = m.kols.ids[kol_safe].tolist()
-            kol_ids = [q if h else None for h, q in zip(has_kol, found, strict=True)]
-            followed = (sig.followed[kol_safe] & (kols >= 0)).tolist()
-        cats = m.item_category[items].tolist() if len(m.item_category) else [-1] * len(idx)
+        item_ids, post_ids, kol_ids, followed = m.items.ids, m.post_ids, m.kols.ids, sig.followed
+        item_category = m.item_category if len(m.item_category) else None
         out = []
-        for item_id, post_id, kol_id, cat, fol, source, score, aff, friends, item_part, trend in zip(
-            item_ids,
-            post_ids,
-            kol_ids,
-            cats,
-            followed,
-            s.sources[at].tolist(),
-            s.score[at].tolist(),
-            s.kol_affinity[at].tolist(),
-            s.trust_count[at].tolist(),
-            s.item_part[at].tolist(),
-            s.trend[at].tolist(),
-            strict=True,
-        ):
+        for i in idx:
+            item = s.items.item(i)
+            post = s.post.item(i)
+            kol = s.kol.item(i)
+            kol_id = kol_ids.item(kol) if kol >= 0 else None
+            cat = item_category.item(item) if item_category is not None else -1
+            sources = s.sources.item(i)
             out.append(
                 FeedEntry(
-                    item_id=item_id,
-                    post_id=post_id,
+                    item_id=item_ids.item(item),
+                    post_id=post_ids.item(post) if post >= 0 else None,
                     kol_id=kol_id,
-                    score=score,
+                    score=s.score.item(i),
                     reasons=reasons_for(
                         variant,
-                        sources=source,
+                        sources=sources,
                         kol_id=kol_id,
-                        followed=fol,
-                        kol_affinity=aff,
-                        friends=friends,
-                        item_part=item_part,
-                        trend=trend,
+                        followed=kol >= 0 and followed.item(kol),
+                        kol_affinity=s.kol_affinity.item(i),
+                        friends=s.trust_count.item(i),
+                        item_part=s.item_part.item(i),
+                        trend=s.trend.item(i),
                         category=m.categories[cat] if cat >= 0 else None,
                         explore=explore,
                     ),
-                    source="explore" if explore else source_name(source),
+                    source="explore" if explore else source_name(sources),
                 )
             )
         return out

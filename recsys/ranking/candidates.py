@@ -108,7 +108,8 @@ def friends_count(sig: UserSignals, items: np.ndarray) -> np.ndarray:
     """Friends who bought each of ``items`` (0 for most)."""
     if not len(sig.fb_rows) or not len(items):
         return np.zeros(len(items), dtype=np.int64)
-    pos = np.minimum(np.searchsorted(sig.fb_rows, items), len(sig.fb_rows) - 1)
+    pos = sig.fb_rows.searchsorted(items)
+    np.minimum(pos, len(sig.fb_rows) - 1, out=pos)
     return np.where(sig.fb_rows[pos] == items, sig.fb_counts[pos], 0)
 
 
@@ -273,12 +274,16 @@ def generate(
             posts = model.kol_posts.heads(kol_rows, cc.posts_per_kol)
             if not len(posts):
                 continue
-            posts = posts[np.argsort(-model.post_created_at[posts], kind="stable")][: cc.followed_kol_posts]
+            if len(posts) > cc.followed_kol_posts:  # (else the order does not matter: all are added)
+                posts = posts[(-model.post_created_at[posts]).argsort(kind="stable")][: cc.followed_kol_posts]
             add(model.post_item[posts], bit)
 
     # 3. items bought by friends in the share graph
     if cc.friends_bought > 0 and len(sig.fb_rows):
-        add(sig.fb_rows[np.argsort(-sig.fb_counts, kind="stable")][: cc.friends_bought], FRIENDS)
+        fb = sig.fb_rows
+        if len(fb) > cc.friends_bought:  # the most-bought ones (else all: their order does not matter)
+            fb = fb[(-sig.fb_counts).argsort(kind="stable")][: cc.friends_bought]
+        add(fb, FRIENDS)
 
     # 4. trending (service) or popular (run) items
     if cc.trending_k > 0:
@@ -304,7 +309,7 @@ def union_sources(parts: list[np.ndarray], bits: list[int]) -> tuple[np.ndarray,
 
     One sort of ``row << 8 | bit`` keys (bits < 256) instead of ``np.unique(return_inverse)`` plus
     ``np.bitwise_or.at``: the same answer in half the numpy calls."""
-    flags = np.repeat(np.array(bits, dtype=np.int64), [len(p) for p in parts])
+    flags = np.array(bits, dtype=np.int64).repeat([len(p) for p in parts])
     key = np.concatenate(parts) << 8
     key |= flags
     key.sort()
@@ -312,5 +317,5 @@ def union_sources(parts: list[np.ndarray], bits: list[int]) -> tuple[np.ndarray,
     first = np.empty(len(rows), dtype=bool)
     first[0] = True
     np.not_equal(rows[1:], rows[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
+    starts = first.nonzero()[0]
     return rows[starts], np.bitwise_or.reduceat(key & 0xFF, starts)

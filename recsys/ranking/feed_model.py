@@ -155,7 +155,7 @@ class _Csr:
         """``gather`` plus the number of entries of each of ``rows`` (0 for an invalid row)."""
         rows = np.asarray(rows, dtype=np.int64)
         n_rows = len(self.indptr) - 1
-        if len(rows) and n_rows > 0 and rows.min() >= 0 and rows.max() < n_rows:
+        if len(rows) and n_rows > 0 and np.minimum.reduce(rows) >= 0 and np.maximum.reduce(rows) < n_rows:
             starts = self.indptr[rows]  # all rows valid (the ranker's case): no masking
             lens = self.indptr[rows + 1] - starts
         else:
@@ -163,12 +163,12 @@ class _Csr:
             starts = np.where(valid, self.indptr[np.clip(rows, 0, len(self.indptr) - 1)], 0)
             ends = np.where(valid, self.indptr[np.clip(rows + 1, 0, len(self.indptr) - 1)], 0)
             lens = ends - starts
-        total = int(lens.sum())
+        total = int(np.add.reduce(lens))
         if total == 0:
             return _EMPTY_I64, _EMPTY_I64, lens
-        owner = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
+        owner = np.arange(len(rows), dtype=np.int64).repeat(lens)
         # entry = start of its row + position within the row = arange(total) + (start - row's offset)
-        shift = starts - np.cumsum(lens) + lens
+        shift = starts - lens.cumsum() + lens
         return owner, np.arange(total, dtype=np.int64) + shift[owner], lens
 
     def heads(self, rows: list[int], k: int) -> np.ndarray:

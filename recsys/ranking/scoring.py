@@ -47,7 +47,7 @@ def normalised_dot(model: FeedModel, query: np.ndarray | None, items: np.ndarray
     if query is None or not len(items):
         return np.zeros(len(items), dtype=np.float32)
     dots = model.item_emb[items] @ query
-    lo, hi = float(dots.min()), float(dots.max())
+    lo, hi = float(np.minimum.reduce(dots)), float(np.maximum.reduce(dots))  # dots.min(), dots.max()
     if hi - lo <= 1e-12:
         return np.zeros(len(items), dtype=np.float32)
     dots -= lo  # in place, float32 like (dots - lo) / (hi - lo)
@@ -64,7 +64,8 @@ def trend_signal(
         rows, vals = trend_lookup
         if not len(items):
             return np.zeros(0, dtype=np.float32)
-        pos = np.minimum(np.searchsorted(rows, items), len(rows) - 1)
+        pos = rows.searchsorted(items)
+        np.minimum(pos, len(rows) - 1, out=pos)
         return np.where(rows[pos] == items, vals[pos], 0.0).astype(np.float32, copy=False)
     scale = model.log1p_top_popularity  # log1p of the top popularity, computed once per run
     if scale is None:
@@ -81,9 +82,9 @@ def best_per_owner(owner: np.ndarray, score: np.ndarray) -> np.ndarray:
     first = np.empty(len(owner), dtype=bool)  # first entry of each owner's run
     first[0] = True
     np.not_equal(owner[1:], owner[:-1], out=first[1:])
-    top = np.maximum.reduceat(score, np.flatnonzero(first))
-    group = np.cumsum(first) - 1
-    hit = np.flatnonzero(score >= top[group])
+    top = np.maximum.reduceat(score, first.nonzero()[0])
+    group = first.cumsum() - 1
+    hit = (score >= top[group]).nonzero()[0]
     first_hit = np.empty(len(hit), dtype=bool)
     if len(hit):
         gh = group[hit]

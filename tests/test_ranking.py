@@ -450,3 +450,19 @@ def test_id_map_scalar_and_short_list_lookups_agree_with_the_vectorised_one() ->
         long = idmap._rows_array(queries)
         np.testing.assert_array_equal(idmap.rows(queries[:10]), long[:10])
         assert [idmap.row(q) for q in queries] == long.tolist()
+
+
+def test_reused_trending_list_gives_the_same_pages(model: FeedModel) -> None:
+    """The ranker spreads a trending list it sees again over all item rows (a gather per request
+    instead of a search): pages must not change, and a new list must not reuse the old scores."""
+    v = variant(candidates={"explore_slots": 1})
+    trending = [(1030, 10.0), (1031, 4.0), (1012, 1.0), (5, 3.0)]
+    first = FeedRanker(model).rank(ctx(), v, 30, trending=trending)
+    ranker = FeedRanker(model)
+    pages = [ranker.rank(ctx(), v, 30, trending=trending) for _ in range(3)]
+    memo = ranker._trend_memo
+    assert memo is not None and memo[0] is trending and memo[2] is not None  # dense scores in use
+    assert all(p == first for p in pages)
+    other = [(1033, 2.0)]
+    assert ranker.rank(ctx(), v, 30, trending=other) == FeedRanker(model).rank(ctx(), v, 30, trending=other)
+    assert ranker.rank(ctx(), v, 30) == FeedRanker(model).rank(ctx(), v, 30)  # trending=None

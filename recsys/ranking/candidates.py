@@ -54,6 +54,8 @@ class UserSignals:
     """(sorted item rows, trending score in [0, 1]) when the service passed trending; None ⇒ popularity."""
     trend_rows: np.ndarray
     """Trending item rows, best first."""
+    trend_dense: np.ndarray | None
+    """``trend_lookup`` as a score per item row, when the caller had it (see ``FeedRanker``)."""
     followed_rows: list[int]
     """Sorted KOL rows the user follows (``followed`` as a list; hidden ones included)."""
     hidden_rows: set[int]
@@ -138,6 +140,15 @@ def trending_rows(model: FeedModel, trending: list[tuple[int, float]] | None) ->
     return None, model.popular_items
 
 
+def dense_trend(model: FeedModel, lookup: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
+    """The trending scores of ``trending_rows`` as an array over all item rows (0 = not trending)."""
+    if lookup is None:
+        return None
+    dense = np.zeros(model.n_items, dtype=np.float32)
+    dense[lookup[0]] = lookup[1]
+    return dense
+
+
 def user_signals(
     model: FeedModel,
     ctx: UserContext,
@@ -145,8 +156,10 @@ def user_signals(
     trending: list[tuple[int, float]] | None,
     friends_bought: dict[int, int] | None,
     trend: TrendRows | None = None,
+    trend_dense: np.ndarray | None = None,
 ) -> UserSignals:
-    """``trend`` = ``trending_rows(model, trending)`` when the caller already has it."""
+    """``trend`` = ``trending_rows(model, trending)`` when the caller already has it, ``trend_dense``
+    = ``dense_trend(model, trend[0])``."""
     urow = model.users.row(ctx.user_id)
     query: np.ndarray | None = None
     if urow >= 0:
@@ -208,6 +221,7 @@ def user_signals(
         fb_counts=fb_counts,
         trend_lookup=trend_lookup,
         trend_rows=trend_rows,
+        trend_dense=trend_dense if trend_lookup is not None else None,
         followed_rows=followed_rows,
         hidden_rows=hidden_rows,
         affinity_rows=sorted(touched),

@@ -92,19 +92,27 @@ class FeedRanker:
 
     def __init__(self, model: FeedModel, search_threads: int | None = 1) -> None:
         self.model = model
-        self._trend_memo: tuple[list[tuple[int, float]] | None, C.TrendRows] | None = None
+        self._trend_memo: tuple[list[tuple[int, float]] | None, C.TrendRows, np.ndarray | None] | None = None
         if search_threads is not None:
             set_search_threads(search_threads)
 
-    def _trend_rows(self, trending: list[tuple[int, float]] | None) -> C.TrendRows:
+    def _trend_rows(self, trending: list[tuple[int, float]] | None) -> tuple[C.TrendRows, np.ndarray | None]:
         """Trending in rows, reused while the caller passes the very same list object (the service's
-        trending cache hands every request the same list until it refreshes; nobody mutates it)."""
+        trending cache hands every request the same list until it refreshes; nobody mutates it).
+
+        From the second request with the same list on, also its scores per item row (an array over
+        the catalog, built once: scoring then gathers instead of searching). Not on the first, so a
+        caller passing a new list every time never pays for building it."""
         memo = self._trend_memo  # one read: another thread may replace it meanwhile
         if memo is not None and memo[0] is trending:
-            return memo[1]
+            out, dense = memo[1], memo[2]
+            if dense is None and out[0] is not None:
+                dense = C.dense_trend(self.model, out[0])
+                self._trend_memo = (trending, out, dense)
+            return out, dense
         out = C.trending_rows(self.model, trending)
-        self._trend_memo = (trending, out)
-        return out
+        self._trend_memo = (trending, out, None)
+        return out, None
 
     def rank(
         self,
@@ -123,7 +131,8 @@ class FeedRanker:
         if limit <= 0 or m.n_items == 0:
             return []
         now = m.reference_time if now is None else float(now)
-        sig = C.user_signals(m, ctx, variant, trending, friends_bought, trend=self._trend_rows(trending))
+        trend, trend_dense = self._trend_rows(trending)
+        sig = C.user_signals(m, ctx, variant, trending, friends_bought, trend=trend, trend_dense=trend_dense)
         excluded = excluded_rows(m, ctx, exclude)
         cand = C.generate(m, ctx, variant, sig, n_filtered=len(excluded), ann=ann)
         hidden_cats = hidden_categories(m, ctx)

@@ -555,15 +555,27 @@ class FeedModel:
         # a numpy float64 on purpose: dividing float32 by it computes in float64, as per request before
         self.log1p_top_popularity: np.float64 | None = None if top <= 0 else np.float64(np.log1p(top))
         """log1p of the largest item popularity (the trend fallback's scale); None when it is <= 0."""
+        scale = self.log1p_top_popularity
+        self.popularity_trend = (
+            np.zeros(len(self.item_popularity), dtype=np.float32)
+            if scale is None
+            else (np.log1p(np.maximum(self.item_popularity, 0)) / scale).astype(np.float32)
+        )
+        """Per item row: log1p(popularity) / log1p(top popularity), the trend signal without a
+        service trending list (0 everywhere when no item is popular)."""
         created = self.post_created_at
         self.newest_post_time = float(created.max()) if len(created) else float("-inf")
         """Latest post timestamp (NaN if any is NaN): at a later 'now' no post age is negative."""
         n_kols, n_cats = self.kol_category_fit.shape
         padded = np.zeros((n_kols, n_cats + 1), dtype=np.float32)
         padded[:, :n_cats] = self.kol_category_fit
-        self.kol_category_fit_flat = padded.ravel()
-        """``kol_category_fit`` with a zero column appended, flattened: entry ``k * (n_cats + 1) + c``
-        is the fit of KOL ``k`` to category ``c``, and ``c = -1`` (unknown) reads a zero."""
+        flat = padded.ravel()  # entry k * (n_cats + 1) + c = fit of KOL k to category c; c = -1 reads 0
+        self.post_fit = (
+            flat[self.post_kol * (n_cats + 1) + self.item_category[self.post_item]]
+            if n_cats and len(self.post_kol)
+            else np.zeros(len(self.post_kol), dtype=np.float32)
+        )
+        """Per post: its KOL's fit to its item's category (0 when the category is unknown)."""
         values = self.user_affinity.values
         self.user_affinity_squashed = squash(values if values is not None else _EMPTY_F32)
         """``squash`` of ``user_affinity.values`` (aligned with them)."""

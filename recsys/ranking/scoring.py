@@ -56,10 +56,16 @@ def normalised_dot(model: FeedModel, query: np.ndarray | None, items: np.ndarray
 
 
 def trend_signal(
-    model: FeedModel, trend_lookup: tuple[np.ndarray, np.ndarray] | None, items: np.ndarray
+    model: FeedModel,
+    trend_lookup: tuple[np.ndarray, np.ndarray] | None,
+    items: np.ndarray,
+    dense: np.ndarray | None = None,
 ) -> np.ndarray:
     """Service trending score when given (0 for items not trending), else log-scaled run popularity
-    relative to the top item."""
+    relative to the top item. ``dense`` = the service's scores per item row (``trend_lookup``
+    spread out), when the caller has them: one gather instead of a search."""
+    if dense is not None:
+        return dense[items]
     if trend_lookup is not None:
         rows, vals = trend_lookup
         if not len(items):
@@ -67,10 +73,7 @@ def trend_signal(
         pos = rows.searchsorted(items)
         np.minimum(pos, len(rows) - 1, out=pos)
         return np.where(rows[pos] == items, vals[pos], 0.0).astype(np.float32, copy=False)
-    scale = model.log1p_top_popularity  # log1p of the top popularity, computed once per run
-    if scale is None:
-        return np.zeros(len(items), dtype=np.float32)
-    return (np.log1p(np.maximum(model.item_popularity[items], 0)) / scale).astype(np.float32)
+    return model.popularity_trend[items]  # computed once per run
 
 
 def best_per_owner(owner: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -135,7 +138,7 @@ def score_groups(
     sources = np.concatenate([g[1] for g in groups]) if len(groups) > 1 else groups[0][1]
     dots = [normalised_dot(model, sig.query, g[0]) for g in groups]
     item_part = np.concatenate(dots) if len(dots) > 1 else dots[0]
-    trend = trend_signal(model, sig.trend_lookup, items)
+    trend = trend_signal(model, sig.trend_lookup, items, sig.trend_dense)
     trust_count = friends_count(sig, items)
     trust = trust_count / (1.0 + trust_count)
     item_cat = model.item_category[items] if len(model.item_category) else np.full(n, -1, dtype=np.int64)
@@ -166,12 +169,7 @@ def score_groups(
             if hidden.any():
                 ok = ~hidden
                 owner, pidx, pk = owner[ok], pidx[ok], pk[ok]
-        cat = item_cat[owner]
-        if model.kol_category_fit.shape[1] and len(cat):
-            # fit[pk, cat], 0 for an unknown category (-1 reads the zero column, see FeedModel)
-            fit = model.kol_category_fit_flat[pk * (model.kol_category_fit.shape[1] + 1) + cat]
-        else:
-            fit = np.zeros(len(pk), dtype=np.float32)
+        fit = model.post_fit[pidx]
         age_days = now - model.post_created_at[pidx]
         if not now >= model.newest_post_time:  # else no post is newer than now: all ages are >= 0
             np.maximum(age_days, 0.0, out=age_days)

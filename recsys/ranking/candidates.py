@@ -266,8 +266,9 @@ def generate(
     if queries:
         k_max = min(model.n_items, max(q[1] for q in queries))
         _, ids = search(model.index, np.stack([q[0] for q in queries]), k_max)
-        for row, (_, k, bit) in zip(ids, queries, strict=True):
-            add(row[:k], bit, may_miss=True)
+        complete = not ids.size or np.minimum.reduce(ids, axis=None) >= 0  # usual: no -1 padding
+        for j, (_, k, bit) in enumerate(queries):
+            add(ids[j, :k], bit, may_miss=not complete)
 
     # 2. fresh posts of followed and high-affinity KOLs
     if cc.followed_kol_posts > 0 and len(model.post_ids):

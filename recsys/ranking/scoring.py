@@ -152,15 +152,18 @@ def score_groups(
         owners: list[np.ndarray] = []
         posts: list[np.ndarray] = []
         counts: list[tuple[np.ndarray, int]] = []  # (posts per item, offset) of gathered groups
+        n_with_posts = 0
         for (g_items, _, forced), size, end in zip(groups, sizes, ends, strict=True):
             if forced is not None:
                 owners.append(np.arange(end - size, end, dtype=np.int64))
                 posts.append(np.asarray(forced, dtype=np.int64))
+                n_with_posts += size
             elif size:
                 g_owner, entries, lens = model.item_posts.gather_counted(g_items)
                 owners.append(g_owner + (end - size) if end > size else g_owner)
                 posts.append(model.item_posts.indices[entries])
                 counts.append((lens, end - size))
+                n_with_posts += int(np.count_nonzero(lens))
         owner = np.concatenate(owners) if len(owners) > 1 else owners[0]
         pidx = np.concatenate(posts) if len(posts) > 1 else posts[0]
         pk = model.post_kol[pidx]
@@ -194,7 +197,7 @@ def score_groups(
         kol[best_owner] = pk[best]
         kol_part[best_owner] = pscore[best]
         aff[best_owner] = pk_aff[best]
-        if len(best_owner) < n:  # some item lost its post: keep it only if it never had one
+        if len(best_owner) < n_with_posts:  # some item lost its post: keep it only if it never had one
             keep = post >= 0
             for lens, offset in counts:
                 keep[(lens == 0).nonzero()[0] + offset] = True

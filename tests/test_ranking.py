@@ -466,3 +466,15 @@ def test_reused_trending_list_gives_the_same_pages(model: FeedModel) -> None:
     other = [(1033, 2.0)]
     assert ranker.rank(ctx(), v, 30, trending=other) == FeedRanker(model).rank(ctx(), v, 30, trending=other)
     assert ranker.rank(ctx(), v, 30) == FeedRanker(model).rank(ctx(), v, 30)  # trending=None
+
+
+def test_item_post_facts_are_the_per_post_arrays(model: FeedModel) -> None:
+    entries = np.arange(len(model.item_posts.indices))[::-1]
+    post, kol, fit, created = model.item_post_facts(entries)
+    posts = model.item_posts.indices[entries]
+    np.testing.assert_array_equal(post, posts)
+    np.testing.assert_array_equal(kol, model.post_kol[posts])
+    assert fit.dtype == np.float32 and created.dtype == np.float64
+    np.testing.assert_array_equal(fit, model.post_fit[posts])
+    np.testing.assert_array_equal(created, model.post_created_at[posts])
+    assert fit.max() == 1.0 and (fit > 0).all()  # the tiny world's fits are 1.0 / 0.1

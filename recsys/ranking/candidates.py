@@ -168,7 +168,7 @@ def user_signals(
         recent = model.items.rows(ctx.recent_items[:50]) if ctx.recent_items else _EMPTY
         recent = recent[recent >= 0]
         if len(recent):
-            query = _mean_row(model.item_emb[recent])
+            query = _mean_row(model.item_emb.take(recent, axis=0))
 
     n_kols = model.n_kols
     srow = model.social_users.row(ctx.user_id)
@@ -262,7 +262,7 @@ def generate(
         recent = recent[recent >= 0]
         if len(recent):
             k = cc.similar_to_recent + len(recent) + min(n_filtered, MAX_EXTRA_ANN)
-            queries.append((_mean_row(model.item_emb[recent]), k, SIMILAR))
+            queries.append((_mean_row(model.item_emb.take(recent, axis=0)), k, SIMILAR))
     if queries:
         k_max = min(model.n_items, max(q[1] for q in queries))
         _, ids = search(model.index, np.stack([q[0] for q in queries]), k_max)

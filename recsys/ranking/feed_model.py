@@ -532,6 +532,13 @@ class FeedModel:
         else:
             self.user_buys = _Csr.empty(n_su)
 
+    def item_post_facts(self, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(post index, KOL row, fit, post time) of ``item_posts`` entries; equal to ``indices[entries]``
+        and the per-post arrays at those posts (KOL rows as int32). Views into one gathered block."""
+        rows = self._item_post_facts.take(entries, axis=0)  # take: twice as fast as [] for 2-D rows
+        kol_fit = rows[:, 2:].view(np.int32)
+        return rows[:, 0], kol_fit[:, 0], kol_fit[:, 1].view(np.float32), rows[:, 1].view(np.float64)
+
     def explore_pool(self, max_followers: int, size: int = 500) -> np.ndarray:
         """Newest posts (indices) of creators with at most ``max_followers`` followers."""
         if len(self.post_ids) == 0:
@@ -576,6 +583,19 @@ class FeedModel:
             else np.zeros(len(self.post_kol), dtype=np.float32)
         )
         """Per post: its KOL's fit to its item's category (0 when the category is unknown)."""
+        posts = self.item_posts.indices
+        facts = np.zeros((len(posts), 3), dtype=np.int64)
+        if len(posts):
+            facts[:, 0] = posts
+            facts[:, 1] = self.post_created_at[posts].view(np.int64)
+            kol_fit = facts[:, 2:].view(np.int32)  # the third column as two int32 halves
+            kol_fit[:, 0] = self.post_kol[posts]
+            kol_fit[:, 1] = self.post_fit[posts].view(np.int32)
+        self._item_post_facts = facts
+        """Per ``item_posts`` entry, what scoring reads of its post, side by side in entry order: post
+        index, post time (float64 bits), KOL row and fit (int32 and float32 bits). An item's posts
+        are adjacent here, while their indices point all over the per-post arrays: one row gather
+        replaces four scattered ones (a cache miss per item instead of four per post)."""
         values = self.user_affinity.values
         self.user_affinity_squashed = squash(values if values is not None else _EMPTY_F32)
         """``squash`` of ``user_affinity.values`` (aligned with them)."""

@@ -46,7 +46,7 @@ class Scored:
 def normalised_dot(model: FeedModel, query: np.ndarray | None, items: np.ndarray) -> np.ndarray:
     if query is None or not len(items):
         return np.zeros(len(items), dtype=np.float32)
-    dots = model.item_emb[items] @ query
+    dots = model.item_emb.take(items, axis=0) @ query  # take: twice as fast as [] for 2-D rows
     lo, hi = float(np.minimum.reduce(dots)), float(np.maximum.reduce(dots))  # dots.min(), dots.max()
     if hi - lo <= 1e-12:
         return np.zeros(len(items), dtype=np.float32)
@@ -149,31 +149,35 @@ def score_groups(
     aff = np.zeros(n, dtype=np.float32)
     keep: np.ndarray | None = None  # None = keep all
     if len(model.post_ids) and n:
-        owners: list[np.ndarray] = []
-        posts: list[np.ndarray] = []
+        # per candidate post: owner (item position), post index, KOL row, fit, post time
+        columns: list[list[np.ndarray]] = [[], [], [], [], []]
         counts: list[tuple[np.ndarray, int]] = []  # (posts per item, offset) of gathered groups
         n_with_posts = 0
         for (g_items, _, forced), size, end in zip(groups, sizes, ends, strict=True):
             if forced is not None:
-                owners.append(np.arange(end - size, end, dtype=np.int64))
-                posts.append(np.asarray(forced, dtype=np.int64))
+                p = np.asarray(forced, dtype=np.int64)
+                g_owner = np.arange(end - size, end, dtype=np.int64)
+                g_cols = (g_owner, p, model.post_kol[p], model.post_fit[p], model.post_created_at[p])
                 n_with_posts += size
             elif size:
                 g_owner, entries, lens = model.item_posts.gather_counted(g_items)
-                owners.append(g_owner + (end - size) if end > size else g_owner)
-                posts.append(model.item_posts.indices[entries])
+                g_owner = g_owner + (end - size) if end > size else g_owner
+                g_cols = (g_owner, *model.item_post_facts(entries))
                 counts.append((lens, end - size))
                 n_with_posts += int(np.count_nonzero(lens))
-        owner = np.concatenate(owners) if len(owners) > 1 else owners[0]
-        pidx = np.concatenate(posts) if len(posts) > 1 else posts[0]
-        pk = model.post_kol[pidx]
+            else:
+                continue
+            for column, part in zip(columns, g_cols, strict=True):
+                column.append(part)
+        owner, pidx, pk, fit, created = (
+            np.concatenate(column) if len(column) > 1 else column[0] for column in columns
+        )
         if sig.hidden_rows:
             hidden = sig.hidden_kols[pk]
             if hidden.any():
                 ok = ~hidden
-                owner, pidx, pk = owner[ok], pidx[ok], pk[ok]
-        fit = model.post_fit[pidx]
-        age_days = now - model.post_created_at[pidx]
+                owner, pidx, pk, fit, created = owner[ok], pidx[ok], pk[ok], fit[ok], created[ok]
+        age_days = now - created
         if not now >= model.newest_post_time:  # else no post is newer than now: all ages are >= 0
             np.maximum(age_days, 0.0, out=age_days)
         age_days /= SECONDS_PER_DAY

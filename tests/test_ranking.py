@@ -478,3 +478,14 @@ def test_item_post_facts_are_the_per_post_arrays(model: FeedModel) -> None:
     np.testing.assert_array_equal(fit, model.post_fit[posts])
     np.testing.assert_array_equal(created, model.post_created_at[posts])
     assert fit.max() == 1.0 and (fit > 0).all()  # the tiny world's fits are 1.0 / 0.1
+
+
+def test_item_posts_and_category_match_the_csr_and_categories(model: FeedModel) -> None:
+    items = np.array([5, 0, 39, 2, 2, 17], dtype=np.int64)
+    owner, entries, lens, cat = model.item_posts_and_category(items)
+    want_owner, want_entries, want_lens = model.item_posts.gather_counted(items)
+    np.testing.assert_array_equal(owner, want_owner)
+    np.testing.assert_array_equal(entries, want_entries)
+    np.testing.assert_array_equal(lens, want_lens)
+    np.testing.assert_array_equal(cat, model.item_category[items])
+    assert lens[3] == 2  # TWO_KOL_ITEM (row 2) has a post by KOL 10 and one by KOL 12

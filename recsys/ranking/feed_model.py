@@ -163,13 +163,19 @@ class _Csr:
             starts = np.where(valid, self.indptr[np.clip(rows, 0, len(self.indptr) - 1)], 0)
             ends = np.where(valid, self.indptr[np.clip(rows + 1, 0, len(self.indptr) - 1)], 0)
             lens = ends - starts
-        total = int(np.add.reduce(lens))
+        owner, entries = self.expand(starts, lens)
+        return owner, entries, lens
+
+    @staticmethod
+    def expand(starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owner position, entry index) of spans of ``lens`` entries starting at ``starts``."""
+        total = int(np.add.reduce(lens)) if len(lens) else 0
         if total == 0:
-            return _EMPTY_I64, _EMPTY_I64, lens
-        owner = np.arange(len(rows), dtype=np.int64).repeat(lens)
+            return _EMPTY_I64, _EMPTY_I64
+        owner = np.arange(len(lens), dtype=np.int64).repeat(lens)
         # entry = start of its row + position within the row = arange(total) + (start - row's offset)
         shift = starts - lens.cumsum() + lens
-        return owner, np.arange(total, dtype=np.int64) + shift[owner], lens
+        return owner, np.arange(total, dtype=np.int64) + shift[owner]
 
     def heads(self, rows: list[int], k: int) -> np.ndarray:
         """``indices`` of the first ``k`` entries of each of ``rows`` (a few), concatenated in order.
@@ -532,6 +538,16 @@ class FeedModel:
         else:
             self.user_buys = _Csr.empty(n_su)
 
+    def item_posts_and_category(
+        self, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``item_posts.gather_counted(items)`` (owner, entry, posts per item as int32) plus each
+        item's category (int32), from one row gather of per-item facts. ``items`` must be valid rows."""
+        rows = self._item_facts.take(items, axis=0)
+        halves = rows[:, 1:].view(np.int32)
+        owner, entries = _Csr.expand(rows[:, 0], halves[:, 0])
+        return owner, entries, halves[:, 0], halves[:, 1]
+
     def item_post_facts(self, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(post index, KOL row, fit, post time) of ``item_posts`` entries; equal to ``indices[entries]``
         and the per-post arrays at those posts (KOL rows as int32). Views into one gathered block."""
@@ -583,6 +599,17 @@ class FeedModel:
             else np.zeros(len(self.post_kol), dtype=np.float32)
         )
         """Per post: its KOL's fit to its item's category (0 when the category is unknown)."""
+        n_items = self.n_items
+        item_facts = np.zeros((n_items, 2), dtype=np.int64)
+        halves = item_facts[:, 1:].view(np.int32)  # the second column as two int32 halves
+        indptr = self.item_posts.indptr
+        if len(indptr) == n_items + 1:
+            item_facts[:, 0] = indptr[:-1]
+            halves[:, 0] = np.diff(indptr)
+        halves[:, 1] = self.item_category if len(self.item_category) == n_items else -1
+        self._item_facts = item_facts
+        """Per item row, side by side: where its ``item_posts`` start, how many there are (int32)
+        and its category (int32): one row gather instead of three scattered lookups."""
         posts = self.item_posts.indices
         facts = np.zeros((len(posts), 3), dtype=np.int64)
         if len(posts):

@@ -141,7 +141,18 @@ def score_groups(
     trend = trend_signal(model, sig.trend_lookup, items, sig.trend_dense)
     trust_count = friends_count(sig, items)
     trust = trust_count / (1.0 + trust_count)
-    item_cat = model.item_category[items] if len(model.item_category) else np.full(n, -1, dtype=np.int64)
+    # category per item, and (groups that choose their post) the item's candidate posts
+    spans: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
+    cats: list[np.ndarray] = []
+    for g_items, _, forced in groups:
+        if forced is None and len(g_items):
+            g_owner, entries, lens, g_cat = model.item_posts_and_category(g_items)
+            spans.append((g_owner, entries, lens))
+        else:
+            spans.append(None)
+            g_cat = model.item_category[g_items] if len(model.item_category) else np.full(len(g_items), -1)
+        cats.append(g_cat)
+    item_cat = np.concatenate(cats) if len(cats) > 1 else cats[0]
 
     post = np.full(n, -1, dtype=np.int64)
     kol = np.full(n, -1, dtype=np.int64)
@@ -153,14 +164,14 @@ def score_groups(
         columns: list[list[np.ndarray]] = [[], [], [], [], []]
         counts: list[tuple[np.ndarray, int]] = []  # (posts per item, offset) of gathered groups
         n_with_posts = 0
-        for (g_items, _, forced), size, end in zip(groups, sizes, ends, strict=True):
+        for (_, _, forced), span, size, end in zip(groups, spans, sizes, ends, strict=True):
             if forced is not None:
                 p = np.asarray(forced, dtype=np.int64)
                 g_owner = np.arange(end - size, end, dtype=np.int64)
                 g_cols = (g_owner, p, model.post_kol[p], model.post_fit[p], model.post_created_at[p])
                 n_with_posts += size
-            elif size:
-                g_owner, entries, lens = model.item_posts.gather_counted(g_items)
+            elif span is not None:
+                g_owner, entries, lens = span
                 g_owner = g_owner + (end - size) if end > size else g_owner
                 g_cols = (g_owner, *model.item_post_facts(entries))
                 counts.append((lens, end - size))

@@ -381,3 +381,111 @@ def test_id_map_contiguous_fast_path_agrees_with_search() -> None:
     expected += [int(np.flatnonzero(ids == 1_020)[0]), -1, -1]
     np.testing.assert_array_equal(fast.rows(q), [*expected, -1])
     np.testing.assert_array_equal(slow.rows(q), [*expected, 50])
+
+
+def test_best_first_pieces_are_a_stable_sort() -> None:
+    """PageBuilder visits candidates in exactly the order of a stable sort, ties and NaN included."""
+    from recsys.ranking.diversity import _best_first
+
+    rng = np.random.default_rng(8)
+    for _ in range(300):
+        key = rng.integers(0, 6, rng.integers(0, 120)).astype(np.float32)  # many ties
+        if len(key) and rng.random() < 0.3:
+            key[rng.random(len(key)) < 0.2] = np.nan
+        k = int(rng.integers(1, 40))
+        pieces = list(_best_first(key, k))
+        got = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+        np.testing.assert_array_equal(got, key.argsort(kind="stable"))
+        assert not pieces or len(pieces[0]) >= min(k, len(key))
+
+
+def test_union_sources_matches_unique_and_bitwise_or() -> None:
+    from recsys.ranking.candidates import union_sources
+
+    rng = np.random.default_rng(9)
+    for _ in range(200):
+        parts = [rng.integers(0, 50, rng.integers(1, 30)) for _ in range(rng.integers(1, 7))]
+        bits = [int(b) for b in rng.choice([1, 2, 4, 8, 16, 32, 64, 128], len(parts))]
+        rows, sources = union_sources(parts, bits)
+        flags = np.repeat(np.array(bits, dtype=np.int64), [len(p) for p in parts])
+        uniq, inv = np.unique(np.concatenate(parts), return_inverse=True)
+        expected = np.zeros(len(uniq), dtype=np.int64)
+        np.bitwise_or.at(expected, inv, flags)
+        np.testing.assert_array_equal(rows, uniq)
+        np.testing.assert_array_equal(sources, expected)
+
+
+def test_csr_heads_and_gather_agree_with_per_row_slices() -> None:
+    from recsys.ranking.feed_model import _Csr
+
+    rng = np.random.default_rng(10)
+    n_rows = 30
+    rows_of = rng.integers(0, n_rows, 200)
+    csr = _Csr.build(rows_of, rng.integers(0, 1000, 200), n_rows)
+    for _ in range(100):
+        rows = rng.integers(-3, n_rows + 3, rng.integers(0, 12))
+        k = int(rng.integers(0, 6))
+        expected = [csr.get(int(r))[:k] for r in rows]
+        got = csr.heads(rows.tolist(), k)
+        np.testing.assert_array_equal(got, np.concatenate(expected) if expected else np.zeros(0))
+        owner, entries, lens = csr.gather_counted(rows)
+        np.testing.assert_array_equal(lens, [len(csr.get(int(r))) for r in rows])
+        np.testing.assert_array_equal(
+            csr.indices[entries], np.concatenate([csr.get(int(r)) for r in rows] or [[]])
+        )
+        np.testing.assert_array_equal(owner, np.repeat(np.arange(len(rows)), lens))
+
+
+def test_id_map_scalar_and_short_list_lookups_agree_with_the_vectorised_one() -> None:
+    from recsys.ranking.feed_model import _IdMap
+
+    rng = np.random.default_rng(11)
+    for ids in (
+        np.arange(100, 140),  # contiguous, ascending: identity fast path
+        rng.permutation(np.arange(100, 140)),  # contiguous, shuffled
+        np.append(rng.permutation(np.arange(100, 140)), [7, 10**12]),  # gappy: searchsorted
+    ):
+        idmap = _IdMap(ids)
+        queries = [*ids[:5].tolist(), 99, 140, -1, 10**12, 2**63 - 1, -(2**63), 2**70]
+        long = idmap._rows_array(queries)
+        np.testing.assert_array_equal(idmap.rows(queries[:10]), long[:10])
+        assert [idmap.row(q) for q in queries] == long.tolist()
+
+
+def test_reused_trending_list_gives_the_same_pages(model: FeedModel) -> None:
+    """The ranker spreads a trending list it sees again over all item rows (a gather per request
+    instead of a search): pages must not change, and a new list must not reuse the old scores."""
+    v = variant(candidates={"explore_slots": 1})
+    trending = [(1030, 10.0), (1031, 4.0), (1012, 1.0), (5, 3.0)]
+    first = FeedRanker(model).rank(ctx(), v, 30, trending=trending)
+    ranker = FeedRanker(model)
+    pages = [ranker.rank(ctx(), v, 30, trending=trending) for _ in range(3)]
+    memo = ranker._trend_memo
+    assert memo is not None and memo[0] is trending and memo[2] is not None  # dense scores in use
+    assert all(p == first for p in pages)
+    other = [(1033, 2.0)]
+    assert ranker.rank(ctx(), v, 30, trending=other) == FeedRanker(model).rank(ctx(), v, 30, trending=other)
+    assert ranker.rank(ctx(), v, 30) == FeedRanker(model).rank(ctx(), v, 30)  # trending=None
+
+
+def test_item_post_facts_are_the_per_post_arrays(model: FeedModel) -> None:
+    entries = np.arange(len(model.item_posts.indices))[::-1]
+    post, kol, fit, created = model.item_post_facts(entries)
+    posts = model.item_posts.indices[entries]
+    np.testing.assert_array_equal(post, posts)
+    np.testing.assert_array_equal(kol, model.post_kol[posts])
+    assert fit.dtype == np.float32 and created.dtype == np.float64
+    np.testing.assert_array_equal(fit, model.post_fit[posts])
+    np.testing.assert_array_equal(created, model.post_created_at[posts])
+    assert fit.max() == 1.0 and (fit > 0).all()  # the tiny world's fits are 1.0 / 0.1
+
+
+def test_item_posts_and_category_match_the_csr_and_categories(model: FeedModel) -> None:
+    items = np.array([5, 0, 39, 2, 2, 17], dtype=np.int64)
+    owner, entries, lens, cat = model.item_posts_and_category(items)
+    want_owner, want_entries, want_lens = model.item_posts.gather_counted(items)
+    np.testing.assert_array_equal(owner, want_owner)
+    np.testing.assert_array_equal(entries, want_entries)
+    np.testing.assert_array_equal(lens, want_lens)
+    np.testing.assert_array_equal(cat, model.item_category[items])
+    assert lens[3] == 2  # TWO_KOL_ITEM (row 2) has a post by KOL 10 and one by KOL 12

@@ -13,8 +13,10 @@ import numpy as np
 
 from recsys.index import search
 from recsys.ranking.context import UserContext
-from recsys.ranking.feed_model import FeedModel
+from recsys.ranking.feed_model import FeedModel, squash
 from recsys.ranking.variants import RankingVariant
+
+__all__ = ["squash"]  # re-exported: defined beside the model, which squashes static affinity at load
 
 ANN = 1
 SIMILAR = 2
@@ -28,12 +30,6 @@ POPULAR = 128
 _EMPTY = np.zeros(0, dtype=np.int64)
 MAX_EXTRA_ANN = 1000
 """At most this many extra ANN neighbours are fetched to make up for filtered (seen) items."""
-
-
-def squash(x: np.ndarray) -> np.ndarray:
-    """Map an unbounded affinity to (-1, 1): x / (1 + |x|)."""
-    x = np.nan_to_num(np.asarray(x, dtype=np.float32), nan=0.0, posinf=1e6, neginf=-1e6)
-    return x / (1.0 + np.abs(x))
 
 
 @dataclass
@@ -58,6 +54,15 @@ class UserSignals:
     """(sorted item rows, trending score in [0, 1]) when the service passed trending; None ⇒ popularity."""
     trend_rows: np.ndarray
     """Trending item rows, best first."""
+    trend_dense: np.ndarray | None
+    """``trend_lookup`` as a score per item row, when the caller had it (see ``FeedRanker``)."""
+    followed_rows: list[int]
+    """Sorted KOL rows the user follows (``followed`` as a list; hidden ones included)."""
+    hidden_rows: set[int]
+    """KOL rows the user hid (``hidden_kols`` as a set)."""
+    affinity_rows: list[int]
+    """Sorted KOL rows whose ``kol_affinity`` may be non-zero; it is 0 everywhere else. A user touches
+    tens of KOLs out of tens of thousands: candidate generation looks at these, not at every KOL."""
 
 
 @dataclass
@@ -72,39 +77,41 @@ def _friends_bought(
     model: FeedModel, srow: int, live: dict[int, int] | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(sorted item rows, friend counts): the run's friends' buys, maxed with the service's live counts
-    (max, not sum, since the live data usually re-counts the same friends)."""
-    rows_parts = [_EMPTY]
-    cnt_parts = [_EMPTY]
+    (max, not sum, since the live data usually re-counts the same friends).
+
+    Plain Python over ~100 buys and ~20 live entries: a dict costs less than numpy's per-call overhead
+    of unique/lexsort on arrays this short."""
+    counts: dict[int, int] = {}
     if srow >= 0:
         friends = model.user_friends.get(srow)
         if len(friends):
-            _, entries = model.user_buys.gather(friends)
-            if len(entries):
-                uniq, cnt = np.unique(model.user_buys.indices[entries], return_counts=True)
-                rows_parts.append(uniq)
-                cnt_parts.append(cnt.astype(np.int64))
+            bought = model.user_buys.heads(friends.tolist(), len(model.user_buys.indices))
+            for row in bought.tolist():
+                counts[row] = counts.get(row, 0) + 1
     if live:
         rows = model.items.rows(list(live.keys()))
         cnt = np.fromiter(live.values(), dtype=np.int64, count=len(live))
-        ok = (rows >= 0) & (cnt > 0)
-        rows_parts.append(rows[ok])
-        cnt_parts.append(cnt[ok])
-    rows = np.concatenate(rows_parts)
-    cnt = np.concatenate(cnt_parts)
-    if not len(rows):
+        for row, c in zip(rows.tolist(), cnt.tolist(), strict=True):
+            if row >= 0 and c > 0 and c > counts.get(row, 0):
+                counts[row] = c
+    if not counts:
         return _EMPTY, _EMPTY
-    order = np.lexsort((-cnt, rows))  # by row, highest count first
-    rows, cnt = rows[order], cnt[order]
-    first = np.ones(len(rows), dtype=bool)
-    first[1:] = rows[1:] != rows[:-1]
-    return rows[first], cnt[first]
+    keys = sorted(counts)
+    return np.array(keys, dtype=np.int64), np.array([counts[k] for k in keys], dtype=np.int64)
+
+
+def _mean_row(rows: np.ndarray) -> np.ndarray:
+    """``rows.mean(axis=0)``, bit for bit (the same float32 sum, then one float32 division), without
+    ``mean``'s Python-level bookkeeping."""
+    return np.add.reduce(rows, axis=0) / len(rows)
 
 
 def friends_count(sig: UserSignals, items: np.ndarray) -> np.ndarray:
     """Friends who bought each of ``items`` (0 for most)."""
     if not len(sig.fb_rows) or not len(items):
         return np.zeros(len(items), dtype=np.int64)
-    pos = np.minimum(np.searchsorted(sig.fb_rows, items), len(sig.fb_rows) - 1)
+    pos = sig.fb_rows.searchsorted(items)
+    np.minimum(pos, len(sig.fb_rows) - 1, out=pos)
     return np.where(sig.fb_rows[pos] == items, sig.fb_counts[pos], 0)
 
 
@@ -133,6 +140,15 @@ def trending_rows(model: FeedModel, trending: list[tuple[int, float]] | None) ->
     return None, model.popular_items
 
 
+def dense_trend(model: FeedModel, lookup: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
+    """The trending scores of ``trending_rows`` as an array over all item rows (0 = not trending)."""
+    if lookup is None:
+        return None
+    dense = np.zeros(model.n_items, dtype=np.float32)
+    dense[lookup[0]] = lookup[1]
+    return dense
+
+
 def user_signals(
     model: FeedModel,
     ctx: UserContext,
@@ -140,8 +156,10 @@ def user_signals(
     trending: list[tuple[int, float]] | None,
     friends_bought: dict[int, int] | None,
     trend: TrendRows | None = None,
+    trend_dense: np.ndarray | None = None,
 ) -> UserSignals:
-    """``trend`` = ``trending_rows(model, trending)`` when the caller already has it."""
+    """``trend`` = ``trending_rows(model, trending)`` when the caller already has it, ``trend_dense``
+    = ``dense_trend(model, trend[0])``."""
     urow = model.users.row(ctx.user_id)
     query: np.ndarray | None = None
     if urow >= 0:
@@ -150,29 +168,45 @@ def user_signals(
         recent = model.items.rows(ctx.recent_items[:50]) if ctx.recent_items else _EMPTY
         recent = recent[recent >= 0]
         if len(recent):
-            query = model.item_emb[recent].mean(axis=0)
+            query = _mean_row(model.item_emb.take(recent, axis=0))
 
     n_kols = model.n_kols
     srow = model.social_users.row(ctx.user_id)
     aff = np.zeros(n_kols, dtype=np.float32)
     followed = np.zeros(n_kols, dtype=bool)
+    followed_rows: list[int] = []
+    touched: set[int] = set()
     if srow >= 0 and n_kols:
         krows = model.user_affinity.get(srow)
-        aff[krows] = squash(model.user_affinity.get_values(srow))
-        followed[model.user_follows.get(srow)] = True
-        aff[followed] = np.maximum(aff[followed], variant.follow_bonus)
+        if len(krows):
+            start = int(model.user_affinity.indptr[srow])
+            aff[krows] = model.user_affinity_squashed[start : start + len(krows)]
+            touched.update(krows.tolist())
+        frows = model.user_follows.get(srow)
+        if len(frows):
+            followed[frows] = True
+            aff[frows] = np.maximum(aff[frows], variant.follow_bonus)  # a repeated row reads the same value
+            followed_rows = sorted(set(frows.tolist()))
+            touched.update(followed_rows)
     if ctx.live_kol_affinity and n_kols:
         rows = model.kols.rows(list(ctx.live_kol_affinity.keys()))
         vals = squash(np.fromiter(ctx.live_kol_affinity.values(), dtype=np.float32, count=len(rows)))
-        ok = rows >= 0
-        rows, vals = rows[ok], vals[ok]
-        pos = vals >= 0
-        aff[rows[pos]] = np.maximum(aff[rows[pos]], vals[pos])
-        aff[rows[~pos]] = np.clip(aff[rows[~pos]] + vals[~pos], -1.0, 1.0)
+        # a handful of KOLs: scalar float32 updates cost less than masked numpy ones
+        for row, val in zip(rows.tolist(), vals.tolist(), strict=True):
+            if row < 0:
+                continue
+            touched.add(row)
+            if val >= 0:  # positive engagement lifts affinity to at least this
+                if val > aff[row]:
+                    aff[row] = val
+            else:  # negative engagement subtracts
+                aff[row] = min(max(aff[row] + np.float32(val), -1.0), 1.0)
     hidden = np.zeros(n_kols, dtype=bool)
+    hidden_rows: set[int] = set()
     if ctx.hidden_kols and n_kols:
-        hrows = model.kols.rows(list(ctx.hidden_kols))
-        hidden[hrows[hrows >= 0]] = True
+        hidden_rows = {r for r in model.kols.rows(list(ctx.hidden_kols)).tolist() if r >= 0}
+        if hidden_rows:
+            hidden[list(hidden_rows)] = True
 
     fb_rows, fb_counts = _friends_bought(model, srow, friends_bought)
     trend_lookup, trend_rows = trending_rows(model, trending) if trend is None else trend
@@ -187,6 +221,10 @@ def user_signals(
         fb_counts=fb_counts,
         trend_lookup=trend_lookup,
         trend_rows=trend_rows,
+        trend_dense=trend_dense if trend_lookup is not None else None,
+        followed_rows=followed_rows,
+        hidden_rows=hidden_rows,
+        affinity_rows=sorted(touched),
     )
 
 
@@ -203,9 +241,11 @@ def generate(
     parts: list[np.ndarray] = []
     bits: list[int] = []
 
-    def add(rows: np.ndarray, bit: int) -> None:
-        rows = np.asarray(rows, dtype=np.int64)
-        rows = rows[rows >= 0]
+    def add(rows: np.ndarray, bit: int, may_miss: bool = False) -> None:
+        """``may_miss``: FAISS pads a short result with -1 (other sources hold valid rows only)."""
+        if may_miss:
+            rows = np.asarray(rows, dtype=np.int64)
+            rows = rows[rows >= 0]
         if len(rows):
             parts.append(rows)
             bits.append(bit)
@@ -214,7 +254,7 @@ def generate(
     queries: list[tuple[np.ndarray, int, int]] = []  # (vector, k, source bit)
     if cc.ann_k > 0:
         if ann is not None:
-            add(ann[1], ANN)
+            add(ann[1], ANN, may_miss=True)
         elif sig.has_embedding and sig.query is not None:
             queries.append((sig.query, cc.ann_k + min(n_filtered, MAX_EXTRA_ANN), ANN))
     if cc.similar_to_recent > 0 and ctx.recent_items:
@@ -222,36 +262,43 @@ def generate(
         recent = recent[recent >= 0]
         if len(recent):
             k = cc.similar_to_recent + len(recent) + min(n_filtered, MAX_EXTRA_ANN)
-            queries.append((model.item_emb[recent].mean(axis=0), k, SIMILAR))
+            queries.append((_mean_row(model.item_emb.take(recent, axis=0)), k, SIMILAR))
     if queries:
         k_max = min(model.n_items, max(q[1] for q in queries))
         _, ids = search(model.index, np.stack([q[0] for q in queries]), k_max)
-        for row, (_, k, bit) in zip(ids, queries, strict=True):
-            add(row[:k], bit)
+        complete = not ids.size or np.minimum.reduce(ids, axis=None) >= 0  # usual: no -1 padding
+        for j, (_, k, bit) in enumerate(queries):
+            add(ids[j, :k], bit, may_miss=not complete)
 
     # 2. fresh posts of followed and high-affinity KOLs
     if cc.followed_kol_posts > 0 and len(model.post_ids):
-        followed = np.flatnonzero(sig.followed & ~sig.hidden_kols)
-        aff = np.where(sig.followed | sig.hidden_kols, -np.inf, sig.kol_affinity)
-        # sort only the positive-affinity KOLs: an argsort over all (mostly 0) KOLs cost ~4 ms at 20k KOLs
-        positive = np.flatnonzero(aff > 0)
-        n_aff = min(cc.affinity_kols, len(positive))
-        top_aff = positive[np.argsort(-aff[positive], kind="stable")][:n_aff] if n_aff else _EMPTY
+        hidden = sig.hidden_rows
+        followed = [r for r in sig.followed_rows if r not in hidden]
+        # top positive affinity among KOLs neither followed nor hidden (ties: lower row first); only
+        # affinity_rows can be non-zero, so the other (tens of thousands of) KOLs are never looked at
+        skip = hidden.union(sig.followed_rows)
+        cand = [r for r in sig.affinity_rows if r not in skip]
+        top_aff: list[int] = []
+        if cand and cc.affinity_kols > 0:
+            vals = sig.kol_affinity[cand].tolist()
+            positive = [(r, v) for r, v in zip(cand, vals, strict=True) if v > 0]
+            positive.sort(key=lambda rv: -rv[1])  # stable
+            top_aff = [r for r, _ in positive[: cc.affinity_kols]]
         for kol_rows, bit in ((followed, FOLLOWED), (top_aff, AFFINITY)):
-            if not len(kol_rows):
+            # newest posts_per_kol per KOL (kol_posts rows are newest first), then newest overall
+            posts = model.kol_posts.heads(kol_rows, cc.posts_per_kol)
+            if not len(posts):
                 continue
-            owner, entries = model.kol_posts.gather(kol_rows)
-            if not len(entries):
-                continue
-            # newest posts_per_kol per KOL (kol_posts rows are newest first)
-            rank_in_kol = entries - model.kol_posts.indptr[kol_rows[owner]]
-            posts = model.kol_posts.indices[entries[rank_in_kol < cc.posts_per_kol]]
-            posts = posts[np.argsort(-model.post_created_at[posts], kind="stable")][: cc.followed_kol_posts]
+            if len(posts) > cc.followed_kol_posts:  # (else the order does not matter: all are added)
+                posts = posts[(-model.post_created_at[posts]).argsort(kind="stable")][: cc.followed_kol_posts]
             add(model.post_item[posts], bit)
 
     # 3. items bought by friends in the share graph
     if cc.friends_bought > 0 and len(sig.fb_rows):
-        add(sig.fb_rows[np.argsort(-sig.fb_counts, kind="stable")][: cc.friends_bought], FRIENDS)
+        fb = sig.fb_rows
+        if len(fb) > cc.friends_bought:  # the most-bought ones (else all: their order does not matter)
+            fb = fb[(-sig.fb_counts).argsort(kind="stable")][: cc.friends_bought]
+        add(fb, FRIENDS)
 
     # 4. trending (service) or popular (run) items
     if cc.trending_k > 0:
@@ -261,15 +308,29 @@ def generate(
     explore = _EMPTY
     if cc.explore_slots > 0 and len(model.post_ids):
         pool = model.explore_pool(variant.explore_max_followers, size=max(50, 25 * cc.explore_slots))
-        kol = model.post_kol[pool]
-        explore = pool[~sig.followed[kol] & ~sig.hidden_kols[kol]]
+        explore = pool
+        if sig.followed_rows or sig.hidden_rows:
+            kol = model.post_kol[pool]
+            explore = pool[~(sig.followed[kol] | sig.hidden_kols[kol])]
         add(model.post_item[explore], EXPLORE)
 
     if not parts:
         return CandidateSet(_EMPTY, np.zeros(0, dtype=np.int64), explore)
-    rows = np.concatenate(parts)
-    flags = np.repeat(np.array(bits, dtype=np.int64), [len(p) for p in parts])
-    uniq, inv = np.unique(rows, return_inverse=True)
-    sources = np.zeros(len(uniq), dtype=np.int64)
-    np.bitwise_or.at(sources, inv, flags)
-    return CandidateSet(uniq, sources, explore)
+    return CandidateSet(*union_sources(parts, bits), explore)
+
+
+def union_sources(parts: list[np.ndarray], bits: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique rows, OR of the source bits of each row) over ``parts[i]`` proposed by ``bits[i]``.
+
+    One sort of ``row << 8 | bit`` keys (bits < 256) instead of ``np.unique(return_inverse)`` plus
+    ``np.bitwise_or.at``: the same answer in half the numpy calls."""
+    flags = np.array(bits, dtype=np.int64).repeat([len(p) for p in parts])
+    key = np.concatenate(parts) << 8
+    key |= flags
+    key.sort()
+    rows = key >> 8
+    first = np.empty(len(rows), dtype=bool)
+    first[0] = True
+    np.not_equal(rows[1:], rows[:-1], out=first[1:])
+    starts = first.nonzero()[0]
+    return rows[starts], np.bitwise_or.reduceat(key & 0xFF, starts)

@@ -19,8 +19,10 @@ from recsys.ranking.diversity import PageBuilder
 from recsys.ranking.feed_model import FeedModel
 from recsys.ranking.filters import excluded_rows, hidden_categories, keep_mask
 from recsys.ranking.reasons import reasons_for
-from recsys.ranking.scoring import Scored, score_candidates
+from recsys.ranking.scoring import Scored, score_candidates, score_groups
 from recsys.ranking.variants import RankingVariant
+
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 _SOURCE_PRIORITY: tuple[tuple[int, str], ...] = (
     (C.FOLLOWED, "followed_kol"),
@@ -35,10 +37,20 @@ _SOURCE_PRIORITY: tuple[tuple[int, str], ...] = (
 
 
 def source_name(bits: int) -> str:
+    if 0 <= bits < len(_SOURCE_NAMES):
+        return _SOURCE_NAMES[bits]
+    return _source_name(bits)
+
+
+def _source_name(bits: int) -> str:
     for bit, name in _SOURCE_PRIORITY:
         if bits & bit:
             return name
     return "popular"
+
+
+_SOURCE_NAMES = tuple(_source_name(bits) for bits in range(2 * max(bit for bit, _ in _SOURCE_PRIORITY)))
+"""``source_name`` of every combination of source bits, looked up instead of scanned per entry."""
 
 
 EXPLORE_PAGE = 20
@@ -58,6 +70,19 @@ def explore_positions(limit: int, n_explore: int) -> list[int]:
     return [min(limit - 1, (i + 1) * limit // (n_explore + 1)) for i in range(n_explore)]
 
 
+def _first_of_each(values: np.ndarray) -> np.ndarray:
+    """Index of the first occurrence of each distinct value, ordered by value (``np.unique``'s
+    ``return_index``, without its overhead)."""
+    if len(values) < 2:
+        return np.arange(len(values))
+    order = values.argsort(kind="stable")
+    ordered = values[order]
+    first = np.empty(len(values), dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return order[first]
+
+
 class FeedRanker:
     """Ranks one user's page per call; safe to share between threads (it only reads the model).
 
@@ -67,19 +92,27 @@ class FeedRanker:
 
     def __init__(self, model: FeedModel, search_threads: int | None = 1) -> None:
         self.model = model
-        self._trend_memo: tuple[list[tuple[int, float]] | None, C.TrendRows] | None = None
+        self._trend_memo: tuple[list[tuple[int, float]] | None, C.TrendRows, np.ndarray | None] | None = None
         if search_threads is not None:
             set_search_threads(search_threads)
 
-    def _trend_rows(self, trending: list[tuple[int, float]] | None) -> C.TrendRows:
+    def _trend_rows(self, trending: list[tuple[int, float]] | None) -> tuple[C.TrendRows, np.ndarray | None]:
         """Trending in rows, reused while the caller passes the very same list object (the service's
-        trending cache hands every request the same list until it refreshes; nobody mutates it)."""
+        trending cache hands every request the same list until it refreshes; nobody mutates it).
+
+        From the second request with the same list on, also its scores per item row (an array over
+        the catalog, built once: scoring then gathers instead of searching). Not on the first, so a
+        caller passing a new list every time never pays for building it."""
         memo = self._trend_memo  # one read: another thread may replace it meanwhile
         if memo is not None and memo[0] is trending:
-            return memo[1]
+            out, dense = memo[1], memo[2]
+            if dense is None and out[0] is not None:
+                dense = C.dense_trend(self.model, out[0])
+                self._trend_memo = (trending, out, dense)
+            return out, dense
         out = C.trending_rows(self.model, trending)
-        self._trend_memo = (trending, out)
-        return out
+        self._trend_memo = (trending, out, None)
+        return out, None
 
     def rank(
         self,
@@ -98,53 +131,51 @@ class FeedRanker:
         if limit <= 0 or m.n_items == 0:
             return []
         now = m.reference_time if now is None else float(now)
-        sig = C.user_signals(m, ctx, variant, trending, friends_bought, trend=self._trend_rows(trending))
+        trend, trend_dense = self._trend_rows(trending)
+        sig = C.user_signals(m, ctx, variant, trending, friends_bought, trend=trend, trend_dense=trend_dense)
         excluded = excluded_rows(m, ctx, exclude)
         cand = C.generate(m, ctx, variant, sig, n_filtered=len(excluded), ann=ann)
         hidden_cats = hidden_categories(m, ctx)
 
-        keep = keep_mask(m, cand.items, excluded)
-        main_sel = keep & (cand.sources != C.EXPLORE)
-        scored = score_candidates(
-            m, variant, sig, cand.items[main_sel], cand.sources[main_sel], hidden_cats, now
+        # exploration posts' items are filtered like the rest; one keep_mask call covers both
+        explore_posts = cand.explore_posts
+        explore_items = m.post_item[explore_posts] if len(explore_posts) else _EMPTY
+        keep = keep_mask(m, np.concatenate([cand.items, explore_items]), excluded)
+        n_cand = len(cand.items)
+        main_sel = keep[:n_cand] & (cand.sources != C.EXPLORE)
+        keep_explore = keep[n_cand:]
+        explore_posts, explore_items = explore_posts[keep_explore], explore_items[keep_explore]
+        # one post per item (the pool is newest-first, so the first occurrence is the newest)
+        first = _first_of_each(explore_items)
+        explore_posts, explore_items = explore_posts[first], explore_items[first]
+        scored, explore = score_groups(
+            m,
+            variant,
+            sig,
+            [
+                (cand.items[main_sel], cand.sources[main_sel], None),
+                (explore_items, np.full(len(explore_items), C.EXPLORE, dtype=np.int64), explore_posts),
+            ],
+            hidden_cats,
+            now,
         )
-        explore = self._score_explore(cand.explore_posts, sig, variant, excluded, hidden_cats, now)
 
         page = PageBuilder(variant.per_kol_cap, variant.per_category_cap, m.item_category)
         n_explore = explore_count(limit, variant.candidates.explore_slots) if len(explore.items) else 0
         # exploration slots are reserved first (their items leave the main pool), then the rest fills
         explore_idx = page.pick(explore, n_explore) if n_explore else []
         main_idx = page.pick(scored, limit - len(explore_idx))
-        entries_main = [self._entry(scored, i, sig, variant, explore=False) for i in main_idx]
-        if len(entries_main) + len(explore_idx) < limit:
-            entries_main += self._backfill(
-                page, sig, variant, excluded, hidden_cats, now, limit - len(entries_main) - len(explore_idx)
+        entries = self._entries(scored, main_idx, sig, variant, explore=False)
+        if len(entries) + len(explore_idx) < limit:
+            entries += self._backfill(
+                page, sig, variant, excluded, hidden_cats, now, limit - len(entries) - len(explore_idx)
             )
-        entries = entries_main
-        for pos, i in zip(explore_positions(limit, len(explore_idx)), explore_idx, strict=True):
-            entries.insert(min(pos, len(entries)), self._entry(explore, i, sig, variant, explore=True))
+        explore_entries = self._entries(explore, explore_idx, sig, variant, explore=True)
+        for pos, entry in zip(explore_positions(limit, len(explore_idx)), explore_entries, strict=True):
+            entries.insert(min(pos, len(entries)), entry)
         return entries[:limit]
 
     # ------------------------------------------------------------------ helpers
-    def _score_explore(
-        self,
-        posts: np.ndarray,
-        sig: C.UserSignals,
-        variant: RankingVariant,
-        excluded: np.ndarray,
-        hidden_cats: np.ndarray,
-        now: float,
-    ) -> Scored:
-        m = self.model
-        items = m.post_item[posts] if len(posts) else np.zeros(0, dtype=np.int64)
-        keep = keep_mask(m, items, excluded)
-        posts, items = posts[keep], items[keep]
-        # one post per item (the pool is newest-first, so the first occurrence is the newest)
-        _, first = np.unique(items, return_index=True)
-        posts, items = posts[first], items[first]
-        sources = np.full(len(items), C.EXPLORE, dtype=np.int64)
-        return score_candidates(m, variant, sig, items, sources, hidden_cats, now, forced_posts=posts)
-
     def _backfill(
         self,
         page: PageBuilder,
@@ -169,37 +200,45 @@ class FeedRanker:
             scored = score_candidates(
                 m, variant, sig, rows, np.full(len(rows), C.POPULAR, dtype=np.int64), hidden_cats, now
             )
-            out += [
-                self._entry(scored, i, sig, variant, explore=False) for i in page.pick(scored, n - len(out))
-            ]
+            out += self._entries(scored, page.pick(scored, n - len(out)), sig, variant, explore=False)
         return out
 
-    def _entry(
-        self, s: Scored, i: int, sig: C.UserSignals, variant: RankingVariant, explore: bool
-    ) -> FeedEntry:
+    def _entries(
+        self, s: Scored, idx: list[int], sig: C.UserSignals, variant: RankingVariant, explore: bool
+    ) -> list[FeedEntry]:
+        """Feed entries for rows ``idx`` of ``s``. Fields are read with ``ndarray.item`` (a plain
+        Python value, no numpy scalar in between): for a page of tens of entries that is cheaper than
+        converting whole arrays."""
         m = self.model
-        item = int(s.items[i])
-        post = int(s.post[i])
-        kol = int(s.kol[i])
-        kol_id = int(m.kols.ids[kol]) if kol >= 0 else None
-        cat = int(m.item_category[item]) if len(m.item_category) else -1
-        sources = int(s.sources[i])
-        return FeedEntry(
-            item_id=int(m.items.ids[item]),
-            post_id=int(m.post_ids[post]) if post >= 0 else None,
-            kol_id=kol_id,
-            score=float(s.score[i]),
-            reasons=reasons_for(
-                variant,
-                sources=sources,
-                kol_id=kol_id,
-                followed=bool(kol >= 0 and sig.followed[kol]),
-                kol_affinity=float(s.kol_affinity[i]),
-                friends=int(s.trust_count[i]),
-                item_part=float(s.item_part[i]),
-                trend=float(s.trend[i]),
-                category=m.categories[cat] if cat >= 0 else None,
-                explore=explore,
-            ),
-            source="explore" if explore else source_name(sources),
-        )
+        item_ids, post_ids, kol_ids, followed = m.items.ids, m.post_ids, m.kols.ids, sig.followed
+        item_category = m.item_category if len(m.item_category) else None
+        out = []
+        for i in idx:
+            item = s.items.item(i)
+            post = s.post.item(i)
+            kol = s.kol.item(i)
+            kol_id = kol_ids.item(kol) if kol >= 0 else None
+            cat = item_category.item(item) if item_category is not None else -1
+            sources = s.sources.item(i)
+            out.append(
+                FeedEntry(
+                    item_id=item_ids.item(item),
+                    post_id=post_ids.item(post) if post >= 0 else None,
+                    kol_id=kol_id,
+                    score=s.score.item(i),
+                    reasons=reasons_for(
+                        variant,
+                        sources=sources,
+                        kol_id=kol_id,
+                        followed=kol >= 0 and followed.item(kol),
+                        kol_affinity=s.kol_affinity.item(i),
+                        friends=s.trust_count.item(i),
+                        item_part=s.item_part.item(i),
+                        trend=s.trend.item(i),
+                        category=m.categories[cat] if cat >= 0 else None,
+                        explore=explore,
+                    ),
+                    source="explore" if explore else source_name(sources),
+                )
+            )
+        return out

@@ -29,6 +29,18 @@ _EMPTY_I64 = np.zeros(0, dtype=np.int64)
 _EMPTY_F32 = np.zeros(0, dtype=np.float32)
 
 
+def squash(x: np.ndarray) -> np.ndarray:
+    """Map an unbounded affinity to (-1, 1): x / (1 + |x|); NaN counts as 0, ±inf as ±1e6."""
+    x = np.asarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():  # nan_to_num's own checks cost more than this on short arrays
+        x = np.nan_to_num(x, nan=0.0, posinf=1e6, neginf=-1e6)
+    return x / (1.0 + np.abs(x))
+
+
+_SHORT_LIST = 16
+"""Id lists up to this long are looked up one by one in Python: cheaper than numpy's per-call cost."""
+
+
 class _IdMap:
     """External int64 id → dense row via a sorted copy and searchsorted (vectorised, -1 if absent)."""
 
@@ -42,30 +54,59 @@ class _IdMap:
         n = len(self._sorted)
         # ids that are one contiguous range (generated worlds, re-indexed datasets): arithmetic, no search
         self._base: int | None = None
+        self._identity = False
+        """Contiguous ids already in ascending order: row = id - base, no ``_order`` lookup."""
         if n and int(self._sorted[-1]) - int(self._sorted[0]) == n - 1:
             self._base = int(self._sorted[0])
+            self._identity = bool((self._order == np.arange(n)).all())
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def rows(self, ids: np.ndarray | list[int]) -> np.ndarray:
+        if isinstance(ids, list) and len(ids) <= _SHORT_LIST:
+            return np.array([self.row(i) for i in ids], dtype=np.int64)
+        return self._rows_array(ids)
+
+    def _rows_array(self, ids: np.ndarray | list[int]) -> np.ndarray:
         try:
             q = np.asarray(ids, dtype=np.int64).reshape(-1)
         except OverflowError:  # an id outside int64 cannot be in the map
             q = np.array([i if -(2**63) <= i < 2**63 else -(2**63) for i in ids], dtype=np.int64)
-        if len(self._sorted) == 0 or len(q) == 0:
+        n = len(self._sorted)
+        if n == 0 or len(q) == 0:
             return np.full(len(q), -1, dtype=np.int64)
         if self._base is not None:
             pos = q - self._base
-            found = (pos >= 0) & (pos < len(self._sorted))
+            # one unsigned compare is 0 <= pos < n; per-request id lists are short, so the few
+            # numpy calls (not the arithmetic) are the cost: all-found skips the masking
+            found = pos.view(np.uint64) < n
+            if found.all():
+                return pos if self._identity else self._order[pos]
             return np.where(found, self._order[np.where(found, pos, 0)], -1)
         pos = np.searchsorted(self._sorted, q)
-        pos = np.minimum(pos, len(self._sorted) - 1)
+        pos = np.minimum(pos, n - 1)
         found = self._sorted[pos] == q
         return np.where(found, self._order[pos], -1)
 
     def row(self, id_: int) -> int:
-        return int(self.rows([id_])[0])
+        """One id, without array round trips (a request looks its user up twice)."""
+        n = len(self._sorted)
+        try:
+            key = int(id_)
+        except (TypeError, ValueError, OverflowError):
+            return int(self._rows_array([id_])[0])
+        if n == 0 or not -(2**63) <= key < 2**63:
+            return -1
+        if self._base is not None:
+            pos = key - self._base
+            if not 0 <= pos < n:
+                return -1
+            return pos if self._identity else int(self._order[pos])
+        at = int(np.searchsorted(self._sorted, key))
+        if at < n and int(self._sorted[at]) == key:
+            return int(self._order[at])
+        return -1
 
 
 @dataclass
@@ -107,17 +148,51 @@ class _Csr:
 
     def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(owner position in ``rows``, entry index into ``indices``) for all entries of ``rows``."""
+        owner, entries, _ = self.gather_counted(rows)
+        return owner, entries
+
+    def gather_counted(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``gather`` plus the number of entries of each of ``rows`` (0 for an invalid row)."""
         rows = np.asarray(rows, dtype=np.int64)
-        valid = (rows >= 0) & (rows + 1 < len(self.indptr))
-        starts = np.where(valid, self.indptr[np.clip(rows, 0, len(self.indptr) - 1)], 0)
-        ends = np.where(valid, self.indptr[np.clip(rows + 1, 0, len(self.indptr) - 1)], 0)
-        lens = ends - starts
-        total = int(lens.sum())
+        n_rows = len(self.indptr) - 1
+        if len(rows) and n_rows > 0 and np.minimum.reduce(rows) >= 0 and np.maximum.reduce(rows) < n_rows:
+            starts = self.indptr[rows]  # all rows valid (the ranker's case): no masking
+            lens = self.indptr[rows + 1] - starts
+        else:
+            valid = (rows >= 0) & (rows + 1 < len(self.indptr))
+            starts = np.where(valid, self.indptr[np.clip(rows, 0, len(self.indptr) - 1)], 0)
+            ends = np.where(valid, self.indptr[np.clip(rows + 1, 0, len(self.indptr) - 1)], 0)
+            lens = ends - starts
+        owner, entries = self.expand(starts, lens)
+        return owner, entries, lens
+
+    @staticmethod
+    def expand(starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owner position, entry index) of spans of ``lens`` entries starting at ``starts``."""
+        total = int(np.add.reduce(lens)) if len(lens) else 0
         if total == 0:
             return _EMPTY_I64, _EMPTY_I64
-        owner = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
-        offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-        return owner, starts[owner] + offsets
+        owner = np.arange(len(lens), dtype=np.int64).repeat(lens)
+        # entry = start of its row + position within the row = arange(total) + (start - row's offset)
+        shift = starts - lens.cumsum() + lens
+        return owner, np.arange(total, dtype=np.int64) + shift[owner]
+
+    def heads(self, rows: list[int], k: int) -> np.ndarray:
+        """``indices`` of the first ``k`` entries of each of ``rows`` (a few), concatenated in order.
+
+        Slices per row: taking k of each row's often hundred entries beats a full ``gather``."""
+        n_rows = len(self.indptr) - 1
+        if k <= 0:
+            return _EMPTY_I64
+        indptr, indices = self.indptr, self.indices
+        parts = []
+        for r in rows:
+            if 0 <= r < n_rows:
+                a = indptr.item(r)
+                parts.append(indices[a : min(a + k, indptr.item(r + 1))])
+        if not parts:
+            return _EMPTY_I64
+        return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
 
 
 def _recorded_search_params(run_dir: Path) -> tuple[int | None, int | None]:
@@ -314,6 +389,7 @@ class FeedModel:
             popular_items=popular,
         )
         model._load_tables(tables or {}, where)
+        model._derive()
         return model
 
     # ------------------------------------------------------------------ world tables
@@ -462,6 +538,23 @@ class FeedModel:
         else:
             self.user_buys = _Csr.empty(n_su)
 
+    def item_posts_and_category(
+        self, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``item_posts.gather_counted(items)`` (owner, entry, posts per item as int32) plus each
+        item's category (int32), from one row gather of per-item facts. ``items`` must be valid rows."""
+        rows = self._item_facts.take(items, axis=0)
+        halves = rows[:, 1:].view(np.int32)
+        owner, entries = _Csr.expand(rows[:, 0], halves[:, 0])
+        return owner, entries, halves[:, 0], halves[:, 1]
+
+    def item_post_facts(self, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(post index, KOL row, fit, post time) of ``item_posts`` entries; equal to ``indices[entries]``
+        and the per-post arrays at those posts (KOL rows as int32). Views into one gathered block."""
+        rows = self._item_post_facts.take(entries, axis=0)  # take: twice as fast as [] for 2-D rows
+        kol_fit = rows[:, 2:].view(np.int32)
+        return rows[:, 0], kol_fit[:, 0], kol_fit[:, 1].view(np.float32), rows[:, 1].view(np.float64)
+
     def explore_pool(self, max_followers: int, size: int = 500) -> np.ndarray:
         """Newest posts (indices) of creators with at most ``max_followers`` followers."""
         if len(self.post_ids) == 0:
@@ -477,3 +570,59 @@ class FeedModel:
 
     def __post_init__(self) -> None:
         self._explore_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._derive()
+
+    def _derive(self) -> None:
+        """Per-run constants the ranker would otherwise recompute per request (after the tables)."""
+        top = float(self.item_popularity.max()) if len(self.item_popularity) else 0.0
+        # a numpy float64 on purpose: dividing float32 by it computes in float64, as per request before
+        self.log1p_top_popularity: np.float64 | None = None if top <= 0 else np.float64(np.log1p(top))
+        """log1p of the largest item popularity (the trend fallback's scale); None when it is <= 0."""
+        scale = self.log1p_top_popularity
+        self.popularity_trend = (
+            np.zeros(len(self.item_popularity), dtype=np.float32)
+            if scale is None
+            else (np.log1p(np.maximum(self.item_popularity, 0)) / scale).astype(np.float32)
+        )
+        """Per item row: log1p(popularity) / log1p(top popularity), the trend signal without a
+        service trending list (0 everywhere when no item is popular)."""
+        created = self.post_created_at
+        self.newest_post_time = float(created.max()) if len(created) else float("-inf")
+        """Latest post timestamp (NaN if any is NaN): at a later 'now' no post age is negative."""
+        n_kols, n_cats = self.kol_category_fit.shape
+        padded = np.zeros((n_kols, n_cats + 1), dtype=np.float32)
+        padded[:, :n_cats] = self.kol_category_fit
+        flat = padded.ravel()  # entry k * (n_cats + 1) + c = fit of KOL k to category c; c = -1 reads 0
+        self.post_fit = (
+            flat[self.post_kol * (n_cats + 1) + self.item_category[self.post_item]]
+            if n_cats and len(self.post_kol)
+            else np.zeros(len(self.post_kol), dtype=np.float32)
+        )
+        """Per post: its KOL's fit to its item's category (0 when the category is unknown)."""
+        n_items = self.n_items
+        item_facts = np.zeros((n_items, 2), dtype=np.int64)
+        halves = item_facts[:, 1:].view(np.int32)  # the second column as two int32 halves
+        indptr = self.item_posts.indptr
+        if len(indptr) == n_items + 1:
+            item_facts[:, 0] = indptr[:-1]
+            halves[:, 0] = np.diff(indptr)
+        halves[:, 1] = self.item_category if len(self.item_category) == n_items else -1
+        self._item_facts = item_facts
+        """Per item row, side by side: where its ``item_posts`` start, how many there are (int32)
+        and its category (int32): one row gather instead of three scattered lookups."""
+        posts = self.item_posts.indices
+        facts = np.zeros((len(posts), 3), dtype=np.int64)
+        if len(posts):
+            facts[:, 0] = posts
+            facts[:, 1] = self.post_created_at[posts].view(np.int64)
+            kol_fit = facts[:, 2:].view(np.int32)  # the third column as two int32 halves
+            kol_fit[:, 0] = self.post_kol[posts]
+            kol_fit[:, 1] = self.post_fit[posts].view(np.int32)
+        self._item_post_facts = facts
+        """Per ``item_posts`` entry, what scoring reads of its post, side by side in entry order: post
+        index, post time (float64 bits), KOL row and fit (int32 and float32 bits). An item's posts
+        are adjacent here, while their indices point all over the per-post arrays: one row gather
+        replaces four scattered ones (a cache miss per item instead of four per post)."""
+        values = self.user_affinity.values
+        self.user_affinity_squashed = squash(values if values is not None else _EMPTY_F32)
+        """``squash`` of ``user_affinity.values`` (aligned with them)."""

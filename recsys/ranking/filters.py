@@ -17,19 +17,25 @@ from recsys.ranking.feed_model import FeedModel
 
 def excluded_rows(model: FeedModel, ctx: UserContext, exclude: Iterable[int] = ()) -> np.ndarray:
     """Sorted unique item rows the user has seen, bought or hidden, plus the caller's ``exclude``."""
-    ids: list[int] = [*ctx.seen, *ctx.bought, *ctx.hidden_items, *exclude]
+    ids = {*ctx.seen, *ctx.bought, *ctx.hidden_items, *exclude}
     if not ids:
         return np.zeros(0, dtype=np.int64)
-    rows = model.items.rows(ids)
-    return np.unique(rows[rows >= 0])
+    rows = model.items.rows(list(ids))
+    rows = rows[rows >= 0]
+    rows.sort()
+    if len(rows) > 1 and not (rows[1:] != rows[:-1]).all():  # only odd ids (5 and 5.2) share a row
+        rows = np.unique(rows)
+    return rows
 
 
 def in_sorted(items: np.ndarray, sorted_rows: np.ndarray) -> np.ndarray:
     """``np.isin(items, sorted_rows)`` for a sorted ``sorted_rows``, without isin's sort of both sides."""
     if not len(sorted_rows) or not len(items):
         return np.zeros(len(items), dtype=bool)
-    pos = np.searchsorted(sorted_rows, items)
-    pos[pos == len(sorted_rows)] = 0
+    if len(sorted_rows) == 1:  # e.g. the one category the user hid
+        return items == sorted_rows[0]
+    pos = sorted_rows.searchsorted(items)
+    np.minimum(pos, len(sorted_rows) - 1, out=pos)  # past the end: compares unequal
     return sorted_rows[pos] == items
 
 
@@ -46,5 +52,5 @@ def hidden_categories(model: FeedModel, ctx: UserContext) -> np.ndarray:
     if not ctx.hidden_items or not len(model.categories):
         return np.zeros(0, dtype=np.int64)
     rows = model.items.rows(list(ctx.hidden_items))
-    cats = model.item_category[rows[rows >= 0]]
-    return np.unique(cats[cats >= 0])
+    cats = model.item_category[rows[rows >= 0]].tolist()
+    return np.array(sorted({c for c in cats if c >= 0}), dtype=np.int64)

@@ -53,5 +53,6 @@ def reasons_for(
         ranked.append((w.trending * trend, f"trending in {category}" if category else "trending now"))
     if not ranked:
         ranked.append((0.0, "popular right now" if sources & C.POPULAR else "picked for you"))
-    ranked.sort(key=lambda t: -t[0])
+    if len(ranked) > 1:
+        ranked.sort(key=lambda t: -t[0])
     return [text for _, text in ranked]

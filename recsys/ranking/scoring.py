@@ -10,6 +10,7 @@ best affinity + creator-category fit + freshness promotes it (one product once, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from recsys.ranking.filters import in_sorted
 from recsys.ranking.variants import RankingVariant
 
 SECONDS_PER_DAY = 86_400.0
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 
 @dataclass
@@ -37,49 +39,65 @@ class Scored:
     trust_count: np.ndarray
     trend: np.ndarray
 
-    def take(self, mask_or_idx: np.ndarray) -> Scored:
+    def take(self, mask_or_idx: np.ndarray | slice) -> Scored:
         return Scored(**{k: v[mask_or_idx] for k, v in self.__dict__.items()})
 
 
 def normalised_dot(model: FeedModel, query: np.ndarray | None, items: np.ndarray) -> np.ndarray:
     if query is None or not len(items):
         return np.zeros(len(items), dtype=np.float32)
-    dots = model.item_emb[items] @ query
-    lo, hi = float(dots.min()), float(dots.max())
+    dots = model.item_emb.take(items, axis=0) @ query  # take: twice as fast as [] for 2-D rows
+    lo, hi = float(np.minimum.reduce(dots)), float(np.maximum.reduce(dots))  # dots.min(), dots.max()
     if hi - lo <= 1e-12:
         return np.zeros(len(items), dtype=np.float32)
-    return ((dots - lo) / (hi - lo)).astype(np.float32)
+    dots -= lo  # in place, float32 like (dots - lo) / (hi - lo)
+    dots /= hi - lo
+    return dots.astype(np.float32, copy=False)
 
 
 def trend_signal(
-    model: FeedModel, trend_lookup: tuple[np.ndarray, np.ndarray] | None, items: np.ndarray
+    model: FeedModel,
+    trend_lookup: tuple[np.ndarray, np.ndarray] | None,
+    items: np.ndarray,
+    dense: np.ndarray | None = None,
 ) -> np.ndarray:
     """Service trending score when given (0 for items not trending), else log-scaled run popularity
-    relative to the top item."""
+    relative to the top item. ``dense`` = the service's scores per item row (``trend_lookup``
+    spread out), when the caller has them: one gather instead of a search."""
+    if dense is not None:
+        return dense[items]
     if trend_lookup is not None:
         rows, vals = trend_lookup
         if not len(items):
             return np.zeros(0, dtype=np.float32)
-        pos = np.minimum(np.searchsorted(rows, items), len(rows) - 1)
-        return np.where(rows[pos] == items, vals[pos], 0.0).astype(np.float32)
-    top = float(model.item_popularity.max()) if model.n_items else 0.0
-    if top <= 0:
-        return np.zeros(len(items), dtype=np.float32)
-    return (np.log1p(np.maximum(model.item_popularity[items], 0)) / np.log1p(top)).astype(np.float32)
+        pos = rows.searchsorted(items)
+        np.minimum(pos, len(rows) - 1, out=pos)
+        return np.where(rows[pos] == items, vals[pos], 0.0).astype(np.float32, copy=False)
+    return model.popularity_trend[items]  # computed once per run
 
 
 def best_per_owner(owner: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Index of the highest ``score`` within each run of equal ``owner`` values (``owner`` sorted
-    ascending, as ``_Csr.gather`` returns it); the first one wins a tie."""
+    ascending, as ``_Csr.gather`` returns it); the first one wins a tie. (A group whose maximum is
+    NaN gets no index.)"""
     if not len(owner):
         return np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    top = np.maximum.reduceat(score, starts)
-    group = np.cumsum(np.r_[False, owner[1:] != owner[:-1]])
-    is_top = score >= top[group]
-    hit = np.flatnonzero(is_top)
-    first = np.r_[True, group[hit][1:] != group[hit][:-1]]
-    return hit[first]
+    first = np.empty(len(owner), dtype=bool)  # first entry of each owner's run
+    first[0] = True
+    np.not_equal(owner[1:], owner[:-1], out=first[1:])
+    top = np.maximum.reduceat(score, first.nonzero()[0])
+    group = first.cumsum() - 1
+    hit = (score >= top[group]).nonzero()[0]
+    first_hit = np.empty(len(hit), dtype=bool)
+    if len(hit):
+        gh = group[hit]
+        first_hit[0] = True
+        np.not_equal(gh[1:], gh[:-1], out=first_hit[1:])
+    return hit[first_hit]
+
+
+Group = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+"""(item rows, source bits, forced post per item or None) of one batch of candidates to score."""
 
 
 def score_candidates(
@@ -95,52 +113,121 @@ def score_candidates(
     """Score ``items``; with ``forced_posts`` (aligned to items) the promoting post is fixed, not chosen.
 
     Items whose every post is by a hidden KOL are dropped."""
+    return score_groups(model, variant, sig, [(items, sources, forced_posts)], hidden_cats, now)[0]
+
+
+def score_groups(
+    model: FeedModel,
+    variant: RankingVariant,
+    sig: UserSignals,
+    groups: list[Group],
+    hidden_cats: np.ndarray,
+    now: float,
+) -> list[Scored]:
+    """``score_candidates`` of each group, computed in one pass over all of them.
+
+    Why: a request scores its main candidates and its exploration posts; the numpy calls cost more
+    than the arithmetic on a few hundred rows, so both share one set of calls. Each group's result
+    equals a separate call: the model score is min-max normalised (and its dot products computed)
+    per group, the best post is chosen per item within a group, everything else is per item."""
     w = variant.weights
-    n = len(items)
-    item_part = normalised_dot(model, sig.query, items)
-    trend = trend_signal(model, sig.trend_lookup, items)
+    sizes = [len(g[0]) for g in groups]
+    ends = list(accumulate(sizes))
+    n = ends[-1] if ends else 0
+    items = np.concatenate([g[0] for g in groups]) if len(groups) > 1 else np.asarray(groups[0][0])
+    sources = np.concatenate([g[1] for g in groups]) if len(groups) > 1 else groups[0][1]
+    dots = [normalised_dot(model, sig.query, g[0]) for g in groups]
+    item_part = np.concatenate(dots) if len(dots) > 1 else dots[0]
+    trend = trend_signal(model, sig.trend_lookup, items, sig.trend_dense)
     trust_count = friends_count(sig, items)
     trust = trust_count / (1.0 + trust_count)
+    # category per item, and (groups that choose their post) the item's candidate posts
+    spans: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
+    cats: list[np.ndarray] = []
+    for g_items, _, forced in groups:
+        if forced is None and len(g_items):
+            g_owner, entries, lens, g_cat = model.item_posts_and_category(g_items)
+            spans.append((g_owner, entries, lens))
+        else:
+            spans.append(None)
+            g_cat = model.item_category[g_items] if len(model.item_category) else np.full(len(g_items), -1)
+        cats.append(g_cat)
+    item_cat = np.concatenate(cats) if len(cats) > 1 else cats[0]
 
     post = np.full(n, -1, dtype=np.int64)
     kol = np.full(n, -1, dtype=np.int64)
     kol_part = np.zeros(n, dtype=np.float32)
-    keep = np.ones(n, dtype=bool)
+    aff = np.zeros(n, dtype=np.float32)
+    keep: np.ndarray | None = None  # None = keep all
     if len(model.post_ids) and n:
-        if forced_posts is not None:
-            owner = np.arange(n, dtype=np.int64)
-            pidx = np.asarray(forced_posts, dtype=np.int64)
-        else:
-            owner, entries = model.item_posts.gather(items)
-            pidx = model.item_posts.indices[entries]
-        had_posts = np.bincount(owner, minlength=n) > 0
-        pk = model.post_kol[pidx]
-        ok = ~sig.hidden_kols[pk]
-        owner, pidx, pk = owner[ok], pidx[ok], pk[ok]
-        cat = model.item_category[items[owner]]
-        if model.kol_category_fit.shape[1] and len(cat):
-            fit = np.where(cat >= 0, model.kol_category_fit[pk, np.maximum(cat, 0)], 0.0)
-        else:
-            fit = np.zeros(len(pk), dtype=np.float32)
-        age_days = np.maximum(now - model.post_created_at[pidx], 0.0) / SECONDS_PER_DAY
-        fresh = np.power(0.5, age_days / variant.freshness_half_life_days)
-        pscore = w.kol_affinity * sig.kol_affinity[pk] + w.category_fit * fit + w.freshness * fresh
-        best = best_per_owner(owner, pscore) if forced_posts is None else np.arange(len(owner))
-        post[owner[best]] = pidx[best]
-        kol[owner[best]] = pk[best]
-        kol_part[owner[best]] = pscore[best]
-        keep = ~had_posts | (post >= 0)
+        # per candidate post: owner (item position), post index, KOL row, fit, post time
+        columns: list[list[np.ndarray]] = [[], [], [], [], []]
+        counts: list[tuple[np.ndarray, int]] = []  # (posts per item, offset) of gathered groups
+        n_with_posts = 0
+        for (_, _, forced), span, size, end in zip(groups, spans, sizes, ends, strict=True):
+            if forced is not None:
+                p = np.asarray(forced, dtype=np.int64)
+                g_owner = np.arange(end - size, end, dtype=np.int64)
+                g_cols = (g_owner, p, model.post_kol[p], model.post_fit[p], model.post_created_at[p])
+                n_with_posts += size
+            elif span is not None:
+                g_owner, entries, lens = span
+                g_owner = g_owner + (end - size) if end > size else g_owner
+                g_cols = (g_owner, *model.item_post_facts(entries))
+                counts.append((lens, end - size))
+                n_with_posts += int(np.count_nonzero(lens))
+            else:
+                continue
+            for column, part in zip(columns, g_cols, strict=True):
+                column.append(part)
+        owner, pidx, pk, fit, created = (
+            np.concatenate(column) if len(column) > 1 else column[0] for column in columns
+        )
+        if sig.hidden_rows:
+            hidden = sig.hidden_kols[pk]
+            if hidden.any():
+                ok = ~hidden
+                owner, pidx, pk, fit, created = owner[ok], pidx[ok], pk[ok], fit[ok], created[ok]
+        age_days = now - created
+        if not now >= model.newest_post_time:  # else no post is newer than now: all ages are >= 0
+            np.maximum(age_days, 0.0, out=age_days)
+        age_days /= SECONDS_PER_DAY
+        age_days /= variant.freshness_half_life_days
+        fresh = np.power(0.5, age_days)
+        pk_aff = sig.kol_affinity[pk]
+        pscore = w.kol_affinity * pk_aff + w.category_fit * fit + w.freshness * fresh
+        # each group's entries are one run of ``owner`` (sorted): choose the best post within it
+        bounds = owner.searchsorted(ends).tolist() if len(groups) > 1 else [len(owner)]
+        best_parts: list[np.ndarray] = []
+        lo = 0
+        for (_, _, forced), hi in zip(groups, bounds, strict=True):
+            if forced is not None:
+                best_parts.append(np.arange(lo, hi))
+            elif hi > lo:
+                best_parts.append(lo + best_per_owner(owner[lo:hi], pscore[lo:hi]))
+            lo = hi
+        best = np.concatenate(best_parts) if best_parts else _EMPTY
+        best_owner = owner[best]
+        post[best_owner] = pidx[best]
+        kol[best_owner] = pk[best]
+        kol_part[best_owner] = pscore[best]
+        aff[best_owner] = pk_aff[best]
+        if len(best_owner) < n_with_posts:  # some item lost its post: keep it only if it never had one
+            keep = post >= 0
+            for lens, offset in counts:
+                keep[(lens == 0).nonzero()[0] + offset] = True
 
-    if n and len(sig.kol_affinity):
-        aff = np.where(kol >= 0, sig.kol_affinity[np.maximum(kol, 0)], 0.0)
-    else:
-        aff = np.zeros(n, dtype=np.float32)
-    demote = np.zeros(n, dtype=np.float32)
+    # negative feedback: the category of a hidden item, or a KOL the user reacts to negatively
+    demote: np.ndarray | None = None
     if variant.hide_demotion > 0:
-        if len(hidden_cats):
-            demote += variant.hide_demotion * in_sorted(model.item_category[items], hidden_cats)
-        demote += variant.hide_demotion * (aff < 0)
-    score = w.item_score * item_part + kol_part + w.trust * trust + w.trending * trend - demote
+        for hit in (in_sorted(item_cat, hidden_cats), aff < 0):
+            if hit.any():
+                if demote is None:
+                    demote = np.zeros(n, dtype=np.float32)
+                demote += variant.hide_demotion * hit
+    score = w.item_score * item_part + kol_part + w.trust * trust + w.trending * trend
+    if demote is not None:  # (subtracting zeros changes nothing)
+        score -= demote
     scored = Scored(
         items=items,
         sources=sources,
@@ -148,8 +235,16 @@ def score_candidates(
         post=post,
         kol=kol,
         item_part=item_part,
-        kol_affinity=aff.astype(np.float32),
+        kol_affinity=aff,
         trust_count=trust_count,
-        trend=trend.astype(np.float32),
+        trend=trend,
     )
-    return scored if keep.all() else scored.take(keep)
+    if len(groups) == 1:
+        return [scored if keep is None else scored.take(keep)]
+    out = []
+    for size, end in zip(sizes, ends, strict=True):
+        part = scored.take(slice(end - size, end))
+        out.append(
+            part if keep is None or keep[end - size : end].all() else part.take(keep[end - size : end])
+        )
+    return out

@@ -335,6 +335,7 @@ def test_synthetic_catalog_random_contexts_get_full_pages() -> None:
     assert model.has_world and len(model.post_ids) == 6000
     out = time_rank(model, RankingVariant(name="default"), calls=60, limit=20)
     assert out["short_pages"] == 0 and out["calls"] == 60
+    assert out["cpu_p50_ms"] > 0 and out["cpu_mean_ms"] > 0
 
 
 def test_exploration_scales_with_the_page() -> None:

@@ -13,10 +13,11 @@ import numpy as np
 
 from recsys.index import search
 from recsys.ranking.context import UserContext
-from recsys.ranking.feed_model import FeedModel, squash
+from recsys.ranking.feed_model import (
+    FeedModel,
+    squash,
+)  # squash lives beside the model, which uses it at load
 from recsys.ranking.variants import RankingVariant
-
-__all__ = ["squash"]  # re-exported: defined beside the model, which squashes static affinity at load
 
 ANN = 1
 SIMILAR = 2

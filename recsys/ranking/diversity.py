@@ -7,7 +7,6 @@ preference; caps hold on every page. One product appears once because candidates
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,8 +21,9 @@ class PageBuilder:
         self.per_kol_cap = per_kol_cap
         self.per_category_cap = per_category_cap
         self.category_of = category_of
-        self.kol_count: Counter[int] = Counter()
-        self.cat_count: Counter[int] = Counter()
+        # plain dicts read with get(): a Counter's missing keys go through a Python-level __missing__
+        self.kol_count: dict[int, int] = {}
+        self.cat_count: dict[int, int] = {}
         self.items: set[int] = set()
 
     def pick(self, scored: Scored, n: int) -> list[int]:
@@ -51,15 +51,15 @@ class PageBuilder:
         for pos, item, kol, cat in zip(
             at.tolist(), items.tolist(), scored.kol[at].tolist(), cats, strict=True
         ):
-            if item in taken or (kol >= 0 and kol_count[kol] >= kol_cap):
+            if item in taken or (kol >= 0 and kol_count.get(kol, 0) >= kol_cap):
                 continue
-            if cat >= 0 and cat_count[cat] >= cat_cap:
+            if cat >= 0 and cat_count.get(cat, 0) >= cat_cap:
                 continue
             taken.add(item)
             if kol >= 0:
-                kol_count[kol] += 1
+                kol_count[kol] = kol_count.get(kol, 0) + 1
             if cat >= 0:
-                cat_count[cat] += 1
+                cat_count[cat] = cat_count.get(cat, 0) + 1
             out.append(pos)
             if len(out) >= n:
                 return True

@@ -53,8 +53,15 @@ def _as_f32(vectors: np.ndarray, what: str) -> np.ndarray:
 
 
 def set_search_threads(n: int) -> None:
-    """FAISS OpenMP threads for this process (1 is best for single-query serving searches)."""
-    faiss.omp_set_num_threads(max(1, int(n)))
+    """FAISS OpenMP threads and every BLAS library's threads (numpy's and FAISS's own OpenBLAS) for
+    this process. 1 is best for serving: a request multiplies a few hundred rows at a time, where
+    extra threads only add hand-offs, and idle OpenBLAS threads spin: on the 2-core benchmark two
+    worker processes with 2 BLAS threads each burnt ~3x the CPU per feed of one thread each."""
+    from threadpoolctl import threadpool_limits
+
+    n = max(1, int(n))
+    faiss.omp_set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")
 
 
 def set_search_params(

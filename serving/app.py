@@ -11,7 +11,7 @@ import asyncio
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -120,17 +120,26 @@ def start_following(
     interval_s: float,
     stack: AsyncExitStack,
 ) -> None:
-    stop = asyncio.Event()
-    task = asyncio.create_task(follow(pointer, holder, metrics, interval_s, stop), name="kolfeed-follow-run")
+    run_until_shutdown(
+        stack, "kolfeed-follow-run", lambda stop: follow(pointer, holder, metrics, interval_s, stop)
+    )
 
-    async def stop_following() -> None:
+
+def run_until_shutdown(
+    stack: AsyncExitStack, name: str, body: Callable[[asyncio.Event], Awaitable[None]]
+) -> None:
+    """Run ``body(stop)`` as a background task; at shutdown set ``stop`` and wait for it a while."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(body(stop), name=name)
+
+    async def stop_task() -> None:
         stop.set()
         try:
             await asyncio.wait_for(task, timeout=OUTBOX_STOP_S)
         except TimeoutError:
-            log.warning("run follower did not stop within %.0f s; cancelled", OUTBOX_STOP_S)
+            log.warning("%s did not stop within %.0f s; cancelled", name, OUTBOX_STOP_S)
 
-    stack.push_async_callback(stop_following)
+    stack.push_async_callback(stop_task)
 
 
 async def check_store_credentials(store: FeatureStore) -> None:
@@ -177,17 +186,7 @@ async def start_event_log(
     app.state.event_log = event_log
     app.state.replayer = replayer
     app.state.outbox = outbox
-    stop = asyncio.Event()
-    task = asyncio.create_task(outbox.run(settings.replay_interval_s, stop), name="kolfeed-outbox")
-
-    async def stop_outbox() -> None:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, timeout=OUTBOX_STOP_S)
-        except TimeoutError:
-            log.warning("outbox did not stop within %.0f s; cancelled", OUTBOX_STOP_S)
-
-    stack.push_async_callback(stop_outbox)
+    run_until_shutdown(stack, "kolfeed-outbox", lambda stop: outbox.run(settings.replay_interval_s, stop))
     log.info(
         "event log %s: last seq %d, %d pending for the store",
         log_dir,

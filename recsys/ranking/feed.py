@@ -86,9 +86,10 @@ def _first_of_each(values: np.ndarray) -> np.ndarray:
 class FeedRanker:
     """Ranks one user's page per call; safe to share between threads (it only reads the model).
 
-    ``search_threads`` sets FAISS's OpenMP threads for the whole process (default 1): a request
-    searches with one or two query vectors, where OpenMP fan-out only adds synchronisation cost —
-    on a busy 2-core machine it measured several times slower. Pass None to leave it alone."""
+    ``search_threads`` sets FAISS's OpenMP threads and the BLAS threads for the whole process
+    (default 1, :func:`recsys.index.set_search_threads`): a request searches with one or two query
+    vectors and multiplies a few hundred rows, where fan-out only adds synchronisation cost — on a
+    busy 2-core machine it measured several times slower. Pass None to leave them alone."""
 
     def __init__(self, model: FeedModel, search_threads: int | None = 1) -> None:
         self.model = model

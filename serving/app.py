@@ -11,9 +11,10 @@ import asyncio
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
@@ -126,7 +127,7 @@ def start_following(
 
 
 def run_until_shutdown(
-    stack: AsyncExitStack, name: str, body: Callable[[asyncio.Event], Awaitable[None]]
+    stack: AsyncExitStack, name: str, body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 ) -> None:
     """Run ``body(stop)`` as a background task; at shutdown set ``stop`` and wait for it a while."""
     stop = asyncio.Event()

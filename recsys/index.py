@@ -52,6 +52,13 @@ def _as_f32(vectors: np.ndarray, what: str) -> np.ndarray:
     return out
 
 
+def set_thread_omp_threads(n: int) -> None:
+    """FAISS OpenMP threads for searches made by the CALLING thread only: OpenMP keeps this setting
+    per thread, so a model loaded in a helper thread (the service's lifespan) leaves the event-loop
+    thread that searches at the default (all cores, spinning). Cheap enough to call per request."""
+    faiss.omp_set_num_threads(max(1, int(n)))
+
+
 def set_search_threads(n: int) -> None:
     """FAISS OpenMP threads and every BLAS library's threads (numpy's and FAISS's own OpenBLAS) for
     this process. 1 is best for serving: a request multiplies a few hundred rows at a time, where

@@ -177,3 +177,23 @@ def test_cli_index_build(tmp_path) -> None:
     bad = CliRunner().invoke(app, ["index", "build", str(tmp_path / "nope")])
     assert bad.exit_code == 1
     assert "not a directory" in bad.output
+
+
+def test_ranking_thread_searches_with_one_openmp_thread() -> None:
+    """OpenMP keeps its thread count per thread: a ranker built in a helper thread (the service's
+    lifespan loads the model in one) must still make the thread that ranks search with one."""
+    import threading
+
+    from recsys.ranking.context import UserContext
+    from recsys.ranking.feed import FeedRanker
+    from recsys.ranking.synthetic import synthetic_model
+    from recsys.ranking.variants import load_variants
+
+    model = synthetic_model(n_items=500, n_users=50, n_kols=20)
+    made: list[FeedRanker] = []
+    t = threading.Thread(target=lambda: made.append(FeedRanker(model)))
+    t.start()
+    t.join()
+    faiss.omp_set_num_threads(2)  # what a fresh thread has on a 2-core machine
+    made[0].rank(UserContext(user_id=int(model.users.ids[0])), load_variants()["default"], 10)
+    assert faiss.omp_get_max_threads() == 1

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from recsys.index import set_search_threads
+from recsys.index import set_search_threads, set_thread_omp_threads
 from recsys.ranking import candidates as C
 from recsys.ranking.context import FeedEntry, UserContext
 from recsys.ranking.diversity import PageBuilder
@@ -93,6 +93,7 @@ class FeedRanker:
 
     def __init__(self, model: FeedModel, search_threads: int | None = 1) -> None:
         self.model = model
+        self._search_threads = search_threads
         self._trend_memo: tuple[list[tuple[int, float]] | None, C.TrendRows, np.ndarray | None] | None = None
         if search_threads is not None:
             set_search_threads(search_threads)
@@ -129,6 +130,8 @@ class FeedRanker:
         """Up to ``limit`` entries, best first. ``now`` (unix seconds) defaults to the newest post's
         time; ``ann`` = precomputed (scores, ids) of the user's ANN search (batch evaluation)."""
         m = self.model
+        if self._search_threads is not None:  # per calling thread (see set_thread_omp_threads)
+            set_thread_omp_threads(self._search_threads)
         if limit <= 0 or m.n_items == 0:
             return []
         now = m.reference_time if now is None else float(now)

@@ -448,7 +448,8 @@ def http_load(cfg: ServeBenchConfig, run_dir: Path, url: str, work: Path) -> dic
         ServiceConfig(
             run_dir=run_dir,
             store_url=url,
-            event_log_dir=work / "eventlog",
+            # a fresh log per run: a kept --workdir may hold another run's single or per-worker layout
+            event_log_dir=Path(tempfile.mkdtemp(dir=work, prefix="eventlog-")),
             log_path=work / "server.log",
             workers=cfg.workers,
         )
@@ -486,6 +487,7 @@ def http_load(cfg: ServeBenchConfig, run_dir: Path, url: str, work: Path) -> dic
         out["server_after_load"] = tree_status(pid)
     finally:
         svc.stop()
+        shutil.rmtree(svc.config.event_log_dir, ignore_errors=True)
     return out
 
 

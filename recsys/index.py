@@ -66,9 +66,8 @@ def set_search_threads(n: int) -> None:
     worker processes with 2 BLAS threads each burnt ~3x the CPU per feed of one thread each."""
     from threadpoolctl import threadpool_limits
 
-    n = max(1, int(n))
-    faiss.omp_set_num_threads(n)
-    threadpool_limits(limits=n, user_api="blas")
+    set_thread_omp_threads(n)  # for this thread; FeedRanker.rank sets it in the ranking thread too
+    threadpool_limits(limits=max(1, int(n)), user_api="blas")
 
 
 def set_search_params(
@@ -108,11 +107,13 @@ def _sq_norms(xb: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
 
 
-def mips_items(xb: np.ndarray) -> np.ndarray:
-    """Items as the L2 index stores them: ``[x, sqrt(M² - |x|²), 0]`` (every row has norm ``M``)."""
+def mips_items(xb: np.ndarray) -> tuple[np.ndarray, float]:
+    """Items as the L2 index stores them, ``[x, sqrt(M² - |x|²), 0]`` (every row has norm ``M``),
+    and ``M``."""
     sq = _sq_norms(xb)
-    extra = np.sqrt(np.maximum(sq.max() - sq, 0.0)).astype(np.float32)
-    return np.hstack([xb, extra[:, None], np.zeros((len(xb), 1), np.float32)])
+    top = float(sq.max())
+    extra = np.sqrt(np.maximum(top - sq, 0.0)).astype(np.float32)
+    return np.hstack([xb, extra[:, None], np.zeros((len(xb), 1), np.float32)]), float(np.sqrt(top))
 
 
 def _mips_wrap(inner: faiss.Index, d: int, max_norm: float) -> faiss.Index:
@@ -167,10 +168,11 @@ def build_index(
         if metric != "ip":
             raise IndexBuildError(f"factory {factory!r}: the {MIPS_PREFIX} prefix is for metric 'ip' only")
         inner_factory = factory[len(MIPS_PREFIX) :]
+        augmented, max_norm = mips_items(xb)
         inner = build_index(
-            mips_items(xb), inner_factory, "l2", ef_search, ef_construction, nprobe, train_sample, seed
+            augmented, inner_factory, "l2", ef_search, ef_construction, nprobe, train_sample, seed
         )
-        return _mips_wrap(inner, d, float(np.sqrt(_sq_norms(xb).max())))
+        return _mips_wrap(inner, d, max_norm)
     try:
         index = faiss.index_factory(d, factory, _METRICS[metric])
     except RuntimeError as exc:

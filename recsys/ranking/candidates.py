@@ -13,10 +13,7 @@ import numpy as np
 
 from recsys.index import search
 from recsys.ranking.context import UserContext
-from recsys.ranking.feed_model import (
-    FeedModel,
-    squash,
-)  # squash lives beside the model, which uses it at load
+from recsys.ranking.feed_model import FeedModel, run_starts, squash
 from recsys.ranking.variants import RankingVariant
 
 ANN = 1
@@ -135,8 +132,7 @@ def trending_rows(model: FeedModel, trending: list[tuple[int, float]] | None) ->
             scaled = np.clip(vals / top, 0.0, 1.0) if top > 0 else np.zeros_like(vals)
             by_row = np.lexsort((-scaled, rows))  # sorted by row; a repeated row keeps its best score
             srows, svals = rows[by_row], scaled[by_row]
-            first = np.ones(len(srows), dtype=bool)
-            first[1:] = srows[1:] != srows[:-1]
+            first = run_starts(srows)
             return (srows[first], svals[first].astype(np.float32)), rows[np.argsort(-vals, kind="stable")]
     return None, model.popular_items
 
@@ -330,8 +326,5 @@ def union_sources(parts: list[np.ndarray], bits: list[int]) -> tuple[np.ndarray,
     key |= flags
     key.sort()
     rows = key >> 8
-    first = np.empty(len(rows), dtype=bool)
-    first[0] = True
-    np.not_equal(rows[1:], rows[:-1], out=first[1:])
-    starts = first.nonzero()[0]
+    starts = run_starts(rows).nonzero()[0]
     return rows[starts], np.bitwise_or.reduceat(key & 0xFF, starts)

@@ -16,7 +16,7 @@ from recsys.index import set_search_threads, set_thread_omp_threads
 from recsys.ranking import candidates as C
 from recsys.ranking.context import FeedEntry, UserContext
 from recsys.ranking.diversity import PageBuilder
-from recsys.ranking.feed_model import FeedModel
+from recsys.ranking.feed_model import FeedModel, run_starts
 from recsys.ranking.filters import excluded_rows, hidden_categories, keep_mask
 from recsys.ranking.reasons import reasons_for
 from recsys.ranking.scoring import Scored, score_candidates, score_groups
@@ -76,11 +76,7 @@ def _first_of_each(values: np.ndarray) -> np.ndarray:
     if len(values) < 2:
         return np.arange(len(values))
     order = values.argsort(kind="stable")
-    ordered = values[order]
-    first = np.empty(len(values), dtype=bool)
-    first[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    return order[first]
+    return order[run_starts(values[order])]
 
 
 class FeedRanker:

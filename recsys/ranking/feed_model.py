@@ -37,6 +37,15 @@ def squash(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.abs(x))
 
 
+def run_starts(ordered: np.ndarray) -> np.ndarray:
+    """True at the first element of each run of equal values of ``ordered`` (e.g. sorted rows)."""
+    first = np.empty(len(ordered), dtype=bool)
+    if len(ordered):
+        first[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return first
+
+
 _SHORT_LIST = 16
 """Id lists up to this long are looked up one by one in Python: cheaper than numpy's per-call cost."""
 
@@ -570,10 +579,10 @@ class FeedModel:
 
     def __post_init__(self) -> None:
         self._explore_cache: dict[tuple[int, int], np.ndarray] = {}
-        self._derive()
 
     def _derive(self) -> None:
-        """Per-run constants the ranker would otherwise recompute per request (after the tables)."""
+        """Per-run constants the ranker would otherwise recompute per request. Run once, by
+        :meth:`from_arrays` (every FeedModel is built there) after the tables are loaded."""
         top = float(self.item_popularity.max()) if len(self.item_popularity) else 0.0
         # a numpy float64 on purpose: dividing float32 by it computes in float64, as per request before
         self.log1p_top_popularity: np.float64 | None = None if top <= 0 else np.float64(np.log1p(top))

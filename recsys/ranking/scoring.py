@@ -15,7 +15,7 @@ from itertools import accumulate
 import numpy as np
 
 from recsys.ranking.candidates import UserSignals, friends_count
-from recsys.ranking.feed_model import FeedModel
+from recsys.ranking.feed_model import FeedModel, run_starts
 from recsys.ranking.filters import in_sorted
 from recsys.ranking.variants import RankingVariant
 
@@ -82,18 +82,11 @@ def best_per_owner(owner: np.ndarray, score: np.ndarray) -> np.ndarray:
     NaN gets no index.)"""
     if not len(owner):
         return np.zeros(0, dtype=np.int64)
-    first = np.empty(len(owner), dtype=bool)  # first entry of each owner's run
-    first[0] = True
-    np.not_equal(owner[1:], owner[:-1], out=first[1:])
+    first = run_starts(owner)  # first entry of each owner's run
     top = np.maximum.reduceat(score, first.nonzero()[0])
     group = first.cumsum() - 1
     hit = (score >= top[group]).nonzero()[0]
-    first_hit = np.empty(len(hit), dtype=bool)
-    if len(hit):
-        gh = group[hit]
-        first_hit[0] = True
-        np.not_equal(gh[1:], gh[:-1], out=first_hit[1:])
-    return hit[first_hit]
+    return hit[run_starts(group[hit])]
 
 
 Group = tuple[np.ndarray, np.ndarray, np.ndarray | None]

@@ -39,7 +39,8 @@ from serving.trending_cache import TrendingCache
 log = logging.getLogger(__name__)
 
 STARTUP_STORE_CHECK_S = 2.0
-OUTBOX_STOP_S = 5.0
+BACKGROUND_STOP_S = 5.0
+"""How long shutdown waits for a background task (outbox, run follower) to stop."""
 
 
 def run_dir_to_serve(settings: Settings) -> Path:
@@ -78,7 +79,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await check_store_credentials(store)
         await start_event_log(app, settings, store, stack)
         if pointer is not None:
-            start_following(pointer, holder, metrics, settings.follow_interval_s, stack)
+            interval = settings.follow_interval_s
+            run_until_shutdown(
+                stack, "kolfeed-follow-run", lambda stop: follow(pointer, holder, metrics, interval, stop)
+            )
         freeze_startup_objects()
         yield
 
@@ -114,18 +118,6 @@ def initial_model(settings: Settings, pointer: RunPointer | None) -> LoadedModel
     return load_model(run_dir_to_serve(settings))
 
 
-def start_following(
-    pointer: RunPointer,
-    holder: ModelHolder,
-    metrics: ServiceMetrics,
-    interval_s: float,
-    stack: AsyncExitStack,
-) -> None:
-    run_until_shutdown(
-        stack, "kolfeed-follow-run", lambda stop: follow(pointer, holder, metrics, interval_s, stop)
-    )
-
-
 def run_until_shutdown(
     stack: AsyncExitStack, name: str, body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 ) -> None:
@@ -136,9 +128,9 @@ def run_until_shutdown(
     async def stop_task() -> None:
         stop.set()
         try:
-            await asyncio.wait_for(task, timeout=OUTBOX_STOP_S)
+            await asyncio.wait_for(task, timeout=BACKGROUND_STOP_S)
         except TimeoutError:
-            log.warning("%s did not stop within %.0f s; cancelled", name, OUTBOX_STOP_S)
+            log.warning("%s did not stop within %.0f s; cancelled", name, BACKGROUND_STOP_S)
 
     stack.push_async_callback(stop_task)
 

@@ -37,7 +37,7 @@ class ServedRun:
 class RunPointer:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._seen: int | None = None
+        self._seen: tuple[int, int] | None = None
 
     def write(self, run: ServedRun) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ class RunPointer:
             st = self.path.stat()
         except FileNotFoundError:
             return False
-        stamp = st.st_mtime_ns ^ (st.st_size << 1)
+        stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self._seen:
             return False
         self._seen = stamp

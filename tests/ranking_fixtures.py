@@ -30,6 +30,11 @@ from recsys.index import build_index, save_index
 
 SHIPPED_VARIANTS = Path(__file__).resolve().parents[1] / "configs" / "ranking"
 
+ALL_SOURCES = frozenset(
+    {"followed_kol", "kol_affinity", "friends_bought", "ann", "similar", "trending", "explore", "popular"}
+)
+"""Every candidate-source name a feed entry can carry (written out: tests check the ranker against it)."""
+
 
 @dataclass(frozen=True)
 class Tiny:

@@ -16,7 +16,7 @@ from recsys.ranking.feed import FeedRanker
 from recsys.ranking.feed_model import FeedModel
 from recsys.ranking.filters import excluded_rows
 from recsys.ranking.variants import RankingVariant, load_variants
-from tests.ranking_fixtures import Tiny, category_of, kol_posts, make_tiny_run
+from tests.ranking_fixtures import ALL_SOURCES, Tiny, category_of, kol_posts, make_tiny_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ranking"
 
@@ -301,16 +301,7 @@ def test_feed_entry_fields(ranker: FeedRanker) -> None:
     assert scores == sorted(scores, reverse=True)
     for e in entries:
         assert isinstance(e.item_id, int) and isinstance(e.score, float)
-        assert e.source in {
-            "followed_kol",
-            "kol_affinity",
-            "friends_bought",
-            "ann",
-            "similar",
-            "trending",
-            "explore",
-            "popular",
-        }
+        assert e.source in ALL_SOURCES
 
 
 def test_garbage_context_never_raises(ranker: FeedRanker) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from recsys.ranking.feed import FeedRanker
 from tests.rank_golden_cases import GOLDEN, SCORE_DECIMALS, build_models, make_cases, run_case
+from tests.ranking_fixtures import ALL_SOURCES
 
 SCORE_TOL = 2 * 10.0**-SCORE_DECIMALS
 """Both sides are rounded to SCORE_DECIMALS: a last-bit float32 difference may move one by a unit."""
@@ -45,16 +46,7 @@ def test_golden_fixture_is_varied(golden: list[dict[str, Any]]) -> None:
     """The fixture exercises every source, the backfill and every reason kind (else it proves little)."""
     entries = [e for case in golden for e in case["page"]]
     sources = {e[5] for e in entries}
-    assert sources == {
-        "followed_kol",
-        "kol_affinity",
-        "friends_bought",
-        "ann",
-        "similar",
-        "trending",
-        "explore",
-        "popular",
-    }
+    assert sources == ALL_SOURCES
     reasons = " | ".join(r for e in entries for r in e[4])
     for text in (
         "new creator for you",

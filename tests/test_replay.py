@@ -47,6 +47,15 @@ async def total_bought(store: FeatureStore) -> int:
     return sum(len(s.bought) for s in await store.user_states(list(BUYERS), now=NOW + 10_000))
 
 
+async def redis_total_bought(url: str) -> int:
+    """``total_bought`` of the store at ``url``, opened and closed for this one check."""
+    store = open_store(url)
+    try:
+        return await total_bought(store)
+    finally:
+        await store.close()
+
+
 @pytest.fixture
 def redis13(redis_server: str) -> Iterator[str]:
     """Base URL of db 13 with a unique key prefix; db 13 is flushed afterwards."""
@@ -247,14 +256,7 @@ def test_cli_store_rebuild_against_real_redis(tmp_path: Path, redis13: str) -> N
     assert done.returncode == 0, done.stderr
     assert "321 events replayed" in done.stdout and "position=321" in done.stdout
 
-    async def check() -> int:
-        store = open_store(redis13)
-        try:
-            return await total_bought(store)
-        finally:
-            await store.close()
-
-    assert asyncio.run(check()) == 321
+    assert asyncio.run(redis_total_bought(redis13)) == 321
     assert json.loads((log_dir / POSITION_FILE).read_text())["seq"] == 321
     assert LogReader(log_dir).end_seq() == 321
 
@@ -286,14 +288,7 @@ def test_cli_store_rebuild_of_worker_logs_against_real_redis(tmp_path: Path, red
     assert "200 events replayed" in done.stdout
     assert "position=200 (worker-0=123, worker-1=77)" in done.stdout
 
-    async def check() -> int:
-        store = open_store(redis13)
-        try:
-            return await total_bought(store)
-        finally:
-            await store.close()
-
-    assert asyncio.run(check()) == 200
+    assert asyncio.run(redis_total_bought(redis13)) == 200
 
 
 async def test_worker_outboxes_share_a_store_that_came_back_empty(tmp_path: Path) -> None:

@@ -123,6 +123,53 @@ def test_search_pads_missing_slots(data: tuple[np.ndarray, np.ndarray]) -> None:
     assert (ids[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()
 
 
+@pytest.mark.parametrize(
+    ("factory", "reduced"),
+    [
+        ("IVF64,Flat", {"nprobe": 1}),  # 16 / 16
+        ("MIPS,IVF64,Flat", {"nprobe": 1}),
+        ("PCA16,IVF64,Flat", {"nprobe": 1}),
+        ("HNSW16", {"ef_search": 20}),  # 64 / 16 = 4, raised to k = 20
+        ("MIPS,HNSW16", {"ef_search": 20}),
+    ],
+)
+def test_search_effort_scales_the_index_own_setting(
+    data: tuple[np.ndarray, np.ndarray], factory: str, reduced: dict[str, int]
+) -> None:
+    """effort=1/16 answers exactly as the index set to 1/16 of its nprobe / efSearch would, and
+    leaves the index's own setting alone (a later full-effort search is unchanged)."""
+    xb, xq = data
+    index = build_index(xb, factory, nprobe=16, ef_search=64)
+    full = search(index, xq[:20], 20)
+    cheap = search(index, xq[:20], 20, effort=1 / 16)
+    assert (search(index, xq[:20], 20)[1] == full[1]).all()  # the full setting is untouched
+    set_search_params(index, **reduced)
+    expected = search(index, xq[:20], 20)
+    np.testing.assert_array_equal(cheap[1], expected[1])
+    np.testing.assert_allclose(cheap[0], expected[0], rtol=1e-6)
+    assert not (cheap[1] == full[1]).all()  # these data do make the cheaper search differ
+
+
+def test_search_effort_follows_later_setting_changes(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """The per-index search plan is cached, but effort reads the nprobe in force at each call."""
+    xb, xq = data
+    index = build_index(xb, "MIPS,IVF64,Flat", nprobe=16)
+    search(index, xq[:5], 10, effort=0.5)  # builds the plan at nprobe 16
+    set_search_params(index, nprobe=32)
+    cheap = search(index, xq[:5], 10, effort=0.5)
+    set_search_params(index, nprobe=16)
+    assert (cheap[1] == search(index, xq[:5], 10)[1]).all()
+
+
+def test_search_effort_is_ignored_by_exact_indexes(data: tuple[np.ndarray, np.ndarray]) -> None:
+    xb, xq = data
+    for factory in ("Flat", "MIPS,Flat"):
+        index = build_index(xb, factory)
+        assert (search(index, xq[:5], 10, effort=0.1)[1] == search(index, xq[:5], 10)[1]).all()
+    with pytest.raises(IndexBuildError, match="effort"):
+        search(build_index(xb), xq[:1], 3, effort=0.0)
+
+
 def test_bad_inputs_name_the_problem(tmp_path, data: tuple[np.ndarray, np.ndarray]) -> None:
     xb, _ = data
     with pytest.raises(IndexBuildError, match="factory"):

@@ -259,3 +259,22 @@ async def test_clear_leaves_other_prefixes_untouched(
     finally:
         await other.clear()
         await other.close()
+
+
+@pytest.mark.redis
+async def test_redis_feed_state_reloads_its_script_after_a_flush(request: pytest.FixtureRequest) -> None:
+    """A restarted Redis has no scripts cached: the read loads its script again instead of failing."""
+    import redis.asyncio as aioredis
+
+    store = _open("redis", request, f"kf:test:{uuid.uuid4().hex[:8]}:")
+    admin = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    try:
+        await store.record_events([ev(T0, 1, 10, "click", kol=4), ev(T0 + 1, 2, 30, "buy")])
+        before = await store.feed_state(1, [2], now=T0 + 5)
+        await admin.script_flush()
+        assert await store.feed_state(1, [2], now=T0 + 5) == before
+        assert before[0].recent_clicks == [10] and before[1] == [{30}]
+    finally:
+        await store.clear()
+        await store.close()
+        await admin.aclose()

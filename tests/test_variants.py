@@ -54,6 +54,10 @@ def test_bad_value_is_named(tmp_path: Path) -> None:
     path.write_text("weights:\n  trust: -1\n")
     with pytest.raises(VariantError, match=r"weights\.trust"):
         load_variant(path)
+    for effort in ("0", "1.5"):  # a share of the index's search effort: (0, 1]
+        path.write_text(f"candidates:\n  similar_search_effort: {effort}\n")
+        with pytest.raises(VariantError, match=r"candidates\.similar_search_effort"):
+            load_variant(path)
     path.write_text("- just\n- a list\n")
     with pytest.raises(VariantError, match="mapping"):
         load_variant(path)

@@ -247,25 +247,21 @@ def generate(
             parts.append(rows)
             bits.append(bit)
 
-    # 1. ANN on the user's embedding (+ neighbours of recently engaged items), one FAISS call
-    queries: list[tuple[np.ndarray, int, int]] = []  # (vector, k, source bit)
+    # 1. ANN on the user's embedding (the index's full search effort), neighbours of recently engaged
+    #    items (a cheaper search: see CandidateCounts.similar_search_effort)
     if cc.ann_k > 0:
         if ann is not None:
             add(ann[1], ANN, may_miss=True)
         elif sig.has_embedding and sig.query is not None:
-            queries.append((sig.query, cc.ann_k + min(n_filtered, MAX_EXTRA_ANN), ANN))
+            k = min(model.n_items, cc.ann_k + min(n_filtered, MAX_EXTRA_ANN))
+            add(search(model.index, sig.query, k)[1][0], ANN, may_miss=True)
     if cc.similar_to_recent > 0 and ctx.recent_items:
         recent = model.items.rows(ctx.recent_items[:20])
         recent = recent[recent >= 0]
         if len(recent):
-            k = cc.similar_to_recent + len(recent) + min(n_filtered, MAX_EXTRA_ANN)
-            queries.append((_mean_row(model.item_emb.take(recent, axis=0)), k, SIMILAR))
-    if queries:
-        k_max = min(model.n_items, max(q[1] for q in queries))
-        _, ids = search(model.index, np.stack([q[0] for q in queries]), k_max)
-        complete = not ids.size or np.minimum.reduce(ids, axis=None) >= 0  # usual: no -1 padding
-        for j, (_, k, bit) in enumerate(queries):
-            add(ids[j, :k], bit, may_miss=not complete)
+            k = min(model.n_items, cc.similar_to_recent + len(recent) + min(n_filtered, MAX_EXTRA_ANN))
+            query = _mean_row(model.item_emb.take(recent, axis=0))
+            add(search(model.index, query, k, effort=cc.similar_search_effort)[1][0], SIMILAR, may_miss=True)
 
     # 2. fresh posts of followed and high-affinity KOLs
     if cc.followed_kol_posts > 0 and len(model.post_ids):

@@ -133,7 +133,7 @@ def serve_command(
     kols: int = typer.Option(20_000, help="synthetic creators"),
     dim: int = typer.Option(64, help="embedding width"),
     factory: str = typer.Option(
-        "MIPS,IVF4096,Flat",
+        "MIPS,IVF4096,SQfp16",
         help="FAISS factory string of the served index (MIPS, = via L2, see recsys.index)",
     ),
     spectrum_decay: float = typer.Option(

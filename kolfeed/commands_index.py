@@ -16,7 +16,7 @@ def build(
         "Flat",
         "--factory",
         help='FAISS factory string: "Flat", "HNSW32", "IVF1024,Flat"; prefix "MIPS," (e.g. '
-        '"MIPS,IVF4096,Flat") searches inner products through an L2 index (large catalogs)',
+        '"MIPS,IVF4096,SQfp16") searches inner products through an L2 index (large catalogs)',
     ),
     ef_search: int = typer.Option(128, "--ef-search", help="HNSW efSearch"),
     nprobe: int = typer.Option(32, "--nprobe", help="IVF lists probed per query"),

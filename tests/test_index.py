@@ -11,10 +11,12 @@ import pytest
 from recsys import artifacts as A
 from recsys.index import (
     IndexBuildError,
+    _mips_wrap,
     build_index,
     build_run_index,
     exact_recall,
     load_index,
+    mips_items,
     mips_max_norm,
     save_index,
     search,
@@ -45,7 +47,12 @@ def test_flat_is_exact(data: tuple[np.ndarray, np.ndarray]) -> None:
 
 @pytest.mark.parametrize(
     ("factory", "params"),
-    [("HNSW32", {"ef_search": 256}), ("IVF64,Flat", {"nprobe": 16}), ("MIPS,IVF64,Flat", {"nprobe": 16})],
+    [
+        ("HNSW32", {"ef_search": 256}),
+        ("IVF64,Flat", {"nprobe": 16}),
+        ("MIPS,IVF64,Flat", {"nprobe": 16}),
+        ("MIPS,IVF64,SQfp16", {"nprobe": 16}),  # half the memory; needs the padded dimension for speed
+    ],
 )
 def test_ann_recall_at_100(data: tuple[np.ndarray, np.ndarray], factory: str, params: dict[str, int]) -> None:
     xb, xq = data
@@ -113,6 +120,20 @@ def test_mips_ivf_saves_loads_and_keeps_its_recall(tmp_path, data: tuple[np.ndar
     np.testing.assert_allclose(s1, s2)
     set_search_params(loaded, nprobe=1)  # nprobe reaches the IVF index behind the transform
     assert exact_recall(loaded, xb, xq, 100) < 0.9
+
+
+def test_mips_pads_to_a_multiple_of_8_and_reads_unpadded_files(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """d = 32 → the L2 index holds 40 columns (32 + 2, rounded up), and an index written before the
+    padding (d + 2 = 34 columns) still gives its M and exact inner products."""
+    xb, xq = _uneven_norms(data), data[1]
+    index = build_index(xb, "MIPS,Flat")
+    assert faiss.downcast_index(index).index.d == 40
+    augmented, max_norm = mips_items(xb)
+    old_inner = faiss.IndexFlatL2(34)
+    old_inner.add(np.ascontiguousarray(augmented[:, :34]))  # the old layout: [x, sqrt(M² - |x|²), 0]
+    old = _mips_wrap(old_inner, 32, max_norm)
+    assert mips_max_norm(old) == pytest.approx(max_norm)
+    np.testing.assert_array_equal(search(old, xq, 10)[1], search(index, xq, 10)[1])
 
 
 def test_search_pads_missing_slots(data: tuple[np.ndarray, np.ndarray]) -> None:

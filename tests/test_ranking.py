@@ -481,3 +481,16 @@ def test_item_posts_and_category_match_the_csr_and_categories(model: FeedModel) 
     np.testing.assert_array_equal(lens, want_lens)
     np.testing.assert_array_equal(cat, model.item_category[items])
     assert lens[3] == 2  # TWO_KOL_ITEM (row 2) has a post by KOL 10 and one by KOL 12
+
+
+def test_explore_pool_is_the_newest_posts_of_small_creators(model: FeedModel) -> None:
+    """The chunked walk over posts newest first equals sorting all small creators' posts by time
+    (ties: lower post index first), for every follower bound and pool size, cut or not."""
+    followers = model.kol_followers[model.post_kol]
+    for max_followers in sorted({0, *followers.tolist(), int(followers.max()) + 1}):
+        for size in (1, 3, 50, len(model.post_ids) + 5):
+            small = np.flatnonzero(followers <= max_followers)
+            expected = small[np.argsort(-model.post_created_at[small], kind="stable")][:size]
+            got = model.explore_pool(max_followers, size)
+            np.testing.assert_array_equal(got, expected, err_msg=f"{max_followers=} {size=}")
+            assert model.explore_pool(max_followers, size) is got  # cached

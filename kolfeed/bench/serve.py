@@ -50,10 +50,10 @@ class ServeBenchConfig:
     users: int = 100_000
     kols: int = 20_000
     dim: int = 64
-    factory: str = "MIPS,IVF4096,Flat"
+    factory: str = "MIPS,IVF4096,SQfp16"
     spectrum_decay: float = 1.0
     """Embedding spectrum (see recsys.ranking.synthetic): 1.0 is like trained embeddings, 0 isotropic."""
-    search_params: list[int] = field(default_factory=lambda: [48, 64, 80, 96, 112, 128, 160, 192])
+    search_params: list[int] = field(default_factory=lambda: [48, 64, 80, 96, 104, 112, 128, 160, 192])
     """nprobe (IVF) or efSearch (HNSW) values whose recall@100 is measured, in increasing order; the
     smallest reaching the target is served (recorded in index.json, which FeedModel.load applies)."""
     recall_queries: int = 1000

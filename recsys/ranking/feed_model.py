@@ -571,9 +571,19 @@ class FeedModel:
         cached = self._explore_cache.get((max_followers, size))
         if cached is not None:
             return cached
-        small = self.kol_followers[self.post_kol] <= max_followers
-        idx = np.flatnonzero(small)
-        idx = idx[np.argsort(-self.post_created_at[idx], kind="stable")][:size]
+        # walk the posts newest first in chunks until enough are by small creators: a first request
+        # per variant used to sort all posts of those creators (0.24 s on the 1M-item bench catalog)
+        order, followers, post_kol = self.posts_newest_first, self.kol_followers, self.post_kol
+        found: list[np.ndarray] = []
+        n_found, start, chunk = 0, 0, max(4 * size, 4096)
+        while n_found < size and start < len(order):
+            part = order[start : start + chunk]
+            part = part[followers[post_kol[part]] <= max_followers]
+            found.append(part)
+            n_found += len(part)
+            start += chunk
+            chunk *= 2  # few small creators: widen the window rather than loop many times
+        idx = np.concatenate(found)[:size] if found else _EMPTY_I64
         self._explore_cache[(max_followers, size)] = idx
         return idx
 
@@ -596,6 +606,8 @@ class FeedModel:
         """Per item row: log1p(popularity) / log1p(top popularity), the trend signal without a
         service trending list (0 everywhere when no item is popular)."""
         created = self.post_created_at
+        self.posts_newest_first = np.argsort(-created, kind="stable")
+        """Post indices, newest first (ties: lower index first); :meth:`explore_pool` walks them."""
         self.newest_post_time = float(created.max()) if len(created) else float("-inf")
         """Latest post timestamp (NaN if any is NaN): at a later 'now' no post age is negative."""
         n_kols, n_cats = self.kol_category_fit.shape

@@ -61,6 +61,15 @@ def test_scalar_and_vectorised_agree() -> None:
 def test_bucket_bounds_follow_cumulative_shares() -> None:
     assert bucket_bounds(_exp("b", (0.5, 0.5))).tolist() == [5000, N_BUCKETS]
     assert bucket_bounds(_exp("b", (0.2, 0.3, 0.5))).tolist() == [2000, 5000, N_BUCKETS]
+    # round half to even at an exact half bucket, as numpy's rint of the cumulative sum (the formula
+    # before the per-request path went plain Python); odd thirds and sevenths accumulate the same way
+    for shares in ((0.00025, 0.99975), (0.00035, 0.99965), (1 / 3, 1 / 3, 1 / 3), (1 / 7,) * 6 + (1 / 7,)):
+        exp = _exp("b", shares)
+        expected = np.rint(np.cumsum(shares) * N_BUCKETS).astype(np.int64)
+        expected[-1] = N_BUCKETS
+        assert bucket_bounds(exp).tolist() == expected.tolist(), shares
+        ids = np.arange(-50, 3000)
+        assert assign_many(ids, exp).tolist() == [assign(int(u), exp) for u in ids]
 
 
 def test_shares_honoured_within_chi_square_bound() -> None:

@@ -10,7 +10,9 @@ the cumulative shares, so a 50/50 split is exactly 5,000 buckets each.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,12 +47,17 @@ def bucket_many(user_ids: np.ndarray, salt: str) -> np.ndarray:
     return b[inverse.reshape(ids.shape)]
 
 
-def bucket_bounds(experiment: ExperimentConfig) -> np.ndarray:
-    """Exclusive upper bucket bound of each arm (the last one is always ``N_BUCKETS``)."""
-    cum = np.cumsum([a.share for a in experiment.arms])
-    bounds = np.rint(cum * N_BUCKETS).astype(np.int64)
+def _bounds(experiment: ExperimentConfig) -> list[int]:
+    """Exclusive upper bucket bound of each arm, in plain Python (the per-request path: a handful of
+    arms, where numpy's call overhead is most of the cost). Same sums, same round-half-to-even."""
+    bounds = [round(c * N_BUCKETS) for c in itertools.accumulate(a.share for a in experiment.arms)]
     bounds[-1] = N_BUCKETS
     return bounds
+
+
+def bucket_bounds(experiment: ExperimentConfig) -> np.ndarray:
+    """Exclusive upper bucket bound of each arm (the last one is always ``N_BUCKETS``)."""
+    return np.array(_bounds(experiment), dtype=np.int64)
 
 
 def arm_index_many(user_ids: np.ndarray, experiment: ExperimentConfig) -> np.ndarray:
@@ -60,8 +67,7 @@ def arm_index_many(user_ids: np.ndarray, experiment: ExperimentConfig) -> np.nda
 
 def assign(user_id: int, experiment: ExperimentConfig) -> str:
     """The arm name of one user: deterministic and sticky."""
-    b = bucket(user_id, experiment.salt)
-    idx = int(np.searchsorted(bucket_bounds(experiment), b, side="right"))
+    idx = bisect.bisect_right(_bounds(experiment), bucket(user_id, experiment.salt))
     return experiment.arms[idx].name
 
 

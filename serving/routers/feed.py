@@ -22,7 +22,7 @@ from features.errors import StoreUnavailable
 from recsys.ranking.context import UserContext
 from recsys.ranking.variants import RankingVariant
 from serving.arms import choose_arm
-from serving.deps import HolderDep, MetricsDep, SettingsDep, StoreDep, TrendingCacheDep, VariantsDep
+from serving.deps import FeedEnvDep, StoreDep
 from serving.lookups import friend_ids
 from serving.metrics import ServiceMetrics
 from serving.schemas import ErrorResponse, FeedPage, FeedQuery, FeedResponse
@@ -199,14 +199,8 @@ async def get_feed(
     responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     summary="A personalised page of items for one user",
 )
-async def feed_endpoint(
-    params: Annotated[FeedQuery, Query()],
-    settings: SettingsDep,
-    holder: HolderDep,
-    store: StoreDep,
-    variants: VariantsDep,
-    metrics: MetricsDep,
-    trending_cache: TrendingCacheDep,
-) -> Response:
-    page = await get_feed(params, settings, holder, store, variants, metrics, trending_cache)
+async def feed_endpoint(params: Annotated[FeedQuery, Query()], env: FeedEnvDep, store: StoreDep) -> Response:
+    page = await get_feed(
+        params, env.settings, env.holder, store, env.variants, env.metrics, env.trending_cache
+    )
     return Response(page.json_bytes(), media_type="application/json")

@@ -152,7 +152,9 @@ def serve_command(
     calls: int = typer.Option(1000, help="in-process calls timed (rank, handler, ASGI)"),
     results: str = typer.Option("bench/results", help="directory for serve.json and serve.png"),
     workdir: str = typer.Option("", help="keep the run directory here (default: a temp dir, removed)"),
-    workers: int = typer.Option(1, min=1, max=64, help="kolfeed serve --workers: server processes"),
+    workers: int = typer.Option(
+        2, min=1, max=64, help="kolfeed serve --workers: server processes (2: one per core of this machine)"
+    ),
 ) -> None:
     """Feed-service speed: in-process vs HTTP latency, max throughput, recall@100, server memory."""
     import sys

@@ -601,8 +601,9 @@ def plot(r: dict[str, Any], path: Path) -> None:
     ax1.set_xlabel("offered rate (requests/s, open loop)")
     ax1.set_ylabel("latency from scheduled send (ms)")
     ax1.set_title(
-        f"GET /v1/feed, {r['config']['items']:,} items; "
-        f"max within budget {r['http']['max_sustainable_rps']:g}/s"
+        f"GET /v1/feed, {r['config']['items']:,} items, {r['config'].get('workers', 1)} worker(s); "
+        f"max within budget {r['http']['max_sustainable_rps']:g}/s",
+        fontsize=10,
     )
     ax1.legend(fontsize=8)
     ip = r["in_process"]

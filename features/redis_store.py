@@ -167,7 +167,7 @@ class RedisStore:
         with all keys costs the client one command. Like the pipeline it is one round trip and one
         consistent snapshot. The keys span users, so it needs a single Redis (not a Cluster)."""
         gen, factor = self._affinity_clock.reader(time.time() if now is None else now)
-        keys = [*user_read_keys(self._keys, user_id, gen), *(self._keys.user(f, "buys") for f in friend_ids)]
+        keys = [*user_read_keys(self._keys, user_id, gen), *map(self._bought_key, friend_ids)]
 
         async def run() -> list[Any]:
             return list(await self._feed_state_script(keys=keys))
@@ -192,8 +192,12 @@ class RedisStore:
         raw = raw_user_read(lists, [(int(m), float(s)) for m, s in replies[6]])
         return assemble(raw, affinity_factor, self.options.recent_limit)
 
+    def _bought_key(self, user_id: int) -> str:
+        """The user's purchases, as ``bought_by`` and ``feed_state`` read them."""
+        return self._keys.user(user_id, "buys")
+
     def _queue_bought_read(self, pipe: Pipeline, user_id: int) -> None:
-        pipe.zrange(self._keys.user(user_id, "buys"), 0, -1)
+        pipe.zrange(self._bought_key(user_id), 0, -1)
 
     async def trending(
         self, k: int, category: str | None = None, now: float | None = None

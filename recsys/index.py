@@ -253,9 +253,9 @@ class _SearchPlan:
     def __init__(self, index: faiss.Index) -> None:
         self.max_norm = mips_max_norm(index)
         top = faiss.downcast_index(index)
-        self.wrapped = isinstance(top, faiss.IndexPreTransform)
         # search parameters reach a bare IVF / HNSW index or one behind a single pre-transform; any
         # other structure (Flat, refinement) is searched with its own settings
+        self.wrapped = isinstance(top, faiss.IndexPreTransform)
         searcher = faiss.downcast_index(top.index) if isinstance(top, faiss.IndexPreTransform) else top
         self.ivf = searcher if isinstance(searcher, faiss.IndexIVF) else None
         self.hnsw = searcher if isinstance(searcher, faiss.IndexHNSW) else None
@@ -322,11 +322,7 @@ def search(
         return np.zeros((xq.shape[0], 0), np.float32), np.zeros((xq.shape[0], 0), np.int64)
     plan = _plan(index)
     scores: np.ndarray
-    params = plan.params(effort, k)
-    if params is None:
-        scores, ids = index.search(xq, k)
-    else:
-        scores, ids = index.search(xq, k, params=params)
+    scores, ids = index.search(xq, k, params=plan.params(effort, k))  # None: the index's own settings
     max_norm = plan.max_norm
     if max_norm is not None:  # |[q,0,M] - [x,e,0]|² = |q|² + 2M² - 2 q·x
         q_sq = _sq_norms(xq)[:, None]

@@ -407,7 +407,7 @@ def test_union_sources_matches_unique_and_bitwise_or() -> None:
         np.testing.assert_array_equal(sources, expected)
 
 
-def test_csr_heads_and_gather_agree_with_per_row_slices() -> None:
+def test_csr_heads_and_expand_agree_with_per_row_slices() -> None:
     from recsys.ranking.feed_model import _Csr
 
     rng = np.random.default_rng(10)
@@ -420,12 +420,14 @@ def test_csr_heads_and_gather_agree_with_per_row_slices() -> None:
         expected = [csr.get(int(r))[:k] for r in rows]
         got = csr.heads(rows.tolist(), k)
         np.testing.assert_array_equal(got, np.concatenate(expected) if expected else np.zeros(0))
-        owner, entries, lens = csr.gather_counted(rows)
-        np.testing.assert_array_equal(lens, [len(csr.get(int(r))) for r in rows])
+        valid = rows[(rows >= 0) & (rows < n_rows)]  # expand takes spans of valid rows
+        lens = csr.indptr[valid + 1] - csr.indptr[valid]
+        owner, entries = _Csr.expand(csr.indptr[valid], lens)
+        np.testing.assert_array_equal(lens, [len(csr.get(int(r))) for r in valid])
         np.testing.assert_array_equal(
-            csr.indices[entries], np.concatenate([csr.get(int(r)) for r in rows] or [[]])
+            csr.indices[entries], np.concatenate([csr.get(int(r)) for r in valid] or [[]])
         )
-        np.testing.assert_array_equal(owner, np.repeat(np.arange(len(rows)), lens))
+        np.testing.assert_array_equal(owner, np.repeat(np.arange(len(valid)), lens))
 
 
 def test_id_map_scalar_and_short_list_lookups_agree_with_the_vectorised_one() -> None:
@@ -475,7 +477,10 @@ def test_item_post_facts_are_the_per_post_arrays(model: FeedModel) -> None:
 def test_item_posts_and_category_match_the_csr_and_categories(model: FeedModel) -> None:
     items = np.array([5, 0, 39, 2, 2, 17], dtype=np.int64)
     owner, entries, lens, cat = model.item_posts_and_category(items)
-    want_owner, want_entries, want_lens = model.item_posts.gather_counted(items)
+    indptr = model.item_posts.indptr
+    want_lens = indptr[items + 1] - indptr[items]
+    want_owner = np.repeat(np.arange(len(items)), want_lens)
+    want_entries = np.concatenate([np.arange(indptr[r], indptr[r + 1]) for r in items])
     np.testing.assert_array_equal(owner, want_owner)
     np.testing.assert_array_equal(entries, want_entries)
     np.testing.assert_array_equal(lens, want_lens)

@@ -155,26 +155,6 @@ class _Csr:
             return _EMPTY_F32
         return self.values[self.indptr[row] : self.indptr[row + 1]]
 
-    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(owner position in ``rows``, entry index into ``indices``) for all entries of ``rows``."""
-        owner, entries, _ = self.gather_counted(rows)
-        return owner, entries
-
-    def gather_counted(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``gather`` plus the number of entries of each of ``rows`` (0 for an invalid row)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        n_rows = len(self.indptr) - 1
-        if len(rows) and n_rows > 0 and np.minimum.reduce(rows) >= 0 and np.maximum.reduce(rows) < n_rows:
-            starts = self.indptr[rows]  # all rows valid (the ranker's case): no masking
-            lens = self.indptr[rows + 1] - starts
-        else:
-            valid = (rows >= 0) & (rows + 1 < len(self.indptr))
-            starts = np.where(valid, self.indptr[np.clip(rows, 0, len(self.indptr) - 1)], 0)
-            ends = np.where(valid, self.indptr[np.clip(rows + 1, 0, len(self.indptr) - 1)], 0)
-            lens = ends - starts
-        owner, entries = self.expand(starts, lens)
-        return owner, entries, lens
-
     @staticmethod
     def expand(starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(owner position, entry index) of spans of ``lens`` entries starting at ``starts``."""
@@ -550,8 +530,9 @@ class FeedModel:
     def item_posts_and_category(
         self, items: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``item_posts.gather_counted(items)`` (owner, entry, posts per item as int32) plus each
-        item's category (int32), from one row gather of per-item facts. ``items`` must be valid rows."""
+        """(owner position in ``items``, ``item_posts`` entry index, posts per item as int32) of all the
+        posts of ``items``, plus each item's category (int32), from one row gather of per-item facts.
+        ``items`` must be valid rows."""
         rows = self._item_facts.take(items, axis=0)
         halves = rows[:, 1:].view(np.int32)
         owner, entries = _Csr.expand(rows[:, 0], halves[:, 0])
@@ -583,7 +564,7 @@ class FeedModel:
             n_found += len(part)
             start += chunk
             chunk *= 2  # few small creators: widen the window rather than loop many times
-        idx = np.concatenate(found)[:size] if found else _EMPTY_I64
+        idx = np.concatenate(found)[:size]  # (there are posts, so the walk took at least one chunk)
         self._explore_cache[(max_followers, size)] = idx
         return idx
 

@@ -78,8 +78,8 @@ def trend_signal(
 
 def best_per_owner(owner: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Index of the highest ``score`` within each run of equal ``owner`` values (``owner`` sorted
-    ascending, as ``_Csr.gather`` returns it); the first one wins a tie. (A group whose maximum is
-    NaN gets no index.)"""
+    ascending, as ``FeedModel.item_posts_and_category`` returns it); the first one wins a tie. (A
+    group whose maximum is NaN gets no index.)"""
     if not len(owner):
         return np.zeros(0, dtype=np.int64)
     first = run_starts(owner)  # first entry of each owner's run

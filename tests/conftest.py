@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -15,7 +16,8 @@ import pytest
 # ---------------------------------------------------------------------------------------------------
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
-REDIS_TEST_DB = 15
+REDIS_TEST_DB = int(os.environ.get("KOLFEED_TEST_REDIS_DB", "15"))
+"""db 15 unless KOLFEED_TEST_REDIS_DB names another (parallel checkouts on one machine)."""
 
 
 def redis_answers(port: int, password: str | None = None) -> bool:

@@ -16,6 +16,8 @@ LightGCN-format dataset has no creators):
 - ``kol_emb.npy``             float32 (n_kols, d)    optional
 - ``user_ids.npy``, ``item_ids.npy``, ``kol_ids.npy``  int64 external ids of each row
 - ``item_popularity.npy``     float32 (n_items,) training popularity (cold start / trending prior)
+- ``labels.parquet``          optional: (kind, key, label) for every item/kol/post id that is not its
+                              own key (string ids; see recsys/ids.py); integer ids need no row
 - ``index.faiss``             FAISS index over item_emb (inner product), built by ``kolfeed index build``
 - ``model/``                  the model's own npz files (``Recommender.save``)
 - ``catalog/*.parquet``       items, kols, posts tables of the world (for candidates and reasons)
@@ -50,6 +52,8 @@ ITEM_IDS = "item_ids.npy"
 KOL_IDS = "kol_ids.npy"
 ITEM_POPULARITY = "item_popularity.npy"
 INDEX = "index.faiss"
+LABELS = "labels.parquet"
+LABEL_KINDS: tuple[str, ...] = ("user", "item", "kol", "post")
 MODEL_DIR = "model"
 CATALOG_DIR = "catalog"
 SOCIAL_DIR = "social"
@@ -213,3 +217,51 @@ def load_array(path: Path, mmap: bool = False) -> np.ndarray:
         return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{path}: cannot load array ({exc})") from exc
+
+
+def save_labels(path: Path, labels: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write ``{kind: (keys, labels)}`` as one Parquet table (kind, key, label); only the pairs whose
+    label is not the key's decimal string (hashed string ids) are kept, so integer-id runs stay tiny."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kinds: list[str] = []
+    keys: list[np.ndarray] = []
+    texts: list[np.ndarray] = []
+    for kind, (k, lab) in labels.items():
+        if kind not in LABEL_KINDS:
+            raise ValueError(f"unknown label kind {kind!r}; expected one of {', '.join(LABEL_KINDS)}")
+        k = np.asarray(k, dtype=np.int64)
+        keep = k < 0
+        kinds.extend([kind] * int(keep.sum()))
+        keys.append(k[keep])
+        texts.append(np.asarray(lab)[keep].astype(str))
+    table = pa.table(
+        {
+            "kind": pa.array(kinds, pa.string()),
+            "key": pa.array(np.concatenate(keys) if keys else np.zeros(0, np.int64), pa.int64()),
+            "label": pa.array(np.concatenate(texts).tolist() if texts else [], pa.string()),
+        }
+    )
+    pq.write_table(table, path)
+
+
+def load_labels(path: Path) -> dict[str, dict[int, str]]:
+    """``{kind: {key: label}}`` from :func:`save_labels`'s file; every kind present (empty if absent,
+    e.g. a run directory written before string ids, whose ids are all integers)."""
+    out: dict[str, dict[int, str]] = {kind: {} for kind in LABEL_KINDS}
+    if not path.is_file():
+        return out
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    for kind, key, label in zip(
+        table.column("kind").to_pylist(),
+        table.column("key").to_pylist(),
+        table.column("label").to_pylist(),
+        strict=True,
+    ):
+        if kind not in out:
+            raise ArtifactError(f"{path}: unknown label kind {kind!r}")
+        out[kind][int(key)] = label
+    return out

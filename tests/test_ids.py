@@ -60,3 +60,16 @@ def test_a_key_shared_by_two_labels_is_refused() -> None:
     check_collisions(np.array([1, 1, 2]), np.array(["1", "1", "2"]))
     with pytest.raises(IdError, match="same key"):
         check_collisions(np.array([5, 5]), np.array(["a", "b"]))
+
+
+def test_run_dir_labels_keep_only_hashed_ids_and_round_trip(tmp_path) -> None:
+    from recsys.artifacts import load_labels, save_labels
+    from recsys.ids import key_label
+
+    items = np.array(["sku-1", "42", "ü"], dtype=np.str_)
+    keys = id_keys(pa.array(items.tolist()))
+    save_labels(tmp_path / "labels.parquet", {"item": (keys, items)})
+    got = load_labels(tmp_path / "labels.parquet")
+    assert len(got["item"]) == 2 and got["kol"] == {}
+    assert [key_label(int(k), got["item"]) for k in keys] == ["sku-1", "42", "ü"]
+    assert load_labels(tmp_path / "missing.parquet")["post"] == {}

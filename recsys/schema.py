@@ -68,6 +68,10 @@ class Column:
     nullable: bool = False
     allowed: tuple[str, ...] | None = None
     """For string columns: the closed vocabulary of values."""
+    id_kind: str | None = None
+    """For id columns: what the id names (``user``, ``item``, ``kol``, ``post``, ``merchant``). Files
+    may hold strings or integers; loaders turn them into int64 keys (:mod:`recsys.ids`), so the
+    column's type in memory stays ``int64``, and keep the labels of hashed string ids."""
 
 
 @dataclass(frozen=True)
@@ -85,11 +89,22 @@ class TableSchema:
         return pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in self.columns])
 
 
-# Ids are int64; timestamps are int64 unix seconds; money is float64.
+ID_KINDS: tuple[str, ...] = ("user", "item", "kol", "post", "merchant")
+
+
+def id_column(name: str, kind: str, *, nullable: bool = False) -> Column:
+    """An external-id column: strings or integers in files, int64 keys in memory."""
+    if kind not in ID_KINDS:
+        raise ValueError(f"unknown id kind {kind!r}; expected one of {', '.join(ID_KINDS)}")
+    return Column(name, pa.int64(), nullable=nullable, id_kind=kind)
+
+
+# Ids are external ids (strings or integers in files) held as int64 keys (recsys/ids.py);
+# timestamps are int64 unix seconds; money is float64.
 USERS = TableSchema(
     "users",
     (
-        Column("user_id", pa.int64()),
+        id_column("user_id", "user"),
         Column("created_at", pa.int64()),
         Column("segment", pa.string()),
     ),
@@ -97,55 +112,55 @@ USERS = TableSchema(
 ITEMS = TableSchema(
     "items",
     (
-        Column("item_id", pa.int64()),
+        id_column("item_id", "item"),
         Column("category", pa.string()),
         Column("brand", pa.string()),
         Column("price", pa.float64()),
-        Column("merchant_id", pa.int64()),
+        id_column("merchant_id", "merchant"),
         Column("in_stock", pa.bool_()),
     ),
 )
 KOLS = TableSchema(
     "kols",
     (
-        Column("kol_id", pa.int64()),
+        id_column("kol_id", "kol"),
         Column("verticals", pa.string()),  # '|'-separated categories
     ),
 )
 POSTS = TableSchema(
     "posts",
     (
-        Column("post_id", pa.int64()),
-        Column("kol_id", pa.int64()),
-        Column("item_id", pa.int64()),
+        id_column("post_id", "post"),
+        id_column("kol_id", "kol"),
+        id_column("item_id", "item"),
         Column("created_at", pa.int64()),
     ),
 )
 FOLLOWS = TableSchema(
     "follows",
     (
-        Column("user_id", pa.int64()),
-        Column("kol_id", pa.int64()),
+        id_column("user_id", "user"),
+        id_column("kol_id", "kol"),
         Column("ts", pa.int64()),
     ),
 )
 FRIENDS = TableSchema(
     "friends",
     (
-        Column("user_id", pa.int64()),
-        Column("friend_id", pa.int64()),
+        id_column("user_id", "user"),
+        id_column("friend_id", "user"),
     ),
 )
 EVENTS = TableSchema(
     "events",
     (
         Column("ts", pa.int64()),
-        Column("user_id", pa.int64()),
-        Column("item_id", pa.int64()),
+        id_column("user_id", "user"),
+        id_column("item_id", "item"),
         Column("action", pa.string(), allowed=ACTION_NAMES),
-        Column("post_id", pa.int64(), nullable=True),
-        Column("kol_id", pa.int64(), nullable=True),
-        Column("to_user_id", pa.int64(), nullable=True),
+        id_column("post_id", "post", nullable=True),
+        id_column("kol_id", "kol", nullable=True),
+        id_column("to_user_id", "user", nullable=True),
         Column("request_id", pa.string(), nullable=True),
         Column("value", pa.float64(), nullable=True),
     ),

@@ -8,6 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from recsys.id_labels import IdLabels
+
 MAX_EXAMPLES = 3
 """Row numbers kept per skip reason, enough to open the file and look."""
 
@@ -62,3 +64,5 @@ class LoadResult:
 
     table: pa.Table
     report: LoadReport
+    labels: IdLabels = field(default_factory=IdLabels)
+    """Labels of the hashed string ids in the table's id columns, per id kind."""

@@ -8,6 +8,13 @@ bad row with a :class:`TableError` naming file, row, column, value and expected 
 Speed: the happy path is vectorised (pyarrow reads, ``pyarrow.compute`` casts and checks); per-row
 Python work happens only to describe rows that are already known to be bad.
 
+Id columns (``Column.id_kind``) hold a shop's own ids: strings or integers (a column typed as
+either). They are turned into int64 keys with :mod:`recsys.ids` (surrounding whitespace trimmed,
+as for every other value read from a file), and the labels of hashed string ids are returned with
+the table (``LoadResult.labels``). An id that is too long or not printable is a bad value like any
+other: a counted skip in lenient tables, a :class:`TableError` naming file, row and column in strict
+ones.
+
 Row numbers are 1-based. For CSV they are line numbers in the file (the header is line 1; blank
 lines are skipped by the reader but still counted), so they match what a person sees in an editor.
 """
@@ -24,6 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from recsys.id_labels import IdLabels
+from recsys.ids import MAX_ID_LENGTH, IdError, check_id, id_key
 from recsys.io.errors import TableError
 from recsys.io.report import MAX_EXAMPLES, LoadReport, LoadResult
 from recsys.schema import Column, TableSchema
@@ -273,6 +282,8 @@ def _read_csv(path: Path, schema: TableSchema) -> _Source:
 
 def _describe_type(col: Column) -> str:
     t = col.type
+    if col.id_kind is not None:
+        return f"an id (a string of at most {MAX_ID_LENGTH} printable characters, or an integer)"
     if col.allowed is not None:
         return "one of " + ", ".join(col.allowed)
     if pa.types.is_integer(t):
@@ -337,11 +348,70 @@ def _parse_strings(strings: pa.Array, target: pa.DataType) -> tuple[pa.Array, np
     return pc.cast(_null_out(trimmed, bad), target), bad
 
 
-def _convert(path: Path, raw: pa.Array, col: Column) -> tuple[pa.Array, np.ndarray]:
-    """Values of ``col.type`` (bad entries null) and the mask of entries that are present but bad."""
+_IdColumn = tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]
+"""An id column converted: keys (bad entries null), bad mask, hashed keys seen, their labels."""
+
+
+def _id_keys_of_text(text: pa.Array, field: str) -> _IdColumn:
+    """Keys of string ids (bad entries null), the bad mask, and the hashed (keys, labels) seen.
+    Each distinct id is validated and hashed once."""
+    n = len(text)
+    encoded = pc.dictionary_encode(pc.utf8_trim_whitespace(text))
+    distinct = encoded.dictionary.to_pylist()
+    keys = np.zeros(len(distinct), dtype=np.int64)
+    invalid = np.zeros(len(distinct), dtype=bool)
+    for i, value in enumerate(distinct):
+        try:
+            keys[i] = id_key(value, field)
+        except IdError:
+            invalid[i] = True
+    valid = _mask(pc.is_valid(encoded.indices))
+    if not distinct:
+        return pa.nulls(n, pa.int64()), np.zeros(n, dtype=bool), keys, np.asarray([], dtype=np.str_)
+    codes = np.asarray(pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    bad = valid & invalid[codes]
+    values = pa.array(keys[codes], pa.int64(), mask=~valid | bad)
+    hashed = (keys < 0) & ~invalid
+    labels = np.asarray([v for v, h in zip(distinct, hashed, strict=True) if h], dtype=np.str_)
+    return values, bad, keys[hashed], labels
+
+
+def _convert_ids(path: Path, raw: pa.Array, col: Column) -> _IdColumn:
+    """An id column as int64 keys: integers are their own keys (negative ones hash as their
+    decimal text), strings go through :func:`recsys.ids.id_key`. Also the hashed (keys, labels)."""
+    if pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type):
+        try:
+            ints = pc.cast(raw, pa.int64())  # safe: fractional floats and huge uint64 fail
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            ints = None
+        if ints is not None:
+            negative = _mask(pc.less(ints, 0))
+            if not negative.any():
+                return ints, np.zeros(len(raw), dtype=bool), np.zeros(0, np.int64), np.zeros(0, np.str_)
+            raw = pc.cast(ints, pa.string())
+    if not (pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type) or pa.types.is_null(raw.type)):
+        try:
+            raw = pc.cast(raw, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise TableError(
+                path, f"has type {raw.type}, which cannot become {_describe_type(col)}", column=col.name
+            ) from None
+    return _id_keys_of_text(raw.cast(pa.string()), col.name)
+
+
+def _convert(
+    path: Path, raw: pa.Array, col: Column, labels: IdLabels | None = None
+) -> tuple[pa.Array, np.ndarray]:
+    """Values of ``col.type`` (bad entries null) and the mask of entries that are present but bad.
+    Id columns add the labels of their hashed ids to ``labels``."""
     target = col.type
     if pa.types.is_dictionary(raw.type):
         raw = raw.dictionary_decode()
+    if col.id_kind is not None:
+        values, bad, keys, texts = _convert_ids(path, raw, col)
+        if labels is not None:
+            labels.add(col.id_kind, keys, texts)
+        return values, bad
     if raw.type == target:
         values, bad = raw, np.zeros(len(raw), dtype=bool)
     elif pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type) or pa.types.is_null(raw.type):
@@ -378,6 +448,7 @@ def _shown(value: object) -> str:
 
 def _validate(path: Path, schema: TableSchema, source: _Source) -> LoadResult:
     n = source.n_rows
+    labels = IdLabels()
     arrays: list[pa.Array] = []
     problems: list[tuple[str, np.ndarray, Column]] = []  # (reason, rows, column) in schema order
     absent: list[str] = []
@@ -387,7 +458,10 @@ def _validate(path: Path, schema: TableSchema, source: _Source) -> LoadResult:
             absent.append(col.name)
             arrays.append(pa.nulls(n, type=col.type))
             continue
-        values, bad = _convert(path, raw, col)
+        try:
+            values, bad = _convert(path, raw, col, labels)
+        except IdError as exc:  # two distinct ids of the file share a key
+            raise TableError(path, str(exc), column=col.name) from None
         if bad.any():
             problems.append((f"bad {col.name}", bad, col))
         if not col.nullable:
@@ -407,7 +481,7 @@ def _validate(path: Path, schema: TableSchema, source: _Source) -> LoadResult:
             extra_columns=source.extra,
             absent_columns=tuple(absent),
         )
-        return LoadResult(table=table, report=report)
+        return LoadResult(table=table, report=report, labels=labels)
 
     skipped: dict[str, int] = {}
     examples: dict[str, list[int]] = {}
@@ -434,7 +508,7 @@ def _validate(path: Path, schema: TableSchema, source: _Source) -> LoadResult:
         extra_columns=source.extra,
         absent_columns=tuple(absent),
     )
-    return LoadResult(table=table, report=report)
+    return LoadResult(table=table, report=report, labels=labels)
 
 
 def _raise_first_problem(path: Path, source: _Source, problems: list[tuple[str, np.ndarray, Column]]) -> None:
@@ -453,6 +527,16 @@ def _raise_first_problem(path: Path, source: _Source, problems: list[tuple[str, 
                 column=col.name,
                 expected=str(col.type),
             )
+        elif col.id_kind is not None:
+            value = source.columns[col.name][index].as_py()
+            error = TableError(
+                path,
+                f"value {_shown(value)} is not {_describe_type(col)}: {_id_problem(value, col.name)}",
+                row=row,
+                column=col.name,
+                value=value,
+                expected="id",
+            )
         else:
             value = source.columns[col.name][index].as_py()
             error = TableError(
@@ -469,3 +553,13 @@ def _raise_first_problem(path: Path, source: _Source, problems: list[tuple[str, 
             best = (line, TableError(path, problem, row=line))
     if best is not None:
         raise best[1]
+
+
+def _id_problem(value: object, field: str) -> str:
+    """Why ``value`` is not an id (the :class:`IdError` text, without the field already named)."""
+    text = str(value).strip() if value is not None else ""
+    try:
+        check_id(text, field)
+    except IdError as exc:
+        return str(exc).removeprefix(f"{field}: ")
+    return "not accepted"

@@ -4,6 +4,9 @@ Layout: ``DIR/{users,items,kols,posts,follows,friends,events}.parquet`` (``.csv`
 read), ``DIR/split/{train,test}.parquet``, ``DIR/truth/`` and ``DIR/world.json``. Users, items and
 events are required; kols, posts, follows and friends may be absent from hand-made datasets and
 then load as empty tables of the right schema (listed in ``World.absent``).
+
+Ids in every table may be strings or integers (:mod:`recsys.ids`); the tables hold int64 keys and
+``World.labels`` the text of every hashed id, per kind, checked for collisions across all tables.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 import pyarrow as pa
 from tqdm import tqdm
 
+from recsys.id_labels import IdLabels
+from recsys.ids import IdError
 from recsys.io.errors import DataError, TableError
 from recsys.io.report import LoadReport
 from recsys.io.tables import SUFFIXES, find_table_file, load_table
@@ -47,6 +52,8 @@ class World:
     """Load report per table name (``split/train``, ``split/test`` for the split)."""
     absent: tuple[str, ...] = ()
     """Optional tables that had no file and were loaded empty."""
+    labels: IdLabels = field(default_factory=IdLabels)
+    """Labels of the hashed (string) ids of every table, per id kind."""
 
     @property
     def truth_dir(self) -> Path | None:
@@ -72,6 +79,7 @@ def load_world(directory: str | Path, *, progress: bool = False) -> World:
     tables: dict[str, pa.Table] = {}
     reports: dict[str, LoadReport] = {}
     absent: list[str] = []
+    labels = IdLabels()
     names = (*REQUIRED_TABLES, *OPTIONAL_TABLES)
     for name in tqdm(names, desc="loading world", unit="table", disable=not progress):
         path = find_table_file(root, name)
@@ -87,6 +95,7 @@ def load_world(directory: str | Path, *, progress: bool = False) -> World:
         result = load_table(path, TABLES[name])
         tables[name] = result.table
         reports[name] = result.report
+        _merge_labels(labels, result.labels, path)
 
     split: dict[str, pa.Table | None] = {"train": None, "test": None}
     for part in split:
@@ -95,6 +104,7 @@ def load_world(directory: str | Path, *, progress: bool = False) -> World:
             result = load_table(path, EVENTS)
             split[part] = result.table
             reports[f"{SPLIT_DIR}/{part}"] = result.report
+            _merge_labels(labels, result.labels, path)
     if (split["train"] is None) != (split["test"] is None):
         have = "train" if split["train"] is not None else "test"
         raise DataError(f"{root / SPLIT_DIR}: has {have} but not the other half of the split")
@@ -124,4 +134,13 @@ def load_world(directory: str | Path, *, progress: bool = False) -> World:
         meta=meta,
         reports=reports,
         absent=tuple(absent),
+        labels=labels,
     )
+
+
+def _merge_labels(into: IdLabels, labels: IdLabels, path: Path) -> None:
+    """Add one table's labels; two distinct ids sharing a key across tables name the file."""
+    try:
+        into.update(labels)
+    except IdError as exc:
+        raise TableError(path, f"{exc} (an id of an earlier table)") from None

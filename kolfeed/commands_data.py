@@ -103,3 +103,63 @@ def check(
     except DataError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
+
+
+@data_app.command("import")
+def import_(
+    events: Path = typer.Argument(..., help="the shop's events file (.csv, .csv.gz or .parquet)"),
+    out: Path = typer.Option(..., "--out", help="dataset directory to write (data.format: world)"),
+    columns: str | None = typer.Option(
+        None, "--map", help="our field=the shop's column, e.g. user_id=customer_id,item_id=sku,ts=timestamp"
+    ),
+    actions: str | None = typer.Option(
+        None, "--actions", help="the shop's event name=our action or skip, e.g. purchase=buy,page_view=skip"
+    ),
+    items: Path | None = typer.Option(
+        None, "--items", help="catalogue: item_id, category, brand, price, ..."
+    ),
+    creators: Path | None = typer.Option(None, "--creators", help="creators (KOLs): kol_id, verticals"),
+    posts: Path | None = typer.Option(None, "--posts", help="posts: post_id, kol_id, item_id, created_at"),
+    follows: Path | None = typer.Option(None, "--follows", help="follows: user_id, kol_id, ts"),
+    friends: Path | None = typer.Option(None, "--friends", help="friendships: user_id, friend_id"),
+    split_at: str | None = typer.Option(
+        None, "--split-at", help="events at or after this time are test (unix s/ms or ISO-8601)"
+    ),
+    test_fraction: float | None = typer.Option(
+        None, "--test-fraction", help="the latest fraction of events held out as test (default 0.2)"
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty --out directory"),
+    as_json: bool = typer.Option(False, "--json", help="print the import report as JSON"),
+) -> None:
+    """Build a dataset from a shop's export (events alone are enough) with a chronological split."""
+    from recsys.io.errors import DataError
+    from recsys.io.shop_import import ImportOptions, action_map, column_map, import_shop
+
+    if split_at is not None and test_fraction is not None:
+        raise typer.BadParameter("give --split-at or --test-fraction, not both", param_hint="--split-at")
+    try:
+        opts = ImportOptions(
+            events=events,
+            out=out,
+            columns=column_map(columns),
+            actions=action_map(actions),
+            items=items,
+            creators=creators,
+            posts=posts,
+            follows=follows,
+            friends=friends,
+            split_at=split_at,
+            test_fraction=0.2 if test_fraction is None else test_fraction,
+            overwrite=overwrite,
+            progress=True,
+        )
+        report = import_shop(opts)
+    except DataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    for line in report.lines():
+        typer.echo(line)
+    typer.echo(f"dataset written to {out} (train with: --set data.path={out})")

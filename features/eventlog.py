@@ -15,7 +15,9 @@ increase by one per event with no gaps, and continue across segments.
 Durability: :meth:`EventLog.append_batch` writes the frames of a whole batch with one ``write()``
 and then ``fdatasync``s (``fsync=True``, the default). With ``fsync=False`` the data is still handed
 to the OS before returning, which survives a SIGKILL of the process but NOT a power loss or kernel
-crash. It is a blocking call guarded by a lock: from asyncio call it as
+crash. :meth:`EventLog.append_prepared` appends several batches with one write and one fsync
+(group commit: the service's concurrent requests share it, see :mod:`features.group_commit`).
+It is a blocking call guarded by a lock: from asyncio call it as
 ``await asyncio.to_thread(log.append_batch, events)``. If a write or fsync fails, the log truncates
 the partial batch and refuses further appends (restart to recover), so no later batch can land
 behind a torn one.
@@ -214,6 +216,29 @@ def _crc(length: int, seq: int, payload: bytes) -> int:
 
 def frame(seq: int, payload: bytes) -> bytes:
     return HEADER.pack(len(payload), _crc(len(payload), seq, payload), seq) + payload
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A validated batch encoded for the log; only sequence numbers are missing (the writer assigns
+    them). Preparing outside the writer lets one invalid request fail alone in a group commit."""
+
+    payloads: tuple[bytes, ...]
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+
+def prepare_batch(events: Iterable[StoreEvent]) -> PreparedBatch:
+    """Validate and encode ``events``; raises :class:`features.errors.InvalidEventError` (unknown
+    action, non-finite ts) or ValueError (an event too large) and then nothing may be written."""
+    batch = list(events)
+    validate_events(batch)
+    payloads = tuple(encode_event(ev) for ev in batch)
+    for i, p in enumerate(payloads):
+        if len(p) > MAX_PAYLOAD:
+            raise ValueError(f"event #{i} encodes to {len(p)} bytes (> {MAX_PAYLOAD})")
+    return PreparedBatch(payloads)
 
 
 # -- scanning --------------------------------------------------------------------------------------
@@ -571,21 +596,33 @@ class EventLog:
         An empty batch writes nothing and returns (next_seq, next_seq - 1). Invalid events (unknown
         action, non-finite ts) raise :class:`features.errors.InvalidEventError` and nothing is written.
         """
-        batch = list(events)
-        if not batch:
-            return self._next_seq, self._next_seq - 1
-        validate_events(batch)
-        payloads = [encode_event(ev) for ev in batch]
-        for i, p in enumerate(payloads):
-            if len(p) > MAX_PAYLOAD:
-                raise ValueError(f"event #{i} encodes to {len(p)} bytes (> {MAX_PAYLOAD})")
+        return self.append_prepared([prepare_batch(events)])[0]
+
+    def append_prepared(self, batches: Sequence[PreparedBatch]) -> list[tuple[int, int]]:
+        """Append several already validated batches with ONE write and ONE fsync (group commit);
+        returns (first_seq, last_seq) of each, in order. Blocking: call via asyncio.to_thread.
+
+        All or nothing: if the write or the fsync fails, none of the batches is acknowledged (the
+        partial write is truncated and the log refuses further appends). An empty batch gets
+        (next_seq, next_seq - 1) and writes nothing.
+        """
         with self._lock:
             if self._failed is not None:
                 raise LogWriteError(
                     f"{self.directory}: an earlier append failed ({self._failed}); reopen the log"
                 )
             first = self._next_seq
-            data = b"".join(frame(first + i, p) for i, p in enumerate(payloads))
+            spans: list[tuple[int, int]] = []
+            frames: list[bytes] = []
+            seq = first
+            for batch in batches:
+                spans.append((seq, seq + len(batch.payloads) - 1))
+                for payload in batch.payloads:
+                    frames.append(frame(seq, payload))
+                    seq += 1
+            if seq == first:
+                return spans
+            data = b"".join(frames)
             if self._file is None or (self._size > 0 and self._size + len(data) > self.segment_bytes):
                 self._rotate(first)
             start = self._size
@@ -604,8 +641,8 @@ class EventLog:
                     f"{self.directory}: append failed, log closed for writing: {exc}"
                 ) from exc
             self._size = start + len(data)
-            self._next_seq = first + len(batch)
-            return first, self._next_seq - 1
+            self._next_seq = seq
+            return spans
 
     def _rotate(self, first_seq: int) -> None:
         if self._file is not None:

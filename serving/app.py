@@ -23,6 +23,7 @@ from features.base import FeatureStore
 from features.errors import StoreAuthError, StoreUnavailable
 from features.eventlog import EventLog, claim_worker_log
 from features.factory import open_store
+from features.group_commit import GroupCommitter
 from features.replay import Replayer
 from recsys.artifacts import ArtifactError, newest_run
 from recsys.ranking.variants import VariantError, load_variants
@@ -176,9 +177,12 @@ async def start_event_log(
     marker = await asyncio.to_thread(log_marker_id, log_dir)
     # several workers share the store: a rebuild replays this log without clearing the others'
     outbox = Outbox(replayer, store, marker, clear_on_rebuild=not settings.event_log_per_worker)
+    committer = GroupCommitter(event_log, replayer)
+    stack.push_async_callback(committer.aclose)  # runs before the log is closed
     app.state.event_log = event_log
     app.state.replayer = replayer
     app.state.outbox = outbox
+    app.state.committer = committer
     run_until_shutdown(stack, "kolfeed-outbox", lambda stop: outbox.run(settings.replay_interval_s, stop))
     log.info(
         "event log %s: last seq %d, %d pending for the store",
@@ -205,6 +209,7 @@ def create_app(settings: Settings | None = None, preloaded: LoadedModel | None =
     app.state.event_log = None
     app.state.run_pointer = None
     app.state.replayer = None
+    app.state.committer = None
     app.state.outbox = None
     limiter = ConcurrencyLimiter(
         LimitConfig(

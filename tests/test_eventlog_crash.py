@@ -22,6 +22,7 @@ import pytest
 from features.eventlog import EventLog, LogReader
 from features.factory import open_store
 from features.replay import Replayer
+from tests.conftest import REDIS_TEST_DB
 
 ROOT = Path(__file__).resolve().parents[1]
 N_USERS = 100
@@ -71,11 +72,43 @@ async def main() -> None:
 asyncio.run(main())
 """.replace("NOW", str(NOW)).replace("N_USERS", str(N_USERS))
 
+GROUP_COMMIT_SERVICE = """
+import asyncio, itertools, sys
+from features.base import StoreEvent
+from features.eventlog import EventLog
+from features.group_commit import GroupCommitter
+from features.memory import MemoryStore
+from features.replay import Replayer
+
+async def main() -> None:
+    log = EventLog(sys.argv[1], fsync=True)
+    committer = GroupCommitter(log, Replayer(log, fsync=False))
+    store = MemoryStore()
+    counter = itertools.count()
+
+    async def client() -> None:  # like one HTTP client posting single-event batches
+        while True:
+            k = next(counter)
+            ev = StoreEvent(ts=NOW + k, user_id=k % N_USERS, item_id=k, action="buy", kol_id=k % 13)
+            result = await committer.submit([ev], store)
+            print(result.last_seq, k, flush=True)
+
+    await asyncio.gather(*(client() for _ in range(32)))
+
+asyncio.run(main())
+""".replace("NOW", str(NOW)).replace("N_USERS", str(N_USERS))
+
 
 def run_and_kill(code: str, args: list[str], cwd: Path, run_s: float = 0.7) -> list[int]:
+    """Every acknowledged seq the child printed before :func:`run_and_kill_lines` killed it."""
+    return [int(line.split()[0]) for line in run_and_kill_lines(code, args, cwd, run_s)]
+
+
+def run_and_kill_lines(code: str, args: list[str], cwd: Path, run_s: float = 0.7) -> list[str]:
     """Start the child, let it acknowledge for ``run_s`` after its first ack, SIGKILL it, and
-    return every acknowledged seq it printed. stdout is drained continuously so the child is never
-    blocked on a full pipe (it must be killed while appending, not while printing)."""
+    return every complete line it printed (one per acknowledgement). stdout is drained
+    continuously so the child is never blocked on a full pipe (it must be killed while appending,
+    not while printing)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env
@@ -103,7 +136,7 @@ def run_and_kill(code: str, args: list[str], cwd: Path, run_s: float = 0.7) -> l
     reader.join(10)
     assert proc.returncode == -signal.SIGKILL
     text = b"".join(chunks).decode()
-    return [int(line) for line in text.split("\n")[:-1]]  # a line without "\n" was not complete
+    return text.split("\n")[:-1]  # a line without "\n" was not complete
 
 
 @pytest.mark.parametrize("fsync", [True, False])
@@ -127,21 +160,36 @@ def test_sigkill_loses_no_acknowledged_event(tmp_path: Path, fsync: bool) -> Non
     assert LogReader(log_dir).end_seq() == nxt + 1
 
 
+def test_sigkill_under_group_commit_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    log_dir = tmp_path / "log"
+    lines = run_and_kill_lines(GROUP_COMMIT_SERVICE, [str(log_dir)], tmp_path)
+    acked = {int(seq): int(k) for seq, k in (line.split() for line in lines)}
+    assert len(acked) > 32
+
+    with EventLog(log_dir) as log:
+        logged = {seq: ev.item_id for seq, ev in log.iter_events()}
+    assert list(logged) == list(range(1, len(logged) + 1))
+    assert {seq: logged.get(seq) for seq in acked} == acked  # each acknowledged event where its 202 said
+    assert len(set(logged.values())) == len(logged)  # and none written twice
+
+
 @pytest.fixture
-def redis13(redis_server: str) -> Iterator[str]:
+def redis_prefixed(redis_server: str) -> Iterator[str]:
     import redis
 
     prefix = f"kf:test-crash-{uuid.uuid4().hex[:8]}:"
     try:
-        yield f"{redis_server}/13?prefix={prefix}&socket_timeout=2&socket_connect_timeout=2"
-    finally:
-        client = redis.Redis(host="127.0.0.1", port=6379, db=13)
-        client.flushdb()
+        yield f"{redis_server}/{REDIS_TEST_DB}?prefix={prefix}&socket_timeout=2&socket_connect_timeout=2"
+    finally:  # only this test's keys: the db may be shared with other tests running at the same time
+        client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_TEST_DB)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
         client.close()
 
 
 def test_sigkill_during_redis_outage_then_recovery_store_has_every_acknowledged_event(
-    tmp_path: Path, redis13: str
+    tmp_path: Path, redis_prefixed: str
 ) -> None:
     log_dir = tmp_path / "log"
     acked = run_and_kill(SERVICE, [str(log_dir), "redis://127.0.0.1:6391/13"], tmp_path)
@@ -151,7 +199,7 @@ def test_sigkill_during_redis_outage_then_recovery_store_has_every_acknowledged_
         log = EventLog(log_dir)
         replayer = Replayer(log)
         assert replayer.position == 0, "nothing could have reached the dead store"
-        store = open_store(redis13)
+        store = open_store(redis_prefixed)
         try:
             result = await replayer.replay_pending(store)
             states = await store.user_states(list(range(N_USERS)), now=NOW + 10**6)

@@ -2,7 +2,8 @@
 
 Why log first: the durable event log is the source of truth. A batch is answered 202 only after it
 is appended and fsynced (the answer carries its sequence numbers), so a Redis outage or a crash of
-this process loses no acknowledged event. It is then applied to the store at once when the store is
+this process loses no acknowledged event. Concurrent requests share one write and one fsync
+(:mod:`features.group_commit`). It is then applied to the store at once when the store is
 up and caught up (a bought item disappears and a hidden creator drops out on the very next request),
 else the outbox replays it, in log order, when the store answers again.
 """
@@ -20,8 +21,8 @@ from pydantic import Field
 
 from features.base import FeatureStore, StoreEvent
 from features.errors import InvalidEventError, StoreUnavailable
-from features.eventlog import EventLog, EventLogError
-from features.replay import Replayer, log_and_apply
+from features.eventlog import EventLogError
+from features.group_commit import GroupCommitter
 from serving.deps import HolderDep, MetricsDep, StoreDep
 from serving.lookups import item_categories
 from serving.schemas import ErrorResponse, EventBatch, EventsAccepted
@@ -65,18 +66,12 @@ class EventsAcknowledged(EventsAccepted):
     )
 
 
-async def get_event_log(request: Request) -> EventLog | None:
-    event_log: EventLog | None = request.app.state.event_log
-    return event_log
+async def get_committer(request: Request) -> GroupCommitter | None:
+    committer: GroupCommitter | None = request.app.state.committer
+    return committer
 
 
-async def get_replayer(request: Request) -> Replayer | None:
-    replayer: Replayer | None = request.app.state.replayer
-    return replayer
-
-
-EventLogDep = Annotated[EventLog | None, Depends(get_event_log)]
-ReplayerDep = Annotated[Replayer | None, Depends(get_replayer)]
+CommitterDep = Annotated[GroupCommitter | None, Depends(get_committer)]
 
 
 @router.post(
@@ -91,21 +86,20 @@ async def post_events(
     store: StoreDep,
     holder: HolderDep,
     metrics: MetricsDep,
-    event_log: EventLogDep,
-    replayer: ReplayerDep,
+    committer: CommitterDep,
 ) -> EventsAcknowledged:
     events = to_store_events(batch, holder.current, time.time())
-    if event_log is None or replayer is None:
+    if committer is None:
         ack = await _store_only(store, events)
     else:
-        ack = await _logged(event_log, replayer, store, events)
+        ack = await _logged(committer, store, events)
     for action, n in Counter(e.action for e in events).items():
         metrics.events.labels(action=action).inc(n)
     return ack
 
 
 async def _logged(
-    event_log: EventLog, replayer: Replayer, store: FeatureStore, events: list[StoreEvent]
+    committer: GroupCommitter, store: FeatureStore, events: list[StoreEvent]
 ) -> EventsAcknowledged:
     """Append durably (fsync) first; the store is updated now if it can be, else by the replayer.
 
@@ -115,7 +109,7 @@ async def _logged(
     then duplicate it, which the store tolerates for set-valued state).
     """
     try:
-        result = await asyncio.shield(log_and_apply(event_log, replayer, store, events))
+        result = await asyncio.shield(committer.submit(events, store))
     except InvalidEventError as exc:
         raise HTTPException(status_code=422, detail=f"event batch rejected: {exc}") from None
     except (EventLogError, OSError) as exc:

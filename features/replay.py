@@ -348,7 +348,7 @@ async def rebuild_store(
     store goes away midway (the positions then say how far it got). Each log's store marker
     (:mod:`features.markers`) is written once it is replayed, so a service started afterwards
     finds the store in step and does not rebuild it again."""
-    from tqdm import tqdm
+    from recsys.progress import progress as progress_bar
 
     dirs = log_dirs(log_dir)
     with contextlib.ExitStack() as stack:
@@ -360,7 +360,7 @@ async def rebuild_store(
             await replayer.reset(0)
         out = RebuildResult(clear, 0, 0, 0)
         total = sum(event_log.last_seq for event_log in logs)
-        with tqdm(total=total, desc="replaying event log", unit="ev", disable=not progress) as bar:
+        with progress_bar(total=total, desc="replaying event log", unit="ev", enabled=progress) as bar:
             for event_log, replayer in zip(logs, replayers, strict=True):
                 result = await replayer.replay_pending(store, on_batch=bar.update)
                 out.replayed += result.applied

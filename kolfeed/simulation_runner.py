@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -25,13 +24,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from features.base import FeatureStore, StoreEvent
 from features.factory import open_store
 from recsys.experiments.assignment import arm_index_many
 from recsys.experiments.config import ExperimentConfig
 from recsys.experiments.readout import ExperimentReport, experiment_report
+from recsys.progress import progress as progress_bar
 from recsys.ranking.feed import FeedRanker
 from recsys.ranking.feed_model import FeedModel
 from recsys.ranking.variants import RankingVariant
@@ -178,7 +177,7 @@ async def _simulate(
         order = np.argsort(warm.ts, kind="stable")
         for lo in range(0, len(order), 50_000):
             await store.record_events(store_events(warm.take(order[lo : lo + 50_000]), model))
-    bar = tqdm(desc="simulate", unit="session", disable=not progress, file=sys.stderr)
+    bar = progress_bar(desc="simulate", unit="session", enabled=progress)
     friends_cache: dict[int, list[int]] = {}
     for step in sim.steps():
         now = float(step.ts[0])

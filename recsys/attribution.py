@@ -24,7 +24,6 @@ log *before* the optional time window is applied, so share numbers stay valid.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,9 +31,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
-from tqdm import tqdm
 
 from recsys.experiments.events import BUY, CLICK, IMPRESSION, SHARE, EventColumns
+from recsys.progress import progress as progress_bar
 from recsys.schema import NO_ID
 
 DEFAULT_DEPTH_LIMIT = 3
@@ -260,7 +259,7 @@ def kol_attribution(
     reports: list[KolReport] = []
     order = np.argsort(kol, kind="stable")
     sorted_kol = kol[order]
-    for k in tqdm(kol_ids.tolist(), desc="KOLs", unit="kol", disable=not progress, file=sys.stderr):
+    for k in progress_bar(kol_ids.tolist(), desc="KOLs", unit="kol", enabled=progress):
         lo, hi = np.searchsorted(sorted_kol, [k, k + 1])
         rows = order[lo:hi]
         a, d = action[rows], dep[rows]

@@ -102,9 +102,9 @@ def _users_with_test(test: sp.csr_matrix, users: np.ndarray | None) -> np.ndarra
 def _batches(users: np.ndarray, batch_size: int, progress: bool, desc: str) -> Iterable[np.ndarray]:
     starts = range(0, len(users), batch_size)
     if progress:
-        from tqdm import tqdm
+        from recsys.progress import progress as progress_bar
 
-        starts = tqdm(starts, desc=desc, unit="batch", leave=False)  # type: ignore[assignment]
+        starts = progress_bar(starts, desc=desc, unit="batch", leave=False)  # type: ignore[assignment]
     for s in starts:
         yield users[s : s + batch_size]
 

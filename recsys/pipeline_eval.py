@@ -13,7 +13,6 @@ searches batched) for runs that carry a world.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -178,9 +177,9 @@ def evaluate_pipeline(
 
     starts = range(0, len(eval_users), batch_size)
     if progress:
-        from tqdm import tqdm
+        from recsys.progress import progress as progress_bar
 
-        starts = tqdm(starts, desc="pipeline eval", unit="batch", file=sys.stderr)  # type: ignore[assignment]
+        starts = progress_bar(starts, desc="pipeline eval", unit="batch")  # type: ignore[assignment]
     tops: list[np.ndarray] = []
     for s in starts:
         batch = eval_users[s : s + batch_size]

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tqdm import tqdm
+from recsys.progress import progress as progress_bar
 
 LOGGER_NAME = "kolfeed.train"
 
@@ -45,7 +45,7 @@ class Stages:
     """A progress bar over the pipeline's named stages, with per-stage timings."""
 
     def __init__(self, names: list[str], log: logging.Logger, disable: bool = False) -> None:
-        self.bar = tqdm(total=len(names), desc="train", unit="stage", file=sys.stderr, disable=disable)
+        self.bar = progress_bar(total=len(names), desc="train", unit="stage", enabled=not disable)
         self.log = log
         self.seconds: dict[str, float] = {}
 

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from kolfeed.bench.harness import REPO, ServiceConfig, ServiceProcess
 from kolfeed.bench.loadgen import LoadSpec, user_ids
+from recsys.progress import progress as progress_bar
 
 TARGET_P99_MS = 15.0
 TARGET_P50_MS = 5.0
@@ -228,7 +228,7 @@ async def populate_store(cfg: ServeBenchConfig, run_dir: Path, url: str, batch: 
         if not await store.ping():
             raise BenchServeError(f"Redis at {store.url} is not answering")
         events: list[StoreEvent] = []
-        for uid in tqdm(range(cfg.users), desc="redis users", file=sys.stderr, mininterval=2):
+        for uid in progress_bar(range(cfg.users), desc="redis users", mininterval=2):
             ts = now - rng.uniform(0, 86_400, per_user)
             imp = rng.integers(0, len(item_ids), n_imp)
             pos_posts = rng.integers(0, len(post_kol), 4)

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from tqdm import tqdm
 
 from recsys.id_labels import IdLabels
 from recsys.ids import IdError
 from recsys.io.errors import DataError, TableError
 from recsys.io.report import LoadReport
 from recsys.io.tables import SUFFIXES, find_table_file, load_table
+from recsys.progress import progress as progress_bar
 from recsys.schema import EVENTS, TABLES, TableSchema
 
 REQUIRED_TABLES: tuple[str, ...] = ("users", "items", "events")
@@ -81,7 +81,7 @@ def load_world(directory: str | Path, *, progress: bool = False) -> World:
     absent: list[str] = []
     labels = IdLabels()
     names = (*REQUIRED_TABLES, *OPTIONAL_TABLES)
-    for name in tqdm(names, desc="loading world", unit="table", disable=not progress):
+    for name in progress_bar(names, desc="loading world", unit="table", enabled=progress):
         path = find_table_file(root, name)
         if path is None:
             if name in REQUIRED_TABLES:

@@ -22,15 +22,14 @@ Event order and share numbering (how a share cascade is reconstructed from event
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
+from recsys.progress import progress as progress_bar
 from recsys.schema import CATEGORIES, EVENTS
 from recsys.world import priors
 from recsys.world.config import DAY, GENERATOR_VERSION, WorldConfig, WorldError
@@ -114,7 +113,7 @@ def generate_world(
     action_counts = np.zeros(8, dtype=np.int64)
     ts_min, ts_max = None, None
     carry = EventChunk.empty()
-    bar = tqdm(total=cfg.days, desc="world: days", unit="day", file=sys.stderr, disable=not progress)
+    bar = progress_bar(total=cfg.days, desc="world: days", unit="day", enabled=progress)
     try:
         for d in range(cfg.days):
             chunk = EventChunk.concat([carry, sim.day(d, np.random.default_rng([seed, 1, d]))])

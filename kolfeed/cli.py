@@ -14,8 +14,20 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from kolfeed import __version__
+
+        typer.echo(f"kolfeed {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
     """kolfeed: generate worlds, train, serve, experiment, report, benchmark."""
 
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from recsys.schema import ACTION_NAMES, DEFAULT_ACTION_WEIGHTS
+from recsys.shipped import resolve_config_path
 
 
 class ConfigError(ValueError):
@@ -204,7 +205,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig
 
 def load_config(path: str | Path, overrides: list[str] | None = None, cwd: Path | None = None) -> TrainConfig:
     """Read YAML, apply overrides, validate, and resolve ``data.path`` against ``cwd`` (default: cwd)."""
-    p = Path(path)
+    p = resolve_config_path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:

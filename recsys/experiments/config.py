@@ -26,6 +26,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from recsys.shipped import resolve_config_path
+
 SHARE_TOLERANCE = 1e-6
 
 
@@ -162,7 +164,7 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
 
 def load_experiments(directory: str | Path) -> dict[str, ExperimentConfig]:
     """All ``*.yaml``/``*.yml`` experiments in a directory, by name; names must be unique."""
-    d = Path(directory)
+    d = resolve_config_path(directory)
     if not d.is_dir():
         raise ExperimentConfigError(f"{d}: experiment directory not found")
     out: dict[str, ExperimentConfig] = {}

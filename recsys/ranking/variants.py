@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from recsys.shipped import resolve_config_path
+
 DEFAULT_VARIANT_NAME = "default"
 DEFAULT_VARIANTS_DIR = "configs/ranking"
 
@@ -126,7 +128,7 @@ def load_variant(path: str | Path) -> RankingVariant:
 
 def load_variants(directory: str | Path = DEFAULT_VARIANTS_DIR) -> dict[str, RankingVariant]:
     """All ``*.yaml`` variants in ``directory`` keyed by name; names must be unique."""
-    directory = Path(directory)
+    directory = resolve_config_path(directory)
     if not directory.is_dir():
         raise VariantError(f"{directory}: no such ranking-variant directory")
     out: dict[str, RankingVariant] = {}

@@ -1,0 +1,5 @@
+"""``python -m kolfeed``: the same command line as ``kolfeed``."""
+
+from kolfeed.cli import main
+
+main()

@@ -756,3 +756,21 @@ def claim_worker_log(
         f"{base}: all {max_workers} worker event logs ({WORKER_PREFIX}0 … {WORKER_PREFIX}{max_workers - 1}) "
         "are held by other processes"
     )
+
+
+def log_is_locked(directory: Path) -> bool:
+    """Whether a writer holds ``directory``'s lock now (a free or missing directory is not locked):
+    lets a second server refuse up front instead of failing inside its start-up."""
+    path = Path(directory) / LOCK_FILE
+    if not path.is_file():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

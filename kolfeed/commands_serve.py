@@ -6,14 +6,25 @@ variant should end with one line saying what is wrong, not a traceback from insi
 
 from __future__ import annotations
 
-import os
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
-if TYPE_CHECKING:
-    from serving.settings import Settings
+from serving.runner import MAX_WORKERS
+
+
+class LogLevel(StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+
+
+class LogFormat(StrEnum):
+    json = "json"
+    console = "console"
 
 
 def _fail(message: str) -> None:
@@ -41,7 +52,19 @@ def register(app: typer.Typer) -> None:
         dev: bool = typer.Option(
             False, "--dev", help="dev mode: admin API open when KOLFEED_ADMIN_TOKEN is unset"
         ),
-        log_level: str = typer.Option("info", "--log-level"),
+        log_level: LogLevel = typer.Option(
+            LogLevel.info, "--log-level", help="log lines at this level and up"
+        ),
+        log_format: LogFormat | None = typer.Option(
+            None,
+            "--log-format",
+            help="json (one object per line) or console; default: console on a terminal, json otherwise",
+        ),
+        event_log_dir: Path | None = typer.Option(
+            None,
+            "--event-log-dir",
+            help="event log, one server per directory (default: $KOLFEED_EVENT_LOG_DIR, var/eventlog)",
+        ),
         workers: int = typer.Option(
             1,
             "--workers",
@@ -54,16 +77,27 @@ def register(app: typer.Typer) -> None:
         """Serve personalised feeds over HTTP (GET /v1/feed, POST /v1/events, /docs, /metrics)."""
         import asyncio
 
-        import uvicorn
         from pydantic import SecretStr, ValidationError
 
         from features.errors import StoreAuthError, StoreConfigError, StoreUnavailable
         from features.factory import open_store, redact_url
-        from recsys.artifacts import ArtifactError, newest_run
+        from recsys.artifacts import ArtifactError, newest_run, read_manifest, verify_run_dir
         from recsys.ranking.variants import VariantError, load_variants
         from serving.app import create_app
+        from serving.logs import configure_logging, default_format
+        from serving.runner import (
+            ServeError,
+            check_event_log_free,
+            set_worker_environment,
+            worker_environment,
+        )
+        from serving.runner import run as run_service
         from serving.settings import Settings
         from serving.state import load_model
+
+        fmt = log_format.value if log_format is not None else default_format()
+        level = log_level.value
+        configure_logging(fmt, level)
 
         try:
             run_dir = run if run is not None else newest_run(runs)
@@ -78,6 +112,8 @@ def register(app: typer.Typer) -> None:
                 ranking_dir=ranking_dir,
                 dev_mode=dev,
             )
+            if event_log_dir is not None:
+                settings = settings.model_copy(update={"event_log_dir": event_log_dir})
         except ValidationError as exc:
             first = exc.errors()[0]
             _fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
@@ -118,66 +154,34 @@ def register(app: typer.Typer) -> None:
                 "and /readyz returns 503 until it does",
                 err=True,
             )
-        if workers > 1:
-            serve_workers(settings, workers, host, port, log_level)
-            return
         try:
-            loaded = load_model(run_dir)
+            check_event_log_free(settings)
+            if workers > 1:
+                env = worker_environment(settings, fmt, level)
+                verify_run_dir(run_dir)
+                manifest = read_manifest(run_dir)
+                typer.echo(
+                    f"kolfeed: serving run {manifest.run_id} (version {manifest.version}) from {run_dir}"
+                )
+                typer.echo(f"kolfeed: {workers} worker processes; store {redact_url(store)}")
+                set_worker_environment(env)
+                app_or_none = None
+            else:
+                loaded = load_model(run_dir)
+                typer.echo(
+                    f"kolfeed: serving run {loaded.run_id} (version {loaded.version}) from {loaded.run_dir}"
+                )
+                typer.echo(f"kolfeed: store {redact_url(store)}; variants: {', '.join(sorted(variants))}")
+                app_or_none = create_app(settings, preloaded=loaded)
+            run_service(
+                app_or_none,
+                host,
+                port,
+                level,
+                workers=workers,
+                on_listening=lambda url: typer.echo(f"kolfeed: listening on {url}  (docs: {url}/docs)"),
+            )
         except ArtifactError as exc:
             _fail(f"cannot serve {run_dir}: {exc}")
-            return
-        typer.echo(f"kolfeed: serving run {loaded.run_id} (version {loaded.version}) from {loaded.run_dir}")
-        typer.echo(f"kolfeed: store {redact_url(store)}; variants: {', '.join(sorted(variants))}")
-        typer.echo(f"kolfeed: listening on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-        uvicorn.run(create_app(settings, preloaded=loaded), host=host, port=port, log_level=log_level)
-
-
-MAX_WORKERS = 64
-
-
-def serve_workers(settings: Settings, workers: int, host: str, port: int, log_level: str) -> None:
-    """``workers`` uvicorn processes on one socket, each building the app from ``KOLFEED_*`` settings.
-
-    Why processes: the feed is CPU-bound Python, and one process runs one core. The workers share
-    nothing in memory, so the store must be shared (Redis); a reload received by one worker is
-    followed by the others through a served-run pointer file (serving/run_pointer.py); each writes
-    its own event log under the configured directory. The parent only verifies the run (checksums)
-    and supervises: uvicorn restarts a worker that dies."""
-    import tempfile
-    from urllib.parse import urlsplit
-
-    import uvicorn
-
-    from features.factory import redact_url
-    from recsys.artifacts import ArtifactError, read_manifest, verify_run_dir
-
-    url = settings.store_url.get_secret_value()
-    if urlsplit(url).scheme not in ("redis", "rediss"):
-        _fail(
-            f"--workers {workers} needs a store the workers share (redis://...); {redact_url(url)} lives "
-            "inside one process"
-        )
-    assert settings.run_dir is not None
-    try:
-        verify_run_dir(settings.run_dir)
-        manifest = read_manifest(settings.run_dir)
-    except ArtifactError as exc:
-        _fail(f"cannot serve {settings.run_dir}: {exc}")
-        return
-    pointer = Path(tempfile.mkdtemp(prefix="kolfeed-serve-")) / "served-run.json"
-    env = {
-        "KOLFEED_RUN_DIR": str(settings.run_dir.resolve()),
-        "KOLFEED_RUNS_ROOT": str(settings.runs_root.resolve()),
-        "KOLFEED_STORE_URL": url,
-        "KOLFEED_RANKING_DIR": str(settings.ranking_dir.resolve()),
-        "KOLFEED_DEV_MODE": "true" if settings.dev_mode else "false",
-        "KOLFEED_SERVED_RUN_FILE": str(pointer),
-        "KOLFEED_EVENT_LOG_PER_WORKER": "true",
-    }
-    os.environ.update(env)  # the workers read their Settings from the environment
-    typer.echo(f"kolfeed: serving run {manifest.run_id} (version {manifest.version}) from {settings.run_dir}")
-    typer.echo(f"kolfeed: {workers} worker processes; store {redact_url(url)}; served-run pointer {pointer}")
-    typer.echo(f"kolfeed: listening on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-    uvicorn.run(
-        "serving.app:create_app", factory=True, workers=workers, host=host, port=port, log_level=log_level
-    )
+        except ServeError as exc:
+            _fail(str(exc))

@@ -29,6 +29,7 @@ from recsys.artifacts import ArtifactError, newest_run
 from recsys.ranking.variants import VariantError, load_variants
 from serving.errors import BodyLimitMiddleware, install_exception_handlers
 from serving.limits import ConcurrencyLimiter, LimitConfig, LimitMiddleware, register_reliability_metrics
+from serving.logs import configure_logging
 from serving.metrics import MetricsMiddleware, ServiceMetrics
 from serving.outbox import Outbox, log_marker_id
 from serving.routers import admin, dashboard, events, experiments, feed, health, kols
@@ -195,6 +196,8 @@ async def start_event_log(
 def create_app(settings: Settings | None = None, preloaded: LoadedModel | None = None) -> FastAPI:
     """Build the app; ``preloaded`` lets ``kolfeed serve`` load (and report errors on) the run first."""
     settings = settings if settings is not None else Settings()
+    if settings.log_format is not None:
+        configure_logging(settings.log_format, settings.log_level)
     app = FastAPI(
         title="kolfeed",
         summary="Personalised social-commerce feed: creators' posts ranked per user",

@@ -21,6 +21,8 @@ from prometheus_client import (
 )
 from prometheus_client.metrics import MetricWrapperBase
 
+from serving.logs import REQUEST_ID_HEADER, log_access, start_request
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -98,7 +100,9 @@ def route_label(scope: Scope) -> str:
 
 
 class MetricsMiddleware:
-    """Pure ASGI middleware: counts and times every HTTP request by route template and status."""
+    """Pure ASGI middleware: counts and times every HTTP request by route template and status, gives
+    it a request id (the caller's ``x-request-id`` or a fresh one, echoed in the response header)
+    and writes its access log line (serving/logs.py)."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -110,11 +114,18 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                incoming = value
+                break
+        rid = start_request(incoming).encode("latin-1")
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, rid)]
             await send(message)
 
         try:
@@ -123,4 +134,6 @@ class MetricsMiddleware:
             route = route_label(scope)
             method = str(scope.get("method", ""))
             self.metrics.requests_for(route, method, str(status)).inc()
-            self.metrics.latency_for(route, method).observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.metrics.latency_for(route, method).observe(elapsed)
+            log_access(method, str(scope.get("path", "")), status, elapsed)

@@ -7,6 +7,7 @@ keyword fails loudly, and tests build a ``Settings(...)`` directly instead of pa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,13 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(default=None, description="bearer token for /v1/admin/*")
     ranking_dir: Path = Field(default=Path(DEFAULT_VARIANTS_DIR), description="ranking-variant YAMLs")
     default_variant: str = Field(default=DEFAULT_VARIANT_NAME, min_length=1, description="arm by default")
+    log_format: Literal["json", "console"] | None = Field(
+        default=None,
+        description="json or console lines (serving/logs.py); None: leave logging as the host process set it",
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        default="info", description="level of the service's log lines (with log_format)"
+    )
     dev_mode: bool = Field(default=False, description="admin endpoints open when no token is configured")
     max_body_bytes: int = Field(default=2_000_000, ge=1_024, description="larger request bodies get 413")
     request_deadline_s: float = Field(

@@ -23,6 +23,7 @@ from recsys.ranking.context import UserContext
 from recsys.ranking.variants import RankingVariant
 from serving.arms import choose_arm
 from serving.deps import FeedEnvDep, StoreDep
+from serving.logs import current_request_id
 from serving.lookups import friend_ids
 from serving.metrics import ServiceMetrics
 from serving.schemas import ErrorResponse, FeedPage, FeedQuery, FeedResponse
@@ -183,7 +184,7 @@ async def get_feed(
     for source, n in per_source.items():
         metrics.feed_items_for(source).inc(n)
     return FeedPage(
-        request_id=uuid.uuid4().hex,
+        request_id=current_request_id() or uuid.uuid4().hex,
         user_id=params.user_id,
         arm=arm,
         degraded=degraded_reason is not None,

@@ -16,8 +16,9 @@ LightGCN-format dataset has no creators):
 - ``kol_emb.npy``             float32 (n_kols, d)    optional
 - ``user_ids.npy``, ``item_ids.npy``, ``kol_ids.npy``  int64 external ids of each row
 - ``item_popularity.npy``     float32 (n_items,) training popularity (cold start / trending prior)
-- ``labels.parquet``          optional: (kind, key, label) for every item/kol/post id that is not its
-                              own key (string ids; see recsys/ids.py); integer ids need no row
+- ``labels.parquet``          (kind, key, label) for every user/item/kol/post id of the run that is
+                              not its own key (string ids; see recsys/ids.py); integer ids need no
+                              row. Written by every training run; absent in older run directories
 - ``index.faiss``             FAISS index over item_emb (inner product), built by ``kolfeed index build``
 - ``model/``                  the model's own npz files (``Recommender.save``)
 - ``catalog/*.parquet``       items, kols, posts tables of the world (for candidates and reasons)

@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.id_labels import IdLabels
+
 
 @dataclass
 class Interactions:
     """Rows are users, columns items, in dense index space 0..n-1.
 
     ``train`` holds (possibly behaviour-weighted) confidences; ``test`` is binary held-out truth.
-    ``user_ids``/``item_ids`` map the dense index back to the dataset's own ids.
+    ``user_ids``/``item_ids`` map the dense index back to the dataset's ids as int64 keys
+    (:mod:`recsys.ids`); ``labels`` holds the text of the hashed (string) ones.
     ``extra_test`` holds further held-out matrices by name (e.g. ``"buy"`` for recall of held-out buys).
     """
 
@@ -22,6 +25,7 @@ class Interactions:
     user_ids: np.ndarray
     item_ids: np.ndarray
     extra_test: dict[str, sp.csr_matrix] = field(default_factory=dict)
+    labels: IdLabels = field(default_factory=IdLabels)
 
     @property
     def n_users(self) -> int:

@@ -16,7 +16,9 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from recsys import graphs as g
+from recsys.id_labels import IdLabels
 from recsys.interactions import Interactions
+from recsys.schema import NO_ID
 from training.config import ConfigError, TrainConfig
 
 SMALL_FILE_BYTES = 16 << 20
@@ -50,6 +52,82 @@ class Prepared:
     every graph variant so that variants are compared on identical held-out sets."""
     world: WorldGraphs | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    labels: IdLabels = field(default_factory=IdLabels)
+    """Text of the hashed (string) ids of the data, per kind; the run directory keeps those it maps."""
+    log_intake: LogIntake | None = None
+    """What was taken from ``data.events_log`` (None without one)."""
+
+
+ITEM_NOT_IN_CATALOGUE = "item not in the catalogue"
+KOL_NOT_IN_CREATORS = "kol not in the creators table (kept without it)"
+
+
+@dataclass
+class LogIntake:
+    """What a retrain took from the service's event log (``data.events_log``).
+
+    The log holds what the live service saw since the world was exported, so it names users and
+    items the world's tables do not have yet. The rule:
+
+    - users first seen in the log (as ``user_id`` or as a share's ``to_user_id``) join the user map:
+      they are the new customers the retrain is for;
+    - events on items missing from the catalogue are skipped and counted: such an item has no
+      category, price, stock or post to rank and explain it with; its events count once the
+      catalogue lists it (they stay in the log);
+    - a creator missing from the creators table is dropped from the event (the event is kept).
+    """
+
+    read: int
+    kept: int
+    skipped: dict[str, int]
+    changed: dict[str, int]
+    new_users: np.ndarray
+
+    def stats(self) -> dict[str, int]:
+        """Flat counts for the run's data stats (``metrics.json``, ``train.log``)."""
+        return {
+            "log_events_read": self.read,
+            "log_events_kept": self.kept,
+            "log_new_users": len(self.new_users),
+            "log_skipped_unknown_item": self.skipped.get(ITEM_NOT_IN_CATALOGUE, 0),
+            "log_unknown_kol_dropped": self.changed.get(KOL_NOT_IN_CREATORS, 0),
+        }
+
+    def summary(self) -> str:
+        parts = [f"{self.kept:,} of {self.read:,} logged events kept", f"{len(self.new_users):,} new users"]
+        parts += [f"skipped {n:,} ({reason})" for reason, n in self.skipped.items() if n]
+        parts += [f"{n:,} events: {reason}" for reason, n in self.changed.items() if n]
+        return "event log: " + ", ".join(parts)
+
+
+def take_in_log(
+    logged: pa.Table, user_ids: np.ndarray, item_ids: np.ndarray, kol_ids: np.ndarray
+) -> tuple[pa.Table, LogIntake]:
+    """Apply the :class:`LogIntake` rule to logged events against the world's id maps."""
+    import pyarrow.compute as pc
+
+    items = np.asarray(logged.column("item_id").to_numpy(zero_copy_only=False), dtype=np.int64)
+    known_item = np.isin(items, item_ids)
+    kept = logged.filter(pa.array(known_item))
+    kol = kept.column("kol_id")
+    kol_keys = np.asarray(pc.fill_null(kol, NO_ID).to_numpy(zero_copy_only=False), dtype=np.int64)
+    unknown_kol = (kol_keys != NO_ID) & ~np.isin(kol_keys, kol_ids)
+    if unknown_kol.any():
+        index = kept.schema.get_field_index("kol_id")
+        cleared = pc.if_else(pa.array(unknown_kol), pa.scalar(None, kol.type), kol)
+        kept = kept.set_column(index, kept.schema.field(index), cleared)
+    seen_users = [np.asarray(kept.column("user_id").to_numpy(zero_copy_only=False), dtype=np.int64)]
+    to_user = kept.column("to_user_id").drop_null()
+    seen_users.append(np.asarray(to_user.to_numpy(zero_copy_only=False), dtype=np.int64))
+    new_users = np.setdiff1d(np.concatenate(seen_users), user_ids)
+    intake = LogIntake(
+        read=logged.num_rows,
+        kept=kept.num_rows,
+        skipped={ITEM_NOT_IN_CATALOGUE: int((~known_item).sum())},
+        changed={KOL_NOT_IN_CREATORS: int(unknown_kol.sum())},
+        new_users=new_users,
+    )
+    return kept, intake
 
 
 def data_fingerprint(path: Path, events_log: str | None = None) -> str:
@@ -102,20 +180,15 @@ def _pairs(table: pa.Table, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _with_event_log(history: pa.Table, log_dir: Path, test_fraction: float) -> tuple[pa.Table, pa.Table]:
-    """World history + the service's logged events (every worker's sub-log, if it has several),
+def _with_event_log(
+    history: pa.Table, logged: pa.Table, log_dir: Path, test_fraction: float
+) -> tuple[pa.Table, pa.Table]:
+    """World history + the service's logged events (already taken in, see :class:`LogIntake`),
     split chronologically at the time quantile."""
     import pyarrow.compute as pc
 
-    from features.eventlog import EventLogError, load_event_log
     from recsys.io.errors import DataError
 
-    if not log_dir.is_dir():
-        raise DataError(f"{log_dir}: data.events_log is not a directory")
-    try:
-        logged = load_event_log(log_dir)
-    except EventLogError as exc:  # corrupt or mixed-layout log: one line, not a traceback
-        raise DataError(f"data.events_log: {exc}") from None
     events = pa.concat_tables([history.select(logged.column_names).cast(logged.schema), logged])
     if len(events) < 2:
         raise DataError(f"{log_dir}: too few events to split ({len(events)})")
@@ -126,18 +199,36 @@ def _with_event_log(history: pa.Table, log_dir: Path, test_fraction: float) -> t
     return events.filter(pc.invert(is_test)), events.filter(is_test)
 
 
+def _read_event_log(log_dir: Path) -> pa.Table:
+    from features.eventlog import EventLogError, load_event_log
+    from recsys.io.errors import DataError
+
+    if not log_dir.is_dir():
+        raise DataError(f"{log_dir}: data.events_log is not a directory")
+    try:
+        return load_event_log(log_dir)
+    except EventLogError as exc:  # corrupt or mixed-layout log: one line, not a traceback
+        raise DataError(f"data.events_log: {exc}") from None
+
+
 def prepare_world(cfg: TrainConfig) -> Prepared:
     from recsys.io.errors import DataError
     from recsys.io.world import load_world
 
     world = load_world(Path(cfg.data.path))
+    user_ids = _ids(world.users, "user_id")
+    item_ids = _ids(world.items, "item_id")
+    kol_ids = _ids(world.kols, "kol_id")
+    intake: LogIntake | None = None
     if cfg.data.events_log is not None:
+        log_dir = Path(cfg.data.events_log)
+        logged, intake = take_in_log(_read_event_log(log_dir), user_ids, item_ids, kol_ids)
+        user_ids = np.union1d(user_ids, intake.new_users)
         world.train_events, world.test_events = _with_event_log(
-            world.events, Path(cfg.data.events_log), cfg.data.test_fraction
+            world.events, logged, log_dir, cfg.data.test_fraction
         )
     if world.train_events is None or world.test_events is None:
         raise DataError(f"{cfg.data.path}: world has no split/{{train,test}} (needed to train and evaluate)")
-    users = world.users
     items = world.items
     kols = world.kols
     posts = world.posts
@@ -146,9 +237,6 @@ def prepare_world(cfg: TrainConfig) -> Prepared:
     train_t = world.train_events
     test_t = world.test_events
 
-    user_ids = _ids(users, "user_id")
-    item_ids = _ids(items, "item_id")
-    kol_ids = _ids(kols, "kol_id")
     train_ev = g.EventArrays.from_table(train_t)
     test_ev = g.EventArrays.from_table(test_t)
     now = float(train_ev.ts.max()) if len(train_ev) else 0.0
@@ -231,8 +319,11 @@ def prepare_world(cfg: TrainConfig) -> Prepared:
         "train_nnz": int(conf.nnz),
         "test_nnz": int(test.nnz),
         **{f"test_{k}_nnz": int(v.nnz) for k, v in extra.items()},
+        **(intake.stats() if intake is not None else {}),
     }
-    return Prepared(interactions=inter, seen=seen, world=wg, stats=stats)
+    return Prepared(
+        interactions=inter, seen=seen, world=wg, stats=stats, labels=world.labels, log_intake=intake
+    )
 
 
 def _post_engagement(ev: g.EventArrays, post_ids: np.ndarray, weights: dict[str, float]) -> np.ndarray:
@@ -269,7 +360,7 @@ def prepare_dataset(cfg: TrainConfig) -> Prepared:
         "train_nnz": int(inter.train.nnz),
         "test_nnz": int(inter.test.nnz),
     }
-    return Prepared(interactions=inter, seen=seen, world=None, stats=stats)
+    return Prepared(interactions=inter, seen=seen, world=None, stats=stats, labels=inter.labels)
 
 
 def prepare(cfg: TrainConfig) -> Prepared:

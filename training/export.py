@@ -53,6 +53,24 @@ def write_embeddings(run_dir: Path, prepared: Prepared, user_emb: np.ndarray, it
     art.save_array(run_dir / art.ITEM_POPULARITY, popularity)
 
 
+def write_labels(run_dir: Path, prepared: Prepared) -> None:
+    """``labels.parquet``: the text of every hashed (string) id the run maps (users, items, kols,
+    posts), so serving and reports print a shop's own ids. Written for every run (empty when all
+    ids are integers), so a run directory always says which ids it knows."""
+    inter = prepared.interactions
+    labels = prepared.labels
+    pairs = {
+        "user": labels.restricted("user", inter.user_ids),
+        "item": labels.restricted("item", inter.item_ids),
+    }
+    wg = prepared.world
+    if wg is not None:
+        pairs["kol"] = labels.restricted("kol", wg.kol_ids)
+        post_ids = np.asarray(wg.tables["posts"].column("post_id").to_numpy(zero_copy_only=False), np.int64)
+        pairs["post"] = labels.restricted("post", post_ids)
+    art.save_labels(run_dir / art.LABELS, pairs)
+
+
 def write_world(
     run_dir: Path, prepared: Prepared, kol_emb: np.ndarray, affinity: sp.csr_matrix, catalog: bool
 ) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from recsys import artifacts as art
 from training.config import ConfigError, TrainConfig, config_from_dict
 from training.data import Prepared, data_fingerprint, prepare
-from training.export import write_embeddings, write_json, write_world
+from training.export import write_embeddings, write_json, write_labels, write_world
 from training.logs import Stages, close_logger, run_logger
 
 STAGES = ["load", "fit", "evaluate", "export"]
@@ -149,6 +149,8 @@ def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str
             prepared = prepare(cfg)
             fingerprint = data_fingerprint(Path(cfg.data.path), cfg.data.events_log)
             log.info("data: %s", prepared.stats)
+            if prepared.log_intake is not None:
+                log.info("%s", prepared.log_intake.summary())
         _maybe_fail(fail_after, "load")
         with stages.stage("fit"):
             t0 = time.perf_counter()
@@ -207,6 +209,7 @@ def _export(
     user_emb = np.asarray(model.user_embeddings(), dtype=np.float32)
     item_emb = np.asarray(model.item_embeddings(), dtype=np.float32)
     write_embeddings(tmp, prepared, user_emb, item_emb)
+    write_labels(tmp, prepared)
     if prepared.world is not None:
         kol_emb, affinity = _world_exports(prepared, cfg, item_emb, user_emb)
         write_world(tmp, prepared, kol_emb, affinity, catalog=cfg.export.catalog)

@@ -1,8 +1,10 @@
 """RecBole atomic ``.inter`` files: tab-separated, header fields ``name:type``
 (e.g. ``user_id:token	item_id:token	rating:float	timestamp:float``).
 
-Only the interaction file is needed for training; tokens are mapped to dense ids and each user's
-history is split chronologically (shared with the MovieLens loader in :mod:`recsys.datasets.split`).
+Only the interaction file is needed for training. Tokens are external ids (strings or integers,
+:mod:`recsys.ids`), held as int64 keys with the labels of string tokens; they are mapped to dense
+indices and each user's history is split chronologically (shared with the MovieLens loader in
+:mod:`recsys.datasets.split`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from recsys.datasets.split import chronological_split
+from recsys.ids import IdError, check_id
 from recsys.interactions import Interactions
 from recsys.io.errors import DatasetError
 
@@ -79,6 +82,8 @@ def numeric_column(path: Path, table: pa.Table, name: str, header_lines: int) ->
 
 
 def id_column(path: Path, table: pa.Table, name: str, header_lines: int) -> pa.Array:
+    """An id column as strings (tokens are external ids, :mod:`recsys.ids`); an empty, too long or
+    non-printable id is a :class:`DatasetError` naming the line and column."""
     column = table.column(name).combine_chunks()
     if not pa.types.is_string(column.type):
         column = pc.cast(column, pa.string())
@@ -86,6 +91,13 @@ def id_column(path: Path, table: pa.Table, name: str, header_lines: int) -> pa.A
     if pc.any(null).as_py():
         index = int(np.argmax(null.to_numpy(zero_copy_only=False)))
         raise DatasetError(f"{path}, line {index + 1 + header_lines}, column {name!r}: empty id")
+    distinct = pc.unique(column).to_pylist()
+    for value in distinct:
+        try:
+            check_id(value, name)
+        except IdError as exc:
+            index = int(pc.index(column, value).as_py())
+            raise DatasetError(f"{path}, line {index + 1 + header_lines}, column {name!r}: {exc}") from None
     return column
 
 

@@ -12,18 +12,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from recsys.id_labels import IdLabels
+from recsys.ids import IdError, id_keys
 from recsys.interactions import Interactions
 from recsys.io.errors import DatasetError
 
 
-def dense_ids(tokens: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(dense index per row, external id per dense index). Integer-looking tokens become int64 ids in
-    numeric order; otherwise ids are strings in lexicographic order."""
+def dense_ids(tokens: pa.Array, kind: str, labels: IdLabels) -> tuple[np.ndarray, np.ndarray]:
+    """(dense index per row, int64 key per dense index). Tokens are external ids (:mod:`recsys.ids`):
+    canonical integers are their own keys (dense order: numeric), other strings hash (dense order:
+    the strings' lexicographic order) and their labels are added to ``labels`` under ``kind``."""
+    keys = id_keys(tokens, f"{kind}_id")
+    if len(keys) == 0 or keys.min() >= 0:
+        ids, codes = np.unique(keys, return_inverse=True)
+        return codes.astype(np.int64).ravel(), ids
+    strings = np.asarray(pc.cast(tokens, pa.string()).to_pylist(), dtype=np.str_)
+    texts, first, codes = np.unique(strings, return_index=True, return_inverse=True)
+    ids = keys[first]
     try:
-        values: np.ndarray = pc.cast(tokens, pa.int64()).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        values = np.asarray(tokens.to_pylist(), dtype=str)
-    ids, codes = np.unique(values, return_inverse=True)
+        labels.add(kind, ids, texts)
+    except IdError as exc:
+        raise DatasetError(str(exc)) from None
     return codes.astype(np.int64).ravel(), ids
 
 
@@ -58,8 +67,9 @@ def chronological_split(
         rows = pa.array(keep)
         user_tokens, item_tokens = user_tokens.filter(rows), item_tokens.filter(rows)
         timestamps = timestamps[keep]
-    users, user_ids = dense_ids(user_tokens)
-    items, item_ids = dense_ids(item_tokens)
+    labels = IdLabels()
+    users, user_ids = dense_ids(user_tokens, "user", labels)
+    items, item_ids = dense_ids(item_tokens, "item", labels)
     n = len(users)
     order = np.lexsort((np.arange(n), timestamps, users))
     counts = np.bincount(users, minlength=len(user_ids))
@@ -75,4 +85,5 @@ def chronological_split(
         test=binary_csr(users[is_test], items[is_test], shape),
         user_ids=user_ids,
         item_ids=item_ids,
+        labels=labels,
     )

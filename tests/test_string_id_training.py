@@ -1,0 +1,161 @@
+"""String ids (UUID users, SKU items, creator handles) through training and the run directory, and
+the retraining loop's intake of users and items first seen in the service's event log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from recsys import artifacts as art
+from recsys.ids import id_key
+from tests.string_worlds import LABEL_OF, string_key, stringify_world
+from training.config import config_from_dict
+from training.run import reevaluate, train
+
+
+@pytest.fixture(scope="module")
+def int_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from recsys.world.config import scale_config
+    from recsys.world.generate import generate_world
+
+    out = tmp_path_factory.mktemp("world")
+    generate_world(scale_config("tiny"), 1, out, scale="tiny", progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def str_world(int_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return stringify_world(int_world, tmp_path_factory.mktemp("strworld"), fmt="csv")
+
+
+def _cfg(world: Path, model: str = "popularity", **extra: object) -> dict[str, object]:
+    params = {"factors": 8, "iterations": 3} if model == "als" else {}
+    return {
+        "name": f"s_{model}",
+        "seed": 3,
+        "data": {"path": str(world), "format": "world", **extra},
+        "model": {"name": model, "params": params},
+        "affinity": {"top_n": 10},
+    }
+
+
+def test_a_world_with_string_ids_trains_into_a_run_directory_with_its_labels(
+    int_world: Path, str_world: Path, tmp_path: Path
+) -> None:
+    by_int = train(config_from_dict(_cfg(int_world, "als")), tmp_path / "a", quiet=True)
+    by_str = train(config_from_dict(_cfg(str_world, "als")), tmp_path / "b", quiet=True)
+    stats = [json.loads((r.run_dir / art.METRICS).read_text()) for r in (by_int, by_str)]
+    for key in ("data_n_users", "data_n_items", "data_n_kols", "data_train_nnz", "data_test_nnz"):
+        assert stats[0][key] == stats[1][key], key
+    assert by_str.metrics["recall@20"] > 0.0
+
+    run = by_str.run_dir
+    manifest = art.verify_run_dir(run)
+    assert art.LABELS in manifest.files
+    labels = art.load_labels(run / art.LABELS)
+    int_items = art.load_array(by_int.run_dir / art.ITEM_IDS)
+    str_items = art.load_array(run / art.ITEM_IDS)
+    assert sorted(labels["item"][int(k)] for k in str_items) == sorted(
+        LABEL_OF["item"](int(k)) for k in int_items
+    )
+    int_users = art.load_array(by_int.run_dir / art.USER_IDS)
+    assert set(art.load_array(run / art.USER_IDS).tolist()) == {string_key("user", int(k)) for k in int_users}
+    assert {labels["user"][string_key("user", int(k))] for k in int_users[:5]} == {
+        LABEL_OF["user"](int(k)) for k in int_users[:5]
+    }
+    kols = art.load_array(run / art.KOL_IDS)
+    assert all(labels["kol"][int(k)].startswith("@creator") for k in kols)
+    posts = pq.read_table(run / "catalog/posts.parquet").column("post_id").to_pylist()
+    assert all(labels["post"][k].startswith("post-") for k in posts)
+    # an integer world's run has a labels file too, with nothing in it
+    assert all(not v for v in art.load_labels(by_int.run_dir / art.LABELS).values())
+
+    again, recorded, same_data = reevaluate(run)
+    assert same_data and again["recall@20"] == pytest.approx(recorded["recall@20"])
+
+
+def write_log(log_dir: Path, events: list[object]) -> None:
+    from features.eventlog import EventLog
+
+    log = EventLog(log_dir)
+    log.append_batch(events)  # type: ignore[arg-type]
+    log.close()
+
+
+def test_retraining_from_the_log_takes_in_new_users_and_skips_items_missing_from_the_catalogue(
+    str_world: Path, tmp_path: Path
+) -> None:
+    from features.base import StoreEvent
+
+    newcomer = id_key("3f2b8c1e-1d7a-4b0e-9a55-0c2d9e1f4a7b")
+    friend = id_key("friend-of-the-newcomer")
+    start = 2_000_000_000.0
+    items = [string_key("item", i) for i in (3, 5, 8, 13)]
+    logged = [
+        StoreEvent(ts=start + i, user_id=newcomer, item_id=item, action="click")
+        for i, item in enumerate(items)
+    ]
+    logged += [
+        StoreEvent(ts=start + 10, user_id=newcomer, item_id=items[0], action="buy", value=12.0),
+        StoreEvent(ts=start + 11, user_id=newcomer, item_id=items[1], action="share", to_user_id=friend),
+        StoreEvent(ts=start + 12, user_id=newcomer, item_id=id_key("SKU-NOT-LISTED"), action="click"),
+        StoreEvent(
+            ts=start + 13, user_id=newcomer, item_id=items[2], action="click", kol_id=id_key("@nobody")
+        ),
+    ]
+    log_dir = tmp_path / "eventlog"
+    write_log(log_dir, logged)
+    result = train(
+        config_from_dict(_cfg(str_world, events_log=str(log_dir), test_fraction=0.2)),
+        tmp_path / "runs",
+        quiet=True,
+    )
+    stats = json.loads((result.run_dir / art.METRICS).read_text())
+    assert stats["data_log_events_read"] == len(logged)
+    assert stats["data_log_events_kept"] == len(logged) - 1
+    assert stats["data_log_skipped_unknown_item"] == 1
+    assert stats["data_log_unknown_kol_dropped"] == 1
+    assert stats["data_log_new_users"] == 2
+    users = art.load_array(result.run_dir / art.USER_IDS)
+    assert newcomer in users and friend in users
+    assert id_key("SKU-NOT-LISTED") not in art.load_array(result.run_dir / art.ITEM_IDS)
+    log_text = (result.run_dir / art.LOG).read_text()
+    assert "skipped 1 (item not in the catalogue)" in log_text and "2 new users" in log_text
+
+
+def test_a_recbole_file_with_string_tokens_trains_exports_and_evaluates(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    users = [LABEL_OF["user"](u) for u in range(40)]
+    items = [LABEL_OF["item"](i) for i in range(30)]
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for u, user in enumerate(users):
+        for t, i in enumerate(rng.choice(30, size=8, replace=False)):
+            lines.append(f"{user}\t{items[(int(i) + u) % 30]}\t{t}")
+    (tmp_path / "shop.inter").write_text("\n".join(lines) + "\n")
+    cfg = {
+        "name": "recbole_strings",
+        "seed": 1,
+        "data": {"path": str(tmp_path / "shop.inter"), "format": "recbole"},
+        "model": {"name": "als", "params": {"factors": 4, "iterations": 2}},
+    }
+    result = train(config_from_dict(cfg), tmp_path / "runs", quiet=True)
+    run = result.run_dir
+    labels = art.load_labels(run / art.LABELS)
+    assert sorted(labels["user"][int(k)] for k in art.load_array(run / art.USER_IDS)) == sorted(users)
+    assert sorted(labels["item"][int(k)] for k in art.load_array(run / art.ITEM_IDS)) == sorted(items)
+    again, recorded, same_data = reevaluate(run)
+    assert same_data and again["recall@20"] == pytest.approx(recorded["recall@20"])
+
+
+def test_a_recbole_token_that_is_not_an_id_names_its_line(tmp_path: Path) -> None:
+    from recsys.datasets.recbole import load_recbole
+    from recsys.io import DatasetError
+
+    path = tmp_path / "bad.inter"
+    path.write_text("user_id:token\titem_id:token\nu1\ta\nu2\t" + "x" * 129 + "\n")
+    with pytest.raises(DatasetError, match=r"bad\.inter, line 3, column 'item_id': .*longer than 128"):
+        load_recbole(path)

@@ -7,7 +7,7 @@ loads files and formats. A sample-ratio mismatch is printed in red on stderr so 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -23,58 +23,6 @@ report_app = typer.Typer(
 def _fail(message: object) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=1)
-
-
-def _load(path: Path, table: str) -> Any:
-    from recsys.io.tables import load_table
-    from recsys.schema import TABLES
-
-    result = load_table(path, TABLES[table])
-    if result.report.skipped_rows:
-        typer.echo(result.report.summary(), err=True)
-    return result.table
-
-
-def _load_tables(path: Path, optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Events from a file, or events plus whichever ``optional`` tables a world directory holds."""
-    from recsys.io.errors import DataError
-    from recsys.io.tables import find_table_file
-
-    if path.is_dir():
-        events_file = find_table_file(path, "events")
-        if events_file is None:
-            raise DataError(f"{path}: no events.parquet / events.csv in this directory")
-        out = {"events": _load(events_file, "events")}
-        for name in optional:
-            f = find_table_file(path, name)
-            if f is not None:
-                out[name] = _load(f, name)
-        return out
-    if not path.exists():
-        raise DataError(f"{path}: no such file or directory")
-    return {"events": _load(path, "events")}
-
-
-def _load_costs(path: Path) -> dict[int, float]:
-    """A CSV with columns ``kol_id,cost``."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
-    from recsys.io.errors import TableError
-
-    try:
-        table = pcsv.read_csv(
-            path,
-            convert_options=pcsv.ConvertOptions(column_types={"kol_id": pa.int64(), "cost": pa.float64()}),
-        )
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise TableError(path, f"cannot read costs ({str(exc).splitlines()[0]})") from None
-    for col in ("kol_id", "cost"):
-        if col not in table.column_names:
-            raise TableError(path, "missing column; expected columns kol_id,cost", column=col)
-    return {
-        int(k): float(c) for k, c in zip(table["kol_id"].to_pylist(), table["cost"].to_pylist(), strict=True)
-    }
 
 
 # --------------------------------------------------------------------------------------- formatting
@@ -165,7 +113,9 @@ def _div(a: float, b: float) -> float | None:
 @report_app.command("experiment")
 def experiment_cmd(
     name: str = typer.Argument(..., help="experiment name (a file in --config-dir)"),
-    events: Path = typer.Option(..., help="events file (.parquet/.csv) or a world directory"),
+    events: Path = typer.Option(
+        ..., help="events file (.parquet/.csv), a world directory, or the service's event log (var/eventlog)"
+    ),
     config_dir: Path = typer.Option(Path("configs/experiments"), help="directory of experiment YAML files"),
     alpha: float = typer.Option(0.05, help="significance level per comparison"),
     bootstrap: int = typer.Option(0, help="bootstrap resamples for the GMV/user CI (0 = t interval)"),
@@ -175,14 +125,14 @@ def experiment_cmd(
     from recsys.experiments.config import ExperimentConfigError, find_experiment
     from recsys.experiments.events import EventTableError
     from recsys.experiments.readout import experiment_report
-    from recsys.io.errors import DataError
+    from serving.event_source import EventSourceError, load_event_tables
 
     try:
         exp = find_experiment(name, config_dir)
         typer.echo(f"loading events from {events} …", err=True)
-        tables = _load_tables(events)
-        report = experiment_report(tables["events"], exp, alpha=alpha, bootstrap_resamples=bootstrap)
-    except (ExperimentConfigError, DataError, EventTableError, ValueError, OSError) as exc:
+        tables = load_event_tables(events)
+        report = experiment_report(tables.events, exp, alpha=alpha, bootstrap_resamples=bootstrap)
+    except (ExperimentConfigError, EventSourceError, EventTableError, ValueError, OSError) as exc:
         raise _fail(exc) from None
     if report.srm_warning:
         typer.secho(f"WARNING: {report.srm.message}", err=True, fg=typer.colors.RED, bold=True)
@@ -192,7 +142,9 @@ def experiment_cmd(
 @report_app.command("kols")
 def kols_cmd(
     events: Path = typer.Option(
-        ..., help="events file (.parquet/.csv) or a world directory (adds items/kols/follows)"
+        ...,
+        help="events file (.parquet/.csv), a world directory (adds items/kols/follows), or the service's "
+        "event log (var/eventlog)",
     ),
     commission: float | None = typer.Option(None, help="commission rate on GMV, e.g. 0.1"),
     costs: Path | None = typer.Option(None, help="CSV kol_id,cost for ROI = commission / cost"),
@@ -205,24 +157,24 @@ def kols_cmd(
     """Per-KOL funnel, GMV (direct and through share cascades), followers gained, vertical fit, ROI."""
     from recsys.attribution import AttributionError, kol_attribution
     from recsys.experiments.events import EventTableError
-    from recsys.io.errors import DataError
+    from serving.event_source import EventSourceError, load_costs, load_event_tables
 
     try:
         typer.echo(f"loading events from {events} …", err=True)
-        tables = _load_tables(events, optional=("items", "kols", "follows"))
+        tables = load_event_tables(events)
         report = kol_attribution(
-            tables["events"],
-            items=tables.get("items"),
-            kols=tables.get("kols"),
-            follows=tables.get("follows"),
+            tables.events,
+            items=tables.items,
+            kols=tables.kols,
+            follows=tables.follows,
             depth_limit=depth_limit,
             commission_rate=commission,
-            costs=_load_costs(costs) if costs is not None else None,
+            costs=load_costs(costs) if costs is not None else None,
             start_ts=start_ts,
             stop_ts=stop_ts,
             progress=True,
         )
-    except (AttributionError, DataError, EventTableError, ValueError, OSError) as exc:
+    except (AttributionError, EventSourceError, EventTableError, ValueError, OSError) as exc:
         raise _fail(exc) from None
     if not report.balanced:
         typer.secho(

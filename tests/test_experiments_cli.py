@@ -144,3 +144,27 @@ def test_kols_report_from_a_world_directory(tmp_path: Path) -> None:
     assert "balanced" in res.stdout and "1 more KOLs" in res.stdout and "unattributed: 1 buys" in res.stdout
     res = CliRunner().invoke(_app(), ["report", "kols", "--events", str(tmp_path), "--commission", "2"])
     assert res.exit_code == 1 and res.stderr.splitlines()[-1].startswith("error: commission rate")
+
+
+def test_experiment_report_reads_the_services_event_log(tmp_path: Path) -> None:
+    from features.base import StoreEvent
+    from features.eventlog import EventLog
+
+    cfg_dir = tmp_path / "exps"
+    cfg_dir.mkdir()
+    (cfg_dir / "demo.yaml").write_text(EXP_YAML)
+    log_dir = tmp_path / "var" / "eventlog"
+    log = EventLog(log_dir)
+    try:
+        users = range(400)
+        log.append_batch(StoreEvent(ts=100.0, user_id=u, item_id=1, action="impression") for u in users)
+        log.append_batch(
+            StoreEvent(ts=101.0, user_id=u, item_id=1, action="click") for u in users if u % 5 == 0
+        )
+    finally:
+        log.close()
+    args = ["report", "experiment", "demo", "--events", str(log_dir), "--config-dir", str(cfg_dir), "--json"]
+    res = CliRunner().invoke(_app(), args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert sum(a["users"] for a in data["arms"]) == 400

@@ -19,8 +19,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/kolfeed world --scale small --seed 7 --out $(WORLD)
-	$(BIN)/kolfeed train configs/train/world_als.yaml --set data.path=$(WORLD) --out $(RUNS)
-	$(BIN)/kolfeed serve --runs $(RUNS) --store memory:// --port $(PORT)
+	RUN=$$($(BIN)/kolfeed train configs/train/world_als.yaml --set data.path=$(WORLD) --out $(RUNS) | tail -1) && \
+	$(BIN)/kolfeed simulate configs/experiments/kol_weight.yaml --world $(WORLD) --run "$$RUN" \
+	    --days 1 --users 500 --out var/demo-day
+	KOLFEED_EVENTS_PATH=var/demo-day/events.parquet \
+	    $(BIN)/kolfeed serve --runs $(RUNS) --store memory:// --port $(PORT) --dev
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

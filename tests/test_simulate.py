@@ -280,7 +280,10 @@ def test_aa_flags_at_about_the_nominal_rate(world: Path, truth: GroundTruth) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("KOLFEED_SLOW"), reason="~2 min; set KOLFEED_SLOW=1 to run")
+@pytest.mark.skipif(
+    not (os.environ.get("KOLFEED_SLOW") or os.environ.get("CI")),
+    reason="~2 min; runs in CI (CI=true) or with KOLFEED_SLOW=1",
+)
 def test_aa_through_the_ranker_and_store(world: Path, truth: GroundTruth, model: FeedModel) -> None:
     exp = _experiment("default", "default", salt="aa-full")
     flags = []

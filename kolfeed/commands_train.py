@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         ranking_dir: Path = typer.Option(Path("configs/ranking"), help="ranking variants for --pipeline"),
     ) -> None:
         """Re-evaluate a run: verify checksums, reload the model, rebuild the data, print metrics."""
-        from training.run import reevaluate, reevaluate_pipeline
+        from training.run import reevaluate, reevaluate_pipeline, was_refit
 
         if pipeline:
             expected: tuple[type[BaseException], ...] = (*_user_errors(), ValueError)
@@ -104,6 +104,12 @@ def register(app: typer.Typer) -> None:
             raise _fail(exc) from None
         if not same_data:
             typer.echo("warning: the data changed since training (fingerprint differs)", err=True)
+        if was_refit(run_dir):
+            typer.echo(
+                "note: this run's model was refit on all events (export.refit_on_all_events); "
+                "'now' is in-sample, 'recorded' is the held-out evaluation",
+                err=True,
+            )
         if as_json:
             typer.echo(json.dumps(metrics, indent=2, sort_keys=True))
             return

@@ -159,3 +159,33 @@ def test_a_recbole_token_that_is_not_an_id_names_its_line(tmp_path: Path) -> Non
     path.write_text("user_id:token\titem_id:token\nu1\ta\nu2\t" + "x" * 129 + "\n")
     with pytest.raises(DatasetError, match=r"bad\.inter, line 3, column 'item_id': .*longer than 128"):
         load_recbole(path)
+
+
+def test_refit_on_all_events_gives_a_user_first_seen_in_the_log_an_embedding(
+    str_world: Path, tmp_path: Path
+) -> None:
+    from features.base import StoreEvent
+
+    newcomer = id_key("b7e1d1a0-5f3c-4c1e-8d8e-2f0a9c3b1e55")
+    items = [string_key("item", i) for i in (2, 4, 6, 9, 11)]
+    logged = [
+        StoreEvent(ts=2_000_000_000.0 + i, user_id=newcomer, item_id=item, action="click")
+        for i, item in enumerate(items)
+    ]
+    write_log(tmp_path / "log", logged)
+    runs = {}
+    for refit in (False, True):
+        cfg = _cfg(str_world, "als", events_log=str(tmp_path / "log"))
+        cfg["export"] = {"refit_on_all_events": refit}
+        runs[refit] = train(config_from_dict(cfg), tmp_path / f"runs-{refit}", quiet=True)
+    rows = {}
+    for refit, result in runs.items():
+        users = art.load_array(result.run_dir / art.USER_IDS)
+        rows[refit] = art.load_array(result.run_dir / art.USER_EMB)[int(np.flatnonzero(users == newcomer)[0])]
+    # held out (the newest events go to test), the newcomer has no training data and no taste
+    assert np.abs(rows[False]).max() == pytest.approx(0.0, abs=1e-6)
+    assert np.abs(rows[True]).max() > 1e-3
+    stats = json.loads((runs[True].run_dir / art.METRICS).read_text())
+    assert stats["data_n_test_events"] >= len(logged)  # metrics describe the held-out evaluation
+    assert "stage refit: done" in (runs[True].run_dir / art.LOG).read_text()
+    assert runs[True].metrics["recall@20"] == pytest.approx(runs[False].metrics["recall@20"])

@@ -130,6 +130,11 @@ class ExportConfig(_Strict):
     index_factory: str = "Flat"
     catalog: bool = True
     """Copy the world's items/kols/posts and social tables into the run directory."""
+    refit_on_all_events: bool = False
+    """After evaluating on the held-out split, fit again on every event (held-out ones included) and
+    export that model. The retraining loop needs it: a chronological split holds out the newest
+    events, which are exactly what the service logged since the last run (new users, new tastes).
+    ``metrics`` stay those of the held-out evaluation; ``kolfeed eval`` of such a run is in-sample."""
 
 
 class TrainConfig(_Strict):

@@ -211,7 +211,7 @@ def _read_event_log(log_dir: Path) -> pa.Table:
         raise DataError(f"data.events_log: {exc}") from None
 
 
-def prepare_world(cfg: TrainConfig) -> Prepared:
+def prepare_world(cfg: TrainConfig, holdout: bool = True) -> Prepared:
     from recsys.io.errors import DataError
     from recsys.io.world import load_world
 
@@ -229,6 +229,9 @@ def prepare_world(cfg: TrainConfig) -> Prepared:
         )
     if world.train_events is None or world.test_events is None:
         raise DataError(f"{cfg.data.path}: world has no split/{{train,test}} (needed to train and evaluate)")
+    if not holdout:  # every event trains; nothing is held out
+        world.train_events = pa.concat_tables([world.train_events, world.test_events])
+        world.test_events = world.test_events.slice(0, 0)
     items = world.items
     kols = world.kols
     posts = world.posts
@@ -341,7 +344,7 @@ def _post_engagement(ev: g.EventArrays, post_ids: np.ndarray, weights: dict[str,
     return out
 
 
-def prepare_dataset(cfg: TrainConfig) -> Prepared:
+def prepare_dataset(cfg: TrainConfig, holdout: bool = True) -> Prepared:
     from recsys.datasets import load_dataset
     from recsys.io.errors import DatasetError
 
@@ -351,6 +354,16 @@ def prepare_dataset(cfg: TrainConfig) -> Prepared:
         if "has no option" in str(exc):
             raise ConfigError(f"data.options: {exc}") from None
         raise
+    if not holdout:  # every interaction trains; nothing is held out
+        everything = (inter.train + inter.test).tocsr().astype(np.float32)
+        everything.data[:] = 1.0
+        inter = Interactions(
+            train=everything,
+            test=sp.csr_matrix(everything.shape, dtype=np.float32),
+            user_ids=inter.user_ids,
+            item_ids=inter.item_ids,
+            labels=inter.labels,
+        )
     seen = inter.train.tocsr(copy=True).astype(np.float32)
     seen.data[:] = 1.0
     seen.eliminate_zeros()
@@ -363,9 +376,13 @@ def prepare_dataset(cfg: TrainConfig) -> Prepared:
     return Prepared(interactions=inter, seen=seen, world=None, stats=stats, labels=inter.labels)
 
 
-def prepare(cfg: TrainConfig) -> Prepared:
+def prepare(cfg: TrainConfig, holdout: bool = True) -> Prepared:
+    """The run's data; ``holdout=False`` puts every event in ``train`` (and none in ``test``) with
+    the same id maps, for ``export.refit_on_all_events``."""
     if not Path(cfg.data.path).exists():
         from recsys.io.errors import DataError
 
         raise DataError(f"{cfg.data.path}: data path does not exist (data.path)")
-    return prepare_world(cfg) if cfg.data.format == "world" else prepare_dataset(cfg)
+    if cfg.data.format == "world":
+        return prepare_world(cfg, holdout)
+    return prepare_dataset(cfg, holdout)

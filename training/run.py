@@ -23,6 +23,8 @@ from training.export import write_embeddings, write_json, write_labels, write_wo
 from training.logs import Stages, close_logger, run_logger
 
 STAGES = ["load", "fit", "evaluate", "export"]
+REFIT_STAGE = "refit"
+"""Between evaluate and export when ``export.refit_on_all_events`` is set."""
 
 
 class TrainError(RuntimeError):
@@ -134,7 +136,8 @@ def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str
         raise TrainError(f"{final} already exists")
     tmp.mkdir()
     log = run_logger(tmp / art.LOG, quiet=quiet)
-    stages = Stages(STAGES, log, disable=quiet)
+    refit = cfg.export.refit_on_all_events
+    stages = Stages([*STAGES[:-1], REFIT_STAGE, STAGES[-1]] if refit else STAGES, log, disable=quiet)
     try:
         log.info(
             "run %s (version %d), model %s, data %s (%s)",
@@ -165,11 +168,16 @@ def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str
             metrics["eval_seconds"] = eval_seconds
             log.info("metrics: %s", {k: round(v, 5) for k, v in metrics.items()})
         _maybe_fail(fail_after, "evaluate")
+        evaluated = prepared
+        if refit:
+            with stages.stage(REFIT_STAGE):
+                prepared, model, metrics["refit_seconds"] = _refit(cfg, evaluated)
+                log.info("refit on all events: %s", prepared.stats)
         with stages.stage("export"):
             _export(tmp, model, prepared, cfg, fit_seconds)
         _maybe_fail(fail_after, "export")
         metrics["load_seconds"] = stages.seconds.get("load", 0.0)
-        write_json(tmp / art.METRICS, {**metrics, **{f"data_{k}": v for k, v in prepared.stats.items()}})
+        write_json(tmp / art.METRICS, {**metrics, **{f"data_{k}": v for k, v in evaluated.stats.items()}})
         log.info("run directory: %s", final)
         close_logger(log)
         manifest = art.Manifest(
@@ -190,6 +198,18 @@ def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str
     finally:
         stages.close()
     return RunResult(run_dir=final, version=version, run_id=run_id, metrics=metrics)
+
+
+def _refit(cfg: TrainConfig, held_out: Prepared) -> tuple[Prepared, Any, float]:
+    """``export.refit_on_all_events``: a fresh model fitted on every event, with the same id maps."""
+    everything = prepare(cfg, holdout=False)
+    for name in ("user_ids", "item_ids"):
+        if not np.array_equal(getattr(everything.interactions, name), getattr(held_out.interactions, name)):
+            raise TrainError(f"refit: the {name} map changed between the two reads of the data")
+    model = create_model(cfg)
+    t0 = time.perf_counter()
+    model.fit(everything.interactions.train)
+    return everything, model, time.perf_counter() - t0
 
 
 def _maybe_fail(fail_after: str | None, stage: str) -> None:
@@ -227,6 +247,13 @@ def _export(
 
 
 # ---------------------------------------------------------------- re-evaluation and listing
+
+
+def was_refit(run_dir: Path) -> bool:
+    """Whether the run's model was fitted again on every event (``export.refit_on_all_events``), so
+    that evaluating it on the held-out split is in-sample."""
+    config = art.read_manifest(Path(run_dir)).config
+    return bool(config.get("export", {}).get("refit_on_all_events", False))
 
 
 def reevaluate(run_dir: Path) -> tuple[dict[str, float], dict[str, Any], bool]:

@@ -1,4 +1,5 @@
-"""Open a feature store from a URL: ``memory://`` (embedded default) or ``redis://`` / ``rediss://``.
+"""Open a feature store from a URL: ``memory://`` (embedded default), ``redis://`` / ``rediss://``
+(one Redis) or ``redis+cluster://`` (a Redis Cluster).
 
 An explicit registry of schemes; the Redis client is imported only when a Redis URL is opened.
 """
@@ -9,7 +10,7 @@ from typing import Any
 
 from features.base import FeatureStore
 from features.options import StoreOptions, parse_options
-from features.urls import parse_store_url, redact_url
+from features.urls import CLUSTER_SCHEME, parse_store_url, redact_url
 
 __all__ = ["open_store", "redact_url"]
 
@@ -25,6 +26,13 @@ def open_store(url: str, **options: Any) -> FeatureStore:
     arguments and the URL query string. Raises :class:`~features.errors.StoreConfigError` on a bad URL
     or option. Opening does not connect: use ``await store.ping()`` for readiness."""
     parsed = parse_store_url(url)
+    if parsed.scheme == CLUSTER_SCHEME:
+        from features.redis_cluster_store import CLUSTER_TRENDING_SHARDS, RedisClusterStore
+
+        defaults = {"trending_shards": CLUSTER_TRENDING_SHARDS}
+        return RedisClusterStore(
+            parsed, parse_options({**defaults, **parsed.options, **options}, parsed.redacted)
+        )
     opts = parse_options({**parsed.options, **options}, parsed.redacted)
     if parsed.scheme == "memory":
         return _open_memory(parsed.redacted, opts)

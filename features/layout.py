@@ -6,27 +6,35 @@ event batch is first turned into a :class:`WritePlan` here, then each backend ap
 
 Keys (``P`` = prefix option, default ``kf:``; members are item or KOL ids):
 
-=============================  ====================================  =========================
-key                            score                                 bound
-=============================  ====================================  =========================
-``P u:{user}:clicks``          latest ts of click/like/save/cart     ``recent_limit``
-``P u:{user}:shares``          latest ts of share                    ``recent_limit``
-``P u:{user}:buys``            latest ts of buy                      ``bought_limit``
-``P u:{user}:seen``            latest ts of impression               ``seen_limit``
-``P u:{user}:hid_items``       latest ts of hide                     ``hidden_limit``
-``P u:{user}:hid_kols``        latest ts of hide with a KOL          ``hidden_limit``
-``P u:{user}:aff:{g}``         decayed KOL affinity, generation g    ``affinity_kol_limit``
-``P trend:all:{g}``            decayed positive actions per item     ``trending_limit``
-``P trend:cat:{category}:{g}`` same, within one category             ``trending_limit``
-=============================  ====================================  =========================
+=================================  ====================================  =====================
+key                                score                                 bound
+=================================  ====================================  =====================
+``P u:{user}:clicks``              latest ts of click/like/save/cart     ``recent_limit``
+``P u:{user}:shares``              latest ts of share                    ``recent_limit``
+``P u:{user}:buys``                latest ts of buy                      ``bought_limit``
+``P u:{user}:seen``                latest ts of impression               ``seen_limit``
+``P u:{user}:hid_items``           latest ts of hide                     ``hidden_limit``
+``P u:{user}:hid_kols``            latest ts of hide with a KOL          ``hidden_limit``
+``P u:{user}:aff:G``               decayed KOL affinity, generation G    ``affinity_kol_limit``
+``P trend:all:G``                  decayed positive actions per item     ``trending_limit``
+``P trend:cat:CATEGORY:G``         same, within one category             ``trending_limit``
+``P trend:{tS}:all:G`` (sharded)   trending of items with item % N = S   ``trending_limit``
+=================================  ====================================  =====================
 
-(no space after ``P`` in the real keys). Per-user keys expire ``user_ttl_s`` after the user's last
-write; trending keys two generations after their last write (see :mod:`features.decay`). Bounds keep
-the highest scores (the newest, for time-scored sets); ties drop the smaller member as Redis does
-(byte order of the decimal id). Within one batch, each key is trimmed once after all its writes
-(the memory backend lets keys bounded above 1,000 members, i.e. trending, overshoot by a quarter
-before cutting back, to avoid sorting 10,000 items per batch). For affinity the bound drops the
-lowest scores first, i.e. the most negative KOLs; their hides stay recorded in ``hid_kols``.
+(no space after ``P`` in the real keys). The braces around the user id are literal: a Redis Cluster
+hash tag, so all keys of one user live in one slot and a user's state is read by one script on one
+node. Trending is the one global hot spot; with ``trending_shards`` N > 1 (the cluster default) each
+item's counters live in partition ``item % N`` under the hash tag ``{tS}``, so the writes spread over
+the cluster's nodes, and a read takes the top k of every partition and merges them (exact: each
+item is counted in exactly one partition). N = 1 keeps the unsharded names.
+
+Per-user keys expire ``user_ttl_s`` after the user's last write; trending keys two generations after
+their last write (see :mod:`features.decay`). Bounds keep the highest scores (the newest, for
+time-scored sets); ties drop the smaller member as Redis does (byte order of the decimal id).
+Within one batch, each key is trimmed once after all its writes (the memory backend lets keys
+bounded above 1,000 members, i.e. trending, overshoot by a quarter before cutting back, to avoid
+sorting 10,000 items per batch). For affinity the bound drops the lowest scores first, i.e. the most
+negative KOLs; their hides stay recorded in ``hid_kols``.
 
 Weights are ``recsys.schema.DEFAULT_ACTION_WEIGHTS``: every non-zero weight with a KOL moves the
 user's affinity (hide subtracts); every positive weight adds to trending (overall, and in the
@@ -51,17 +59,35 @@ CLICK_LIKE = frozenset({"click", "like", "save", "cart"})
 @dataclass(frozen=True)
 class KeyLayout:
     prefix: str
+    trending_shards: int = 1
 
     def user(self, user_id: int, part: str) -> str:
-        return f"{self.prefix}u:{user_id}:{part}"
+        return f"{self.prefix}u:{{{user_id}}}:{part}"
 
     def affinity(self, user_id: int, gen: int) -> str:
-        return f"{self.prefix}u:{user_id}:aff:{gen}"
+        return f"{self.prefix}u:{{{user_id}}}:aff:{gen}"
 
-    def trending(self, category: str | None, gen: int) -> str:
-        if category is None:
-            return f"{self.prefix}trend:all:{gen}"
-        return f"{self.prefix}trend:cat:{category}:{gen}"
+    def trending(self, category: str | None, gen: int, shard: int = 0) -> str:
+        """The trending key of one partition (``shard``: see :meth:`trending_shard`)."""
+        scope = "all" if category is None else f"cat:{category}"
+        if self.trending_shards == 1:
+            return f"{self.prefix}trend:{scope}:{gen}"
+        return f"{self.prefix}trend:{{t{shard}}}:{scope}:{gen}"
+
+    def trending_shard(self, item_id: int) -> int:
+        return item_id % self.trending_shards
+
+    def trending_partitions(self, category: str | None, gen: int) -> list[str]:
+        """Every partition's key of one trending scope: a read merges their top k."""
+        return [self.trending(category, gen, s) for s in range(self.trending_shards)]
+
+
+def merge_top(parts: Sequence[Sequence[tuple[int, float]]], k: int) -> list[tuple[int, float]]:
+    """The k best of several partitions' top-k lists (each item is in one partition only); ties
+    order as Redis orders a ZREVRANGE (the larger member's decimal text first)."""
+    merged = [pair for part in parts for pair in part]
+    merged.sort(key=lambda pair: (pair[1], str(pair[0])), reverse=True)
+    return merged[:k]
 
 
 @dataclass
@@ -90,6 +116,10 @@ class WritePlan:
         members[member] = members.get(member, 0.0) + amount
 
 
+def layout_of(opts: StoreOptions) -> KeyLayout:
+    return KeyLayout(opts.prefix, opts.trending_shards)
+
+
 def validate_events(events: Sequence[StoreEvent]) -> None:
     for i, ev in enumerate(events):
         if ev.action not in DEFAULT_ACTION_WEIGHTS:
@@ -105,7 +135,7 @@ def validate_events(events: Sequence[StoreEvent]) -> None:
 
 def plan_writes(events: Sequence[StoreEvent], opts: StoreOptions) -> WritePlan:
     validate_events(events)
-    keys = KeyLayout(opts.prefix)
+    keys = layout_of(opts)
     aff_clock = DecayClock(opts.affinity_half_life_s)
     trend_clock = DecayClock(opts.trending_half_life_s)
     trend_ttl = math.ceil(2 * trend_clock.generation_s)
@@ -142,7 +172,7 @@ def plan_writes(events: Sequence[StoreEvent], opts: StoreOptions) -> WritePlan:
             scopes: tuple[str | None, ...] = (None,) if ev.category is None else (None, ev.category)
             for scope in scopes:
                 for gen, amount in trend_clock.contributions(ev.ts, weight):
-                    key = keys.trending(scope, gen)
+                    key = keys.trending(scope, gen, keys.trending_shard(item))
                     plan.add(key, item, amount)
                     plan.touch(key, opts.trending_limit, trend_ttl)
     return plan

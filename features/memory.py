@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from features.base import StoreEvent, UserState
 from features.decay import DecayClock
-from features.layout import KeyLayout, assemble, plan_writes, raw_user_read, user_read_keys
+from features.layout import assemble, layout_of, merge_top, plan_writes, raw_user_read, user_read_keys
 from features.options import StoreOptions
 
 SWEEP_EVERY_WRITES = 10_000
@@ -40,7 +40,7 @@ class MemoryStore:
     ) -> None:
         self.url = url
         self.options = options or StoreOptions()
-        self._keys = KeyLayout(self.options.prefix)
+        self._keys = layout_of(self.options)
         self._affinity_clock = DecayClock(self.options.affinity_half_life_s)
         self._trend_clock = DecayClock(self.options.trending_half_life_s)
         self._clock = clock
@@ -150,7 +150,10 @@ class MemoryStore:
         wall = self._clock()
         gen, factor = self._trend_clock.reader(wall if now is None else now)
         with self._lock:
-            top = self._newest_first(self._keys.trending(category, gen), wall, k)
+            parts = [
+                self._newest_first(key, wall, k) for key in self._keys.trending_partitions(category, gen)
+            ]
+        top = parts[0] if len(parts) == 1 else merge_top(parts, k)
         return [(item, score * factor) for item, score in top]
 
     # -- admin -----------------------------------------------------------------------------------

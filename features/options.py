@@ -31,6 +31,13 @@ class StoreOptions(BaseModel):
     )
     affinity_kol_limit: int = Field(default=200, gt=0, description="KOLs per user with a live affinity")
     trending_limit: int = Field(default=10_000, gt=0, description="items kept per trending key")
+    trending_shards: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="partitions of the trending sets (item % N), spread over a cluster's nodes; "
+        "redis+cluster:// defaults to 16, other stores to 1",
+    )
     user_ttl_s: int = Field(
         default=30 * 86_400, gt=0, description="per-user keys expire after this much inactivity"
     )

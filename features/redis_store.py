@@ -27,7 +27,7 @@ from redis.backoff import NoBackoff
 from features.base import StoreEvent, UserState
 from features.decay import DecayClock
 from features.errors import StoreAuthError, StoreError, StoreUnavailable
-from features.layout import KeyLayout, assemble, plan_writes, raw_user_read, user_read_keys
+from features.layout import assemble, layout_of, merge_top, plan_writes, raw_user_read, user_read_keys
 from features.options import StoreOptions
 from features.urls import StoreURL
 
@@ -61,9 +61,14 @@ class RedisStore:
         self.url = parsed.redacted
         self.options = options
         self._password = parsed.password
-        self._keys = KeyLayout(options.prefix)
+        self._keys = layout_of(options)
         self._affinity_clock = DecayClock(options.affinity_half_life_s)
         self._trend_clock = DecayClock(options.trending_half_life_s)
+        self._redis = self._connect(parsed, options)
+        self._feed_state_script = self._redis.register_script(FEED_STATE_LUA)
+
+    def _connect(self, parsed: StoreURL, options: StoreOptions) -> Any:
+        """The client (created without connecting); the cluster store returns a cluster client."""
         pool = BlockingConnectionPool(
             connection_class=SSLConnection if parsed.scheme == "rediss" else Connection,
             max_connections=options.max_connections,
@@ -79,11 +84,10 @@ class RedisStore:
             retry_on_error=[],
             health_check_interval=0,
         )
-        self._redis = aioredis.Redis(connection_pool=pool)
-        self._feed_state_script = self._redis.register_script(FEED_STATE_LUA)
+        return aioredis.Redis(connection_pool=pool)
 
     def __repr__(self) -> str:
-        return f"RedisStore({self.url!r}, prefix={self.options.prefix!r})"
+        return f"{type(self).__name__}({self.url!r}, prefix={self.options.prefix!r})"
 
     __str__ = __repr__
 
@@ -205,13 +209,23 @@ class RedisStore:
         if k <= 0:
             return []
         gen, factor = self._trend_clock.reader(time.time() if now is None else now)
-        key = self._keys.trending(category, gen)
+        parts = await self._trending_partitions(self._keys.trending_partitions(category, gen), k)
+        top = parts[0] if len(parts) == 1 else merge_top(parts, k)
+        return [(item, score * factor) for item, score in top]
+
+    async def _trending_partitions(self, keys: list[str], k: int) -> list[list[tuple[int, float]]]:
+        """The top k of each trending partition (one pipeline; one command when unsharded)."""
 
         async def fetch() -> list[Any]:
-            return list(await self._redis.zrevrange(key, 0, k - 1, withscores=True))
+            if len(keys) == 1:
+                return [await self._redis.zrevrange(keys[0], 0, k - 1, withscores=True)]
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.zrevrange(key, 0, k - 1, withscores=True)
+            return list(await pipe.execute())
 
-        top = await self._call("trending", fetch)
-        return [(int(m), float(s) * factor) for m, s in top]
+        replies = await self._call("trending", fetch)
+        return [[(int(m), float(s)) for m, s in reply] for reply in replies]
 
     # -- admin -----------------------------------------------------------------------------------
     async def ping(self) -> bool:

@@ -1,7 +1,8 @@
 """Parsing and redacting store URLs, so that a password never reaches a log line or an error.
 
-Accepted forms: ``memory://`` and ``redis://[[user]:password@]host[:port][/db][?option=value...]``
-(``rediss://`` for TLS).
+Accepted forms: ``memory://``, ``redis://[[user]:password@]host[:port][/db][?option=value...]``
+(``rediss://`` for TLS) and ``redis+cluster://[[user]:password@]host:port[,host:port...][/][?option=value...]``
+(a Redis Cluster: the listed nodes are only where discovery starts; a cluster has no databases).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from features.errors import StoreConfigError
 
-SCHEMES = ("memory", "redis", "rediss")
+SCHEMES = ("memory", "redis", "rediss", "redis+cluster")
+CLUSTER_SCHEME = "redis+cluster"
 DEFAULT_REDIS_PORT = 6379
 
 
@@ -25,6 +27,8 @@ class StoreURL:
     password: str | None = None
     options: dict[str, str] = field(default_factory=dict)
     redacted: str = ""
+    nodes: tuple[tuple[str, int], ...] = ()
+    """Cluster start-up nodes (``redis+cluster://``); for other schemes just ``((host, port),)``."""
 
     def __repr__(self) -> str:
         return f"StoreURL({self.redacted!r})"
@@ -68,6 +72,8 @@ def parse_store_url(url: str) -> StoreURL:
         if parts.netloc or parts.path not in ("", "/"):
             raise StoreConfigError(f"memory store URL takes no host or path, got {redacted!r}; use memory://")
         return StoreURL(scheme, host="", port=0, options=options, redacted=redacted)
+    if scheme == CLUSTER_SCHEME:
+        return _parse_cluster_url(parts.netloc, parts.path, options, redacted)
     try:
         port = parts.port
     except ValueError:
@@ -91,4 +97,47 @@ def parse_store_url(url: str) -> StoreURL:
         password=password,
         options=options,
         redacted=redacted,
+        nodes=((host, port if port is not None else DEFAULT_REDIS_PORT),),
+    )
+
+
+def _parse_cluster_url(netloc: str, path: str, options: dict[str, str], redacted: str) -> StoreURL:
+    """``[user[:password]@]host:port[,host:port...]``: urlsplit cannot parse several hosts itself."""
+    userinfo, at, hostlist = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    if path.strip("/"):
+        raise StoreConfigError(
+            f"store URL {redacted!r}: a Redis Cluster has no databases; drop the path {path!r}"
+        )
+    nodes: list[tuple[str, int]] = []
+    for entry in hostlist.split(","):
+        host, colon, port_text = entry.strip().rpartition(":")
+        if not colon:
+            host, port_text = entry.strip(), str(DEFAULT_REDIS_PORT)
+        host = host.strip("[]")
+        if not host:
+            raise StoreConfigError(
+                f"store URL {redacted!r} has an empty node; expected redis+cluster://host:port[,host:port...]"
+            )
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise StoreConfigError(
+                f"bad port {port_text!r} of node {host!r} in store URL {redacted!r}; "
+                "expected an integer 1-65535"
+            )
+        nodes.append((host, int(port_text)))
+    first_host, first_port = nodes[0]
+    return StoreURL(
+        CLUSTER_SCHEME,
+        host=first_host,
+        port=first_port,
+        db=0,
+        username=username,
+        password=password,
+        options=options,
+        redacted=redacted,
+        nodes=tuple(nodes),
     )

@@ -86,3 +86,22 @@ def redis_url(redis_server: str) -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def _event_log_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KOLFEED_EVENT_LOG_DIR", str(tmp_path_factory.mktemp("eventlog")))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Redis Cluster: three primaries on free loopback ports, started once per test session by the tests
+# themselves (kolfeed/bench/local_cluster.py) and stopped at the end. Tests that kill a node start
+# their own cluster instead, so this one stays whole for the others.
+# ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from kolfeed.bench.local_cluster import LocalClusterError, LocalRedisCluster
+
+    try:
+        cluster = LocalRedisCluster.start(tmp_path_factory.mktemp("redis-cluster"))
+    except LocalClusterError as exc:
+        pytest.fail(f"could not start a local Redis Cluster: {exc}")
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()

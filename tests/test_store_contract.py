@@ -1,4 +1,5 @@
-"""One contract, every backend: the same tests run against memory:// and the real Redis."""
+"""One contract, every backend: the same tests run against memory://, one real Redis and a real
+3-primary Redis Cluster (started by the session fixture ``redis_cluster_url``)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,27 @@ SLOW_OK = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, "pool_timeout":
 def _open(kind: str, request: pytest.FixtureRequest, prefix: str) -> FeatureStore:
     if kind == "memory":
         return open_store("memory://", prefix=prefix)
+    if kind == "memory-sharded":  # trending partitioned as on a cluster, merged on read
+        return open_store("memory://", prefix=prefix, trending_shards=4)
+    if kind == "cluster":
+        return open_store(request.getfixturevalue("redis_cluster_url"), prefix=prefix, **SLOW_OK)
     return open_store(request.getfixturevalue("redis_url"), prefix=prefix, **SLOW_OK)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def _kind(store: FeatureStore) -> str:
+    if store.url.startswith("memory"):
+        return "memory-sharded" if store.options.trending_shards > 1 else "memory"  # type: ignore[attr-defined]
+    return "cluster" if store.url.startswith("redis+cluster") else "redis"
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "memory-sharded",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.redis),
+    ]
+)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[FeatureStore]:
     s = _open(request.param, request, f"kf:test:{uuid.uuid4().hex[:8]}:")
     yield s
@@ -244,8 +262,7 @@ async def test_decayed_scores_survive_a_generation_boundary(store: FeatureStore)
 async def test_clear_leaves_other_prefixes_untouched(
     store: FeatureStore, request: pytest.FixtureRequest
 ) -> None:
-    kind = "memory" if store.url.startswith("memory") else "redis"
-    other = _open(kind, request, f"kf:other:{uuid.uuid4().hex[:8]}:")
+    other = _open(_kind(store), request, f"kf:other:{uuid.uuid4().hex[:8]}:")
     try:
         both = [ev(T0, 1, 1, "click", cat="beauty"), ev(T0, 1, 2, "buy", kol=3)]
         await store.record_events(both)

@@ -5,7 +5,8 @@ appended here, so a Redis outage or a process crash loses nothing, ``kolfeed sto
 can recreate the store, and training can read the log as its events table.
 
 Layout: a directory of segment files ``events-<20-digit first seq>.log`` (plus ``LOCK`` held by the
-one writer and ``replay.pos`` owned by :mod:`features.replay`). A segment is a sequence of frames::
+one writer, ``REPLICA`` naming the replica (host) that writes it, recorded when the log is created,
+and ``replay.pos`` owned by :mod:`features.replay`). A segment is a sequence of frames::
 
     u32 payload length | u32 CRC32 | u64 seq | payload (compact JSON object of all StoreEvent fields)
 
@@ -51,6 +52,7 @@ import json
 import logging
 import os
 import re
+import socket
 import struct
 import threading
 import zlib
@@ -75,6 +77,8 @@ MAX_PAYLOAD = 1 << 20
 DEFAULT_SEGMENT_BYTES = 64 << 20
 SEGMENT_RE = re.compile(r"^events-(\d{20})\.log$")
 LOCK_FILE = "LOCK"
+REPLICA_FILE = "REPLICA"
+REPLICA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 WORKER_PREFIX = "worker-"
 WORKER_RE = re.compile(rf"^{WORKER_PREFIX}(\d+)$")
 DEFAULT_MAX_WORKERS = 64
@@ -173,6 +177,62 @@ def log_dirs(directory: str | Path) -> list[Path]:
             f"({workers[0].name}, …); move the segments into a free worker-<i> directory or elsewhere"
         )
     return workers
+
+
+# -- replica id ------------------------------------------------------------------------------------
+def check_replica(name: str, what: str = "replica") -> str:
+    """A replica id: 1-63 characters of letters, digits, ``.``, ``_``, ``-`` (a hostname fits)."""
+    if not REPLICA_RE.fullmatch(name):
+        raise EventLogError(
+            f"{what} {name!r}: expected 1-63 letters, digits, '.', '_' or '-' "
+            "(starting with a letter or digit)"
+        )
+    return name
+
+
+def host_replica() -> str:
+    """This host's default replica id: its hostname, cut to the allowed characters."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:63].lstrip("._-")
+    return name or "localhost"
+
+
+def read_replica(directory: str | Path) -> str | None:
+    """The replica id recorded in a log directory (None: an older log without one)."""
+    path = Path(directory) / REPLICA_FILE
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return check_replica(text, f"{path}: recorded replica id")
+
+
+def _record_replica(directory: Path, configured: str | None, fsync: bool) -> str:
+    """Which replica writes ``directory``: recorded once, when the log is first opened.
+
+    Why recorded: sequence numbers are per log, so ``(replica, worker, seq)`` names an event only if
+    the log keeps its replica id for life, whatever the hostname of the process reopening it (a
+    container gets a new one on every restart). An explicitly configured id (``--replica``,
+    ``KOLFEED_REPLICA``) that differs from the recorded one is an error: this process was pointed at
+    another replica's log."""
+    recorded = read_replica(directory)
+    if recorded is not None:
+        if configured is not None and configured != recorded:
+            raise EventLogError(
+                f"{directory}: event log of replica {recorded!r}, but this process is replica "
+                f"{configured!r}; give each replica its own log directory"
+            )
+        return recorded
+    replica = check_replica(configured) if configured is not None else host_replica()
+    tmp = directory / (REPLICA_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(replica + "\n")
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+    os.replace(tmp, directory / REPLICA_FILE)
+    if fsync:
+        _fsync_dir(directory)
+    return replica
 
 
 # -- encoding --------------------------------------------------------------------------------------
@@ -505,7 +565,10 @@ class EventLog:
         *,
         fsync: bool = True,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        replica: str | None = None,
     ) -> None:
+        """``replica``: this process's replica id when configured explicitly; recorded in a new log
+        (default: the hostname) and checked against the recorded one otherwise."""
         if segment_bytes <= HEADER.size:
             raise ValueError(f"segment_bytes must be > {HEADER.size}, got {segment_bytes}")
         self.directory = Path(directory)
@@ -528,6 +591,7 @@ class EventLog:
             # Checked with the lock held: claim_worker_log creates its sub-log first and then checks
             # this lock, so of two racing openers at least one sees the other.
             _refuse_worker_parent(self.directory, "open one of them with claim_worker_log()")
+            self.replica = _record_replica(self.directory, replica, fsync)
             self.recovery = self._recover()
         except BaseException:
             self.close()
@@ -718,6 +782,7 @@ def claim_worker_log(
     *,
     fsync: bool = True,
     segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    replica: str | None = None,
 ) -> tuple[int, EventLog]:
     """Open ``base/worker-<i>`` as its writer for the smallest free ``i < max_workers``.
 
@@ -725,7 +790,8 @@ def claim_worker_log(
     recovers its torn tail). Raises :class:`EventLogError` when every slot is held, when ``base``
     is itself a single-writer log (has segments, or a writer holds its ``LOCK``), and
     :class:`CorruptLogError` when the free slot's log cannot be recovered (never skipped: its
-    events are acknowledged ones). ``fsync`` and ``segment_bytes`` are passed to :class:`EventLog`.
+    events are acknowledged ones). ``fsync``, ``segment_bytes`` and ``replica`` are passed to
+    :class:`EventLog`.
     """
     if max_workers < 1:
         raise ValueError(f"max_workers must be >= 1, got {max_workers}")
@@ -741,7 +807,7 @@ def claim_worker_log(
         directory = base / f"{WORKER_PREFIX}{i}"
         created = not directory.exists()
         try:
-            event_log = EventLog(directory, fsync=fsync, segment_bytes=segment_bytes)
+            event_log = EventLog(directory, fsync=fsync, segment_bytes=segment_bytes, replica=replica)
         except LogLockedError:
             continue
         if _lock_held(base):  # a single writer of base itself, racing with us
@@ -749,6 +815,7 @@ def claim_worker_log(
             if created:
                 with contextlib.suppress(OSError):
                     (directory / LOCK_FILE).unlink()
+                    (directory / REPLICA_FILE).unlink()
                     directory.rmdir()
             raise EventLogError(f"{base}: is open for writing as a single-writer event log")
         return i, event_log

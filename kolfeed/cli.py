@@ -43,6 +43,7 @@ def _register() -> None:
     from kolfeed import (
         commands_bench,
         commands_data,
+        commands_events,
         commands_index,
         commands_report,
         commands_serve,
@@ -59,6 +60,7 @@ def _register() -> None:
         commands_index,
         commands_serve,
         commands_store,
+        commands_events,
         commands_simulate,
         commands_report,
         commands_bench,

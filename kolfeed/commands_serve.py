@@ -73,6 +73,13 @@ def register(app: typer.Typer) -> None:
             help="worker processes sharing the port (one Python process uses one core); > 1 needs a "
             "shared store (redis://); each worker writes its own event log <log dir>/worker-<i>",
         ),
+        replica: str | None = typer.Option(
+            None,
+            "--replica",
+            envvar="KOLFEED_REPLICA",
+            help="this host's replica id, recorded in its event log (default: the id recorded there, "
+            "else the hostname); replicas on several hosts export their logs together by it",
+        ),
     ) -> None:
         """Serve personalised feeds over HTTP (GET /v1/feed, POST /v1/events, /docs, /metrics)."""
         import asyncio
@@ -111,6 +118,7 @@ def register(app: typer.Typer) -> None:
                 store_url=SecretStr(store),
                 ranking_dir=ranking_dir,
                 dev_mode=dev,
+                replica=replica,
             )
             if event_log_dir is not None:
                 settings = settings.model_copy(update={"event_log_dir": event_log_dir})

@@ -160,11 +160,13 @@ async def start_event_log(
         return
     log_dir: Path = settings.event_log_dir
     if settings.event_log_per_worker:  # one writer per directory: this process takes a free worker slot
-        _, event_log = await asyncio.to_thread(claim_worker_log, settings.event_log_dir)
+        _, event_log = await asyncio.to_thread(
+            claim_worker_log, settings.event_log_dir, replica=settings.replica
+        )
         log_dir = event_log.directory
         log.info("worker process %d writes the event log %s", os.getpid(), log_dir)
     else:
-        event_log = await asyncio.to_thread(EventLog, settings.event_log_dir)
+        event_log = await asyncio.to_thread(EventLog, settings.event_log_dir, replica=settings.replica)
     stack.callback(event_log.close)
     if event_log.recovery.torn_records:
         log.warning(

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 
-from features.eventlog import log_is_locked
+from features.eventlog import log_is_locked, read_replica, worker_dirs
 from serving.settings import Settings
 
 MAX_WORKERS = 64
@@ -45,13 +45,22 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def check_event_log_free(settings: Settings) -> None:
-    """One process writes a log directory; a second server on the same one is refused up front."""
+    """One process writes a log directory; a second server on the same one is refused up front, and
+    so is a server whose ``--replica`` differs from the one recorded in the log."""
     directory = settings.event_log_dir
     if directory is not None and not settings.event_log_per_worker and log_is_locked(directory):
         raise ServeError(
             f"event log {directory} is in use by another kolfeed serve; stop it, or give this one its "
             "own --event-log-dir"
         )
+    if directory is not None and settings.replica is not None and directory.is_dir():
+        for d in [directory, *worker_dirs(directory)]:
+            recorded = read_replica(d)
+            if recorded is not None and recorded != settings.replica:
+                raise ServeError(
+                    f"event log {d} belongs to replica {recorded!r}, this server is --replica "
+                    f"{settings.replica!r}; give each replica its own --event-log-dir"
+                )
 
 
 def worker_environment(settings: Settings, log_format: str, log_level: str) -> dict[str, str]:
@@ -78,6 +87,8 @@ def worker_environment(settings: Settings, log_format: str, log_level: str) -> d
     }
     if settings.event_log_dir is not None:
         env["KOLFEED_EVENT_LOG_DIR"] = str(settings.event_log_dir.resolve())
+    if settings.replica is not None:
+        env["KOLFEED_REPLICA"] = settings.replica
     return env
 
 

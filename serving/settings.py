@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     event_log_dir: Path | None = Field(
         default=Path("var/eventlog"), description="append-only event log (source of truth); None: off"
     )
+    replica: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="this replica's id (one per host), recorded in a new event log and checked against "
+        "the one recorded in an existing log; `kolfeed events export` keys events by (replica, worker, "
+        "seq); None: the id recorded in the log, else the hostname",
+    )
     replay_interval_s: float = Field(
         default=0.5, gt=0, le=60, description="how often events not yet in the store are re-applied"
     )

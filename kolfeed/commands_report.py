@@ -73,17 +73,18 @@ def format_experiment(report: ExperimentReport) -> str:
 
 def format_kols(report: AttributionReport, top: int | None) -> str:
     rows = report.kols[:top] if top else report.kols
+    w = max([7, *(len(k.kol_id) + 1 for k in rows)])  # string creator ids may be long
     lines = [
         f"KOL attribution: {report.log_buys:,} buys, GMV {report.log_gmv:,.2f} in the log; "
         f"attributed {report.attributed_gmv:,.2f} ({'balanced' if report.balanced else 'NOT BALANCED'}); "
         f"share cascades up to depth {report.depth_limit}",
         "",
-        f"{'kol':>7}{'impr':>10}{'clicks':>8}{'shares':>8}{'buys':>7}{'GMV':>12}{'via share':>11}"
+        f"{'kol':>{w}}{'impr':>10}{'clicks':>8}{'shares':>8}{'buys':>7}{'GMV':>12}{'via share':>11}"
         f"{'CTR':>8}{'buy/clk':>9}{'follows':>9}{'v-fit':>7}{'commission':>12}{'ROI':>7}",
     ]
     for k in rows:
         lines.append(
-            f"{k.kol_id:>7}{k.impressions:>10,}{k.clicks:>8,}{k.shares:>8,}{k.buys:>7,}{k.gmv:>12,.2f}"
+            f"{k.kol_id:>{w}}{k.impressions:>10,}{k.clicks:>8,}{k.shares:>8,}{k.buys:>7,}{k.gmv:>12,.2f}"
             f"{_pct(_div(k.share_gmv, k.gmv), 1):>11}{_pct(k.click_rate, 1):>8}{_pct(k.buy_per_click, 1):>9}"
             f"{'—' if k.followers_gained is None else k.followers_gained:>9}{_pct(k.vertical_fit, 0):>7}"
             f"{_num(k.commission):>12}{_num(k.roi):>7}"
@@ -153,8 +154,12 @@ def kols_cmd(
     stop_ts: int | None = typer.Option(None, help="window stop (unix seconds, exclusive)"),
     top: int = typer.Option(20, help="rows to print (0 = all; JSON always has all)"),
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    run: Path | None = typer.Option(
+        None, help="a run directory whose labels.parquet names string creator ids (else printed as keys)"
+    ),
 ) -> None:
     """Per-KOL funnel, GMV (direct and through share cascades), followers gained, vertical fit, ROI."""
+    from recsys.artifacts import LABELS, MANIFEST, ArtifactError, load_labels
     from recsys.attribution import AttributionError, kol_attribution
     from recsys.experiments.events import EventTableError
     from serving.event_source import EventSourceError, load_costs, load_event_tables
@@ -162,6 +167,9 @@ def kols_cmd(
     try:
         typer.echo(f"loading events from {events} …", err=True)
         tables = load_event_tables(events)
+        if run is not None and not (run / MANIFEST).is_file():
+            raise ArtifactError(f"{run}: no {MANIFEST}; --run must be a run directory")
+        kol_labels = load_labels(run / LABELS)["kol"] if run is not None else None
         report = kol_attribution(
             tables.events,
             items=tables.items,
@@ -173,8 +181,9 @@ def kols_cmd(
             start_ts=start_ts,
             stop_ts=stop_ts,
             progress=True,
+            kol_labels=kol_labels,
         )
-    except (AttributionError, EventSourceError, EventTableError, ValueError, OSError) as exc:
+    except (AttributionError, ArtifactError, EventSourceError, EventTableError, ValueError, OSError) as exc:
         raise _fail(exc) from None
     if not report.balanced:
         typer.secho(

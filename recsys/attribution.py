@@ -45,7 +45,8 @@ class AttributionError(ValueError):
 
 
 class KolReport(BaseModel):
-    kol_id: int
+    kol_id: str
+    """The creator's id as the shop spells it (a string id's label, an integer id's decimal)."""
     impressions: int
     clicks: int
     shares: int
@@ -103,11 +104,26 @@ class AttributionReport(BaseModel):
     """Sorted by GMV, largest first."""
     unattributed: UnattributedBucket
 
-    def kol(self, kol_id: int) -> KolReport:
+    def kol(self, kol_id: int | str) -> KolReport:
+        """One KOL's row by its external id (``7`` and ``"7"`` are the same id)."""
+        wanted = str(kol_id)
         for k in self.kols:
-            if k.kol_id == kol_id:
+            if k.kol_id == wanted:
                 return k
         raise KeyError(f"no events for KOL {kol_id}")
+
+
+UNLABELLED = "?"
+"""Prefix of a hashed creator key that no label names (``?-4611…``): a string id first seen after the
+run whose labels the report uses; a retrain labels it."""
+
+
+def kol_name(key: int, labels: Mapping[int, str] | None) -> str:
+    """The external id of a creator key: its label, else its decimal (integer ids)."""
+    found = labels.get(key) if labels else None
+    if found is not None:
+        return found
+    return str(key) if key >= 0 else f"{UNLABELLED}{key}"
 
 
 # ----------------------------------------------------------------------------------------- cascades
@@ -218,12 +234,14 @@ def kol_attribution(
     start_ts: int | None = None,
     stop_ts: int | None = None,
     progress: bool = False,
+    kol_labels: Mapping[int, str] | None = None,
 ) -> AttributionReport:
     """Attribute every buy in ``[start_ts, stop_ts)`` to exactly one KOL or the unattributed bucket.
 
     ``events`` is the whole log in file order (pyarrow Table, column mapping or EventColumns);
     ``items``/``kols``/``follows`` are optional tables enabling vertical fit and followers gained;
-    ``costs`` maps kol_id → what the creator cost, for ROI; ``progress`` shows a bar on stderr.
+    ``costs`` maps kol_id (key) → what the creator cost, for ROI; ``progress`` shows a bar on stderr;
+    ``kol_labels`` ({key: label}, a run's ``labels.parquet``) names string creator ids in the report.
     """
     if depth_limit < 0:
         raise AttributionError(f"depth_limit must be >= 0, got {depth_limit}")
@@ -284,7 +302,7 @@ def kol_attribution(
         cost = None if costs is None or int(k) not in costs else float(costs[int(k)])
         reports.append(
             KolReport(
-                kol_id=int(k),
+                kol_id=kol_name(int(k), kol_labels),
                 impressions=imps,
                 clicks=clicks,
                 shares=shares,
@@ -309,7 +327,7 @@ def kol_attribution(
                 roi=commission / cost if commission is not None and cost else None,
             )
         )
-    reports.sort(key=lambda r: (-r.gmv, r.kol_id))
+    reports.sort(key=lambda r: -r.gmv)  # stable: ties keep ascending key order
 
     unattributed = UnattributedBucket(
         buys=int((no_kol | too_deep).sum()),

@@ -126,13 +126,16 @@ def load_event_tables(path: Path) -> EventTables:
 
 
 def load_costs(path: Path) -> dict[int, float]:
-    """Creator costs from a CSV with columns ``kol_id,cost`` (for ROI = commission / cost)."""
+    """Creator costs from a CSV with columns ``kol_id,cost`` (for ROI = commission / cost), keyed by
+    the creators' int64 keys (``kol_id`` may be a string id or an integer)."""
     import pyarrow.csv as pcsv
+
+    from recsys.ids import IdError, id_keys
 
     try:
         table = pcsv.read_csv(
             path,
-            convert_options=pcsv.ConvertOptions(column_types={"kol_id": pa.int64(), "cost": pa.float64()}),
+            convert_options=pcsv.ConvertOptions(column_types={"kol_id": pa.string(), "cost": pa.float64()}),
         )
     except (pa.ArrowException, OSError) as exc:
         raise EventSourceError(f"{path}: cannot read KOL costs ({str(exc).splitlines()[0]})") from None
@@ -141,7 +144,11 @@ def load_costs(path: Path) -> dict[int, float]:
         raise EventSourceError(f"{path}: KOL costs lack column(s) {', '.join(missing)}; expected kol_id,cost")
     if table["kol_id"].null_count or table["cost"].null_count:
         raise EventSourceError(f"{path}: KOL costs have empty kol_id or cost values")
-    return dict(zip(table["kol_id"].to_pylist(), table["cost"].to_pylist(), strict=True))
+    try:
+        keys = id_keys(table["kol_id"], "kol_id")
+    except IdError as exc:
+        raise EventSourceError(f"{path}: KOL costs: {exc}") from None
+    return dict(zip(keys.tolist(), table["cost"].to_pylist(), strict=True))
 
 
 @dataclass

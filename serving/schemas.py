@@ -1,18 +1,33 @@
 """Request and response bodies of the HTTP API (pydantic), with the limits they enforce.
 
 Why strict models: the frontend is a different team; an unknown field, an unknown action or an id
-that is not an integer must come back as a 4xx that names the problem, never be silently ignored.
+that is not a valid id must come back as a 4xx that names the problem, never be silently ignored.
+
+Ids are the shop's own (``recsys.ids``): a request may send a string (``"alice"``, a UUID, a SKU) or
+a JSON integer (``42`` and ``"42"`` are the same id); each is validated (at most 128 printable
+characters) and turned into its int64 key right here, so the store, the event log and the ranker
+only ever see keys. Responses carry ids back as strings, as the shop spells them (the run's labels).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import to_json
 
+from recsys.ids import MAX_ID_LENGTH, IdError, check_id, id_key
 from recsys.ranking.context import FeedEntry
 from recsys.schema import ACTION_NAMES
 
@@ -21,11 +36,51 @@ MAX_EVENTS_PER_BATCH = 1_000
 MAX_FEED_LIMIT = 100
 MAX_EXCLUDE = 1_000
 
-Id = Annotated[StrictInt, Field(ge=0, le=INT64_MAX)]
+ID_DESCRIPTION = (
+    f"the shop's id: a string of 1-{MAX_ID_LENGTH} printable characters, or an integer "
+    '(42 and "42" are the same id)'
+)
+_ID_STRING_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+
+
+def _id_problem(exc: IdError) -> ValueError:
+    """IdError's message without its field prefix (the 422 names the field from its location)."""
+    return ValueError(str(exc).removeprefix("id: "))
+
+
+def external_id_key(value: Any) -> int:
+    """One request id (str or int) → its int64 key; ValueError saying what is wrong with it."""
+    try:
+        return id_key(value, "id")
+    except IdError as exc:
+        raise _id_problem(exc) from None
+
+
+def _optional_id_key(value: Any) -> int | None:
+    return None if value is None else external_id_key(value)
+
+
+Id = Annotated[
+    int,
+    BeforeValidator(external_id_key),
+    WithJsonSchema({"anyOf": [_ID_STRING_SCHEMA, {"type": "integer"}], "description": ID_DESCRIPTION}),
+]
+"""A request id, held as its int64 key after validation."""
+
+OptionalId = Annotated[
+    int | None,
+    BeforeValidator(_optional_id_key),
+    WithJsonSchema(
+        {
+            "anyOf": [_ID_STRING_SCHEMA, {"type": "integer"}, {"type": "null"}],
+            "description": ID_DESCRIPTION,
+        }
+    ),
+]
 
 
 def parse_id_list(raw: str | None, name: str) -> list[int]:
-    """``"1,2, 3"`` → ``[1, 2, 3]``; raises ValueError naming the bad element."""
+    """``"sku-1, 42,alice"`` → their keys; raises ValueError naming the bad element."""
     if raw is None or not raw.strip():
         return []
     out: list[int] = []
@@ -33,11 +88,12 @@ def parse_id_list(raw: str | None, name: str) -> list[int]:
         token = part.strip()
         if not token:
             continue
-        if not token.isdigit() or int(token) > INT64_MAX:
-            raise ValueError(f"{name}: {token!r} is not a non-negative integer id")
-        out.append(int(token))
-    if len(out) > MAX_EXCLUDE:
-        raise ValueError(f"{name}: at most {MAX_EXCLUDE} ids, got {len(out)}")
+        try:
+            out.append(id_key(token, name))
+        except IdError as exc:
+            raise ValueError(str(exc)) from None
+        if len(out) > MAX_EXCLUDE:
+            raise ValueError(f"{name}: at most {MAX_EXCLUDE} ids")
     return out
 
 
@@ -46,15 +102,31 @@ class FeedQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: int = Field(default=..., ge=0, le=INT64_MAX, description="the user to build a page for")
+    user_id: str = Field(
+        default=...,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="the user to build a page for (the shop's id; an unknown user gets a cold-start page)",
+    )
     limit: int = Field(default=20, ge=1, le=MAX_FEED_LIMIT, description="entries on the page")
-    exclude: str | None = Field(default=None, description="comma-separated item ids not to show")
+    exclude: str | None = Field(
+        default=None,
+        description="comma-separated item ids not to show (ids containing a comma cannot be listed)",
+    )
     variant: str | None = Field(
         default=None,
         min_length=1,
         max_length=100,
         description="debug: force a ranking variant",
     )
+
+    @field_validator("user_id", mode="before")
+    @classmethod
+    def _check_user_id(cls, v: Any) -> str:
+        try:
+            return check_id(v, "id")  # an int (Python callers) becomes its decimal string
+        except IdError as exc:
+            raise _id_problem(exc) from None
 
     @field_validator("exclude")
     @classmethod
@@ -63,14 +135,18 @@ class FeedQuery(BaseModel):
         return v
 
     @property
+    def user_key(self) -> int:
+        return id_key(self.user_id, "user_id")
+
+    @property
     def exclude_ids(self) -> list[int]:
         return parse_id_list(self.exclude, "exclude")
 
 
 class FeedItem(BaseModel):
-    item_id: int
-    post_id: int | None
-    kol_id: int | None
+    item_id: str = Field(description="the shop's item id (SKU)")
+    post_id: str | None = Field(description="the creator's post that promotes the item, if any")
+    kol_id: str | None = Field(description="the creator (KOL) of that post, if any")
     score: float
     reasons: list[str]
     source: str = Field(description="candidate source that proposed the item")
@@ -78,7 +154,7 @@ class FeedItem(BaseModel):
 
 class FeedResponse(BaseModel):
     request_id: str = Field(description="uuid4 hex; send it back with the events this page caused")
-    user_id: int
+    user_id: str = Field(description="the requested user id, as a string")
     arm: str = Field(description="ranking variant (experiment arm) that built the page")
     degraded: bool = Field(description="true when the feature store was unavailable and the page is generic")
     model_version: int
@@ -93,16 +169,24 @@ class FeedPage:
     then letting FastAPI validate the returned model again against ``response_model`` cost more than
     everything else the service does around the ranker. The endpoint keeps ``response_model``, so the
     OpenAPI schema is unchanged; tests check that these bytes validate as a ``FeedResponse``.
+
+    ``items`` hold int64 keys (what the ranker returns); ``labels`` (the served run's, ``{kind: {key:
+    label}}``) turn them back into the shop's ids here, one dict lookup per id of the page.
     """
 
     request_id: str
-    user_id: int
+    user_id: str
     arm: str
     degraded: bool
     model_version: int
     items: list[FeedEntry]
+    labels: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
 
     def json_bytes(self) -> bytes:
+        no_labels: Mapping[int, str] = {}
+        item_l = self.labels.get("item", no_labels)
+        post_l = self.labels.get("post", no_labels)
+        kol_l = self.labels.get("kol", no_labels)
         body = {
             "request_id": self.request_id,
             "user_id": self.user_id,
@@ -111,9 +195,9 @@ class FeedPage:
             "model_version": self.model_version,
             "items": [
                 {
-                    "item_id": e.item_id,
-                    "post_id": e.post_id,
-                    "kol_id": e.kol_id,
+                    "item_id": item_l.get(e.item_id) or str(e.item_id),
+                    "post_id": None if e.post_id is None else post_l.get(e.post_id) or str(e.post_id),
+                    "kol_id": None if e.kol_id is None else kol_l.get(e.kol_id) or str(e.kol_id),
                     "score": e.score,
                     "reasons": e.reasons,
                     "source": e.source,
@@ -139,9 +223,9 @@ class EventIn(BaseModel):
     user_id: Id
     item_id: Id
     action: str = Field(description="one of " + ", ".join(ACTION_NAMES))
-    post_id: Id | None = None
-    kol_id: Id | None = None
-    to_user_id: Id | None = Field(default=None, description="share: the friend it went to")
+    post_id: OptionalId = None
+    kol_id: OptionalId = None
+    to_user_id: OptionalId = Field(default=None, description="share: the friend it went to")
     request_id: str | None = Field(default=None, max_length=64, description="feed response that showed it")
     value: float | None = Field(default=None, description="buy: order value")
 

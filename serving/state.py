@@ -42,6 +42,9 @@ def load_model(run_dir: Path) -> LoadedModel:
     manifest = getattr(model, "manifest", None)
     if manifest is None:
         manifest = read_manifest(run_dir)
+    off = model.signals_off()
+    if off:
+        log.warning("run %s: signals off: %s; feeds use the others", manifest.run_id, "; ".join(off))
     return LoadedModel(
         model=model,
         ranker=FeedRanker(model),

@@ -138,7 +138,7 @@ def test_kols_report_from_a_world_directory(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["balanced"] is True and data["log_gmv"] == 67.0
-    assert data["kols"][0]["kol_id"] == 7 and data["kols"][0]["roi"] == 2.0
+    assert data["kols"][0]["kol_id"] == "7" and data["kols"][0]["roi"] == 2.0
     res = CliRunner().invoke(_app(), [*args, "--top", "1"])
     assert res.exit_code == 0, res.output
     assert "balanced" in res.stdout and "1 more KOLs" in res.stdout and "unattributed: 1 buys" in res.stdout

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -112,7 +112,10 @@ async def post_events(client: httpx.AsyncClient, *events: dict[str, Any]) -> htt
 
 
 def items_of(body: dict[str, Any]) -> list[int]:
-    return [e["item_id"] for e in body["items"]]
+    """The page's item ids; the tiny world's ids are integers, which responses spell as strings."""
+    ids = [e["item_id"] for e in body["items"]]
+    assert all(isinstance(i, str) for i in ids), ids
+    return [int(i) for i in ids]
 
 
 # ------------------------------------------------------------------ feed shape and validation
@@ -133,16 +136,26 @@ def test_feed_page_json_matches_pydantic_for_numpy_values_and_nan() -> None:
         FeedEntry(np.int64(5), None, np.int32(2), np.float32(0.5), ["a", "b"], "ann"),
         FeedEntry(6, 7, 3, float("nan"), [], "popular"),
     ]
-    page = FeedPage("ab" * 16, 1, "default", True, 3, entries)
+    labels = {"item": {-9: "SKU-9"}, "kol": {3: "never-used"}, "post": {-7: "post-7"}}
+    entries.append(FeedEntry(-9, -7, None, 1.0, [], "ann"))
+    page = FeedPage("ab" * 16, "1", "default", True, 3, entries, labels)
     expected = FeedResponse(
         request_id="ab" * 16,
-        user_id=1,
+        user_id="1",
         arm="default",
         degraded=True,
         model_version=3,
         items=[
-            FeedItem(item_id=5, post_id=None, kol_id=2, score=0.5, reasons=["a", "b"], source="ann"),
-            FeedItem(item_id=6, post_id=7, kol_id=3, score=float("nan"), reasons=[], source="popular"),
+            FeedItem(item_id="5", post_id=None, kol_id="2", score=0.5, reasons=["a", "b"], source="ann"),
+            FeedItem(
+                item_id="6",
+                post_id="7",
+                kol_id="never-used",
+                score=float("nan"),
+                reasons=[],
+                source="popular",
+            ),
+            FeedItem(item_id="SKU-9", post_id="post-7", kol_id=None, score=1.0, reasons=[], source="ann"),
         ],
     )
     assert json.loads(page.json_bytes()) == json.loads(expected.model_dump_json())  # NaN → null in both
@@ -152,7 +165,7 @@ async def test_feed_shape(client: httpx.AsyncClient) -> None:
     body = await feed(client, Tiny.USER, limit=10)
     assert set(body) == {"request_id", "user_id", "arm", "degraded", "model_version", "items"}
     assert len(body["request_id"]) == 32 and int(body["request_id"], 16) >= 0
-    assert body["user_id"] == Tiny.USER and body["arm"] == "default" and body["degraded"] is False
+    assert body["user_id"] == str(Tiny.USER) and body["arm"] == "default" and body["degraded"] is False
     assert body["model_version"] == 1
     assert len(body["items"]) == 10
     for e in body["items"]:
@@ -186,9 +199,10 @@ async def test_unknown_query_parameter_is_named(client: httpx.AsyncClient) -> No
     "params, needle",
     [
         ({}, "user_id"),
-        ({"user_id": "abc"}, "user_id"),
-        ({"user_id": -5}, "user_id"),
-        ({"user_id": 1, "exclude": "1,x"}, "exclude"),
+        ({"user_id": ""}, "user_id"),
+        ({"user_id": "u" * 129}, "user_id"),
+        ({"user_id": "a\tb"}, "user_id"),
+        ({"user_id": 1, "exclude": "1," + "x" * 129}, "exclude"),
         ({"user_id": 1, "variant": "nope"}, "unknown variant"),
     ],
 )
@@ -218,7 +232,7 @@ async def test_each_source_and_reason_is_visible(client: httpx.AsyncClient) -> N
     # other users make item 1007 (KOL 11, no other source) trending: recorded via the API, read from the store
     await post_events(client, *[{"user_id": u, "item_id": 1007, "action": "buy"} for u in (4, 5, 6)])
     body = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
-    by_item = {e["item_id"]: e for e in body["items"]}
+    by_item = {int(e["item_id"]): e for e in body["items"]}
     sources = {e["source"] for e in body["items"]}
     assert {
         "followed_kol",
@@ -238,9 +252,9 @@ async def test_each_source_and_reason_is_visible(client: httpx.AsyncClient) -> N
     assert by_item[Tiny.ANN_ITEM]["source"] == "ann"
     assert "similar to items you liked" in by_item[Tiny.ANN_ITEM]["reasons"]
     for e in body["items"]:
-        assert ("because you follow @kol_10" in e["reasons"]) == (e["kol_id"] == Tiny.FOLLOWED_KOL)
+        assert ("because you follow @kol_10" in e["reasons"]) == (e["kol_id"] == str(Tiny.FOLLOWED_KOL))
     explore = [e for e in body["items"] if e["source"] == "explore"]
-    assert len(explore) == 1 and explore[0]["kol_id"] == Tiny.NEW_KOL
+    assert len(explore) == 1 and explore[0]["kol_id"] == str(Tiny.NEW_KOL)
     assert explore[0]["reasons"][0] == "new creator for you"
     assert any("you often engage with @kol_13" in e["reasons"] for e in body["items"])
     assert all(e["reasons"] == ["popular right now"] for e in body["items"] if e["source"] == "popular")
@@ -248,11 +262,11 @@ async def test_each_source_and_reason_is_visible(client: httpx.AsyncClient) -> N
 
 async def test_live_friend_purchase_becomes_social_proof(client: httpx.AsyncClient) -> None:
     item = 1020  # nobody bought it in the run
-    before = {e["item_id"]: e for e in (await feed(client, Tiny.USER, limit=40, variant=LOOSE))["items"]}
+    before = {int(e["item_id"]): e for e in (await feed(client, Tiny.USER, limit=40, variant=LOOSE))["items"]}
     assert not any("friend" in r for r in before.get(item, {"reasons": []})["reasons"])
     r = await post_events(client, *[{"user_id": f, "item_id": item, "action": "buy"} for f in Tiny.FRIENDS])
     assert r.status_code == 202
-    after = {e["item_id"]: e for e in (await feed(client, Tiny.USER, limit=40, variant=LOOSE))["items"]}
+    after = {int(e["item_id"]): e for e in (await feed(client, Tiny.USER, limit=40, variant=LOOSE))["items"]}
     assert "2 friends bought this" in after[item]["reasons"]
 
 
@@ -277,7 +291,7 @@ async def test_buy_removes_the_item(client: httpx.AsyncClient) -> None:
 
 async def test_hidden_kol_posts_drop(client: httpx.AsyncClient) -> None:
     body = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
-    assert any(e["kol_id"] == Tiny.FOLLOWED_KOL for e in body["items"])
+    assert any(e["kol_id"] == str(Tiny.FOLLOWED_KOL) for e in body["items"])
     hide = {
         "user_id": Tiny.USER,
         "item_id": 1000,
@@ -287,7 +301,7 @@ async def test_hidden_kol_posts_drop(client: httpx.AsyncClient) -> None:
     }
     assert (await post_events(client, hide)).status_code == 202
     after = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
-    assert after["items"] and not any(e["kol_id"] == Tiny.FOLLOWED_KOL for e in after["items"])
+    assert after["items"] and not any(e["kol_id"] == str(Tiny.FOLLOWED_KOL) for e in after["items"])
 
 
 async def test_impression_marks_seen(client: httpx.AsyncClient) -> None:
@@ -327,7 +341,8 @@ async def test_events_fill_category_from_the_model(app: FastAPI, client: httpx.A
     [
         ({"events": [{"user_id": 1, "item_id": 2, "action": "purchase"}]}, "unknown action 'purchase'"),
         ({"events": [{"user_id": 1, "action": "click"}]}, "item_id"),
-        ({"events": [{"user_id": "1", "item_id": 2, "action": "click"}]}, "user_id"),
+        ({"events": [{"user_id": "u" * 129, "item_id": 2, "action": "click"}]}, "user_id"),
+        ({"events": [{"user_id": 1, "item_id": 2.5, "action": "click"}]}, "item_id"),
         ({"events": [{"user_id": 1, "item_id": 2, "action": "click", "colour": "red"}]}, "colour"),
         ({"events": []}, "events"),
         ({"evnts": []}, "evnts"),
@@ -588,7 +603,7 @@ async def test_trending_is_read_once_per_cache_period(
         pages = [await feed(client, Tiny.USER, limit=40, variant=LOOSE) for _ in range(3)]
     assert store.reads == reads
     assert all(not p["degraded"] and p["items"] == pages[0]["items"] for p in pages)
-    assert "trending in apparel" in {e["item_id"]: e for e in pages[0]["items"]}[1007]["reasons"]
+    assert "trending in apparel" in {int(e["item_id"]): e for e in pages[0]["items"]}[1007]["reasons"]
 
 
 @pytest.mark.parametrize("stale_s", [3600.0, 0.0])
@@ -648,30 +663,21 @@ async def test_rank_in_thread_or_inline_gives_the_same_pages(runs_root: Path, ra
 
 
 # ------------------------------------------------------------------ the real Redis store
-REDIS_DB = 14
-
-
 @pytest.fixture
-def redis_db14(redis_server: str) -> Iterator[str]:
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
-    try:
-        yield f"{redis_server}/{REDIS_DB}?prefix=kf:serving-test:{uuid.uuid4().hex}:"
-    finally:
-        client.flushdb()
-        client.close()
+def redis_test_db(redis_url: str) -> str:
+    """The test Redis db (KOLFEED_TEST_REDIS_DB, emptied around the test) with a unique key prefix."""
+    return f"{redis_url}?prefix=kf:serving-test:{uuid.uuid4().hex}:"
 
 
 @pytest.mark.redis
-async def test_event_feed_loop_on_redis(redis_db14: str, runs_root: Path, ranking_dir: Path) -> None:
-    app = create_app(make_settings(runs_root, ranking_dir, store_url=redis_db14))
+async def test_event_feed_loop_on_redis(redis_test_db: str, runs_root: Path, ranking_dir: Path) -> None:
+    app = create_app(make_settings(runs_root, ranking_dir, store_url=redis_test_db))
     async with running(app) as client:
         assert (await client.get("/readyz")).status_code == 200
         body = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
         assert body["degraded"] is False
         assert Tiny.ANN_ITEM in items_of(body) and any(
-            e["kol_id"] == Tiny.FOLLOWED_KOL for e in body["items"]
+            e["kol_id"] == str(Tiny.FOLLOWED_KOL) for e in body["items"]
         )
         r = await post_events(
             client,
@@ -683,5 +689,5 @@ async def test_event_feed_loop_on_redis(redis_db14: str, runs_root: Path, rankin
         after = await feed(client, Tiny.USER, limit=40, variant=LOOSE)
         assert after["degraded"] is False
         assert Tiny.ANN_ITEM not in items_of(after)
-        assert not any(e["kol_id"] == Tiny.FOLLOWED_KOL for e in after["items"])
-        assert "2 friends bought this" in {e["item_id"]: e for e in after["items"]}[1020]["reasons"]
+        assert not any(e["kol_id"] == str(Tiny.FOLLOWED_KOL) for e in after["items"])
+        assert "2 friends bought this" in {int(e["item_id"]): e for e in after["items"]}[1020]["reasons"]

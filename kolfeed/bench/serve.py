@@ -314,7 +314,7 @@ async def _time_app(cfg: ServeBenchConfig, run_dir: Path, url: str, loaded: Any)
         for j, uid in enumerate(uids):
             t0 = time.perf_counter()
             resp = await get_feed(
-                FeedQuery(user_id=uid),
+                FeedQuery(user_id=str(uid)),
                 st.settings,
                 st.holder,
                 st.store,

@@ -212,6 +212,7 @@ class FeedRanker:
         m = self.model
         item_ids, post_ids, kol_ids, followed = m.items.ids, m.post_ids, m.kols.ids, sig.followed
         item_category = m.item_category if len(m.item_category) else None
+        kol_labels = m.labels.get("kol") or None
         out = []
         for i in idx:
             item = s.items.item(i)
@@ -232,6 +233,7 @@ class FeedRanker:
                 s.trend.item(i),
                 m.categories[cat] if cat >= 0 else None,  # category
                 explore,
+                kol_labels,
             )
             item_id = item_ids.item(item)
             post_id = post_ids.item(post) if post >= 0 else None

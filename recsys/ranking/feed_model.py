@@ -253,6 +253,9 @@ class FeedModel:
     """Social-user row → bought item rows (from social/buys.parquet when the run exports it)."""
     popular_items: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
     """All item rows by popularity, descending: trending fallback and cold-start backfill."""
+    labels: dict[str, dict[int, str]] = field(default_factory=dict)
+    """``{kind: {key: external id}}`` of the run's string ids (``labels.parquet``; kinds user, item,
+    kol, post); integer ids have no entry and print as their decimal (``recsys.ids.key_label``)."""
 
     # ------------------------------------------------------------------ construction
     @property
@@ -299,6 +302,12 @@ class FeedModel:
                 )
         elif not build_missing_index:
             raise A.ArtifactError(f"{run_dir}: no {A.INDEX}")
+        try:
+            labels = A.load_labels(run_dir / A.LABELS)
+        except A.ArtifactError:
+            raise
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise A.ArtifactError(f"{run_dir / A.LABELS}: cannot read labels ({exc})") from exc
         tables = {}
         for sub, names in (
             (A.CATALOG_DIR, ("items", "kols", "posts")),
@@ -324,6 +333,7 @@ class FeedModel:
             tables=tables,
             run_dir=run_dir,
             manifest=manifest,
+            labels=labels,
         )
         return model
 
@@ -340,8 +350,10 @@ class FeedModel:
         run_dir: Path | None = None,
         manifest: A.Manifest | None = None,
         source: str = "run",
+        labels: dict[str, dict[int, str]] | None = None,
     ) -> FeedModel:
-        """Build from in-memory arrays; ``tables`` maps table name → column name → array."""
+        """Build from in-memory arrays; ``tables`` maps table name → column name → array;
+        ``labels`` as :func:`recsys.artifacts.load_labels` returns them (None: integer ids only)."""
         where = str(run_dir) if run_dir is not None else source
         user_emb = np.ascontiguousarray(user_emb, dtype=np.float32)
         item_emb = np.ascontiguousarray(item_emb, dtype=np.float32)
@@ -376,10 +388,46 @@ class FeedModel:
             item_in_stock=np.ones(n_items, dtype=bool),
             item_price=np.zeros(n_items, dtype=np.float32),
             popular_items=popular,
+            labels={kind: dict((labels or {}).get(kind, {})) for kind in A.LABEL_KINDS},
         )
         model._load_tables(tables or {}, where)
+        model._check_labels(where)
         model._derive()
         return model
+
+    def _check_labels(self, where: str) -> None:
+        """Every hashed item, KOL and post key must have its label: responses and reasons print the
+        shop's own ids, and a key without one could only be shown as a meaningless number."""
+        for kind, keys in (("item", self.items.ids), ("kol", self.kols.ids), ("post", self.post_ids)):
+            hashed = keys[keys < 0]
+            if not len(hashed):
+                continue
+            known = self.labels[kind]
+            missing = [int(k) for k in hashed.tolist() if k not in known]
+            if missing:
+                raise A.ArtifactError(
+                    f"{where}: {len(missing)} {kind} id(s) are string ids without a label in "
+                    f"{A.LABELS} (first key {missing[0]}); re-export the run"
+                )
+
+    def signals_off(self) -> list[str]:
+        """The ranking signals this run cannot give, each with why: a shop that brought only events
+        has no creators or friends, and its feed runs on the rest (the service logs this at start)."""
+        off = []
+        if not len(self.post_ids):
+            off.append("KOL affinity (no creator posts in the run)")
+        elif not len(self.user_follows.indices):
+            off.append("followed creators (no follows in the run)")
+        if not len(self.user_friends.indices):
+            off.append("social proof (no friends or share edges in the run)")
+        if not self.categories:
+            off.append("categories (no item catalogue in the run)")
+        return off
+
+    def label(self, kind: str, key: int) -> str:
+        """The external id (as the shop spells it) of one ``kind`` key: its label, else its decimal."""
+        found = self.labels[kind].get(key)
+        return found if found is not None else str(key)
 
     # ------------------------------------------------------------------ world tables
     def _load_tables(self, t: dict[str, dict[str, np.ndarray]], where: str) -> None:

@@ -7,6 +7,8 @@ when its condition holds (tests check each one).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from recsys.ranking import candidates as C
 from recsys.ranking.variants import RankingVariant
 
@@ -18,8 +20,11 @@ SIMILAR_REASON_THRESHOLD = 0.5
 """Normalised model score above which an ANN candidate earns 'similar to items you liked'."""
 
 
-def kol_handle(kol_id: int) -> str:
-    return f"@kol_{kol_id}"
+def kol_handle(kol_id: int, labels: Mapping[int, str] | None = None) -> str:
+    """``@`` + the creator's own id when the shop's ids are strings (``@glow_with_mia``); integer
+    ids read ``@kol_12`` (a bare ``@12`` does not read as a creator)."""
+    label = labels.get(kol_id) if labels else None
+    return f"@{label}" if label is not None else f"@kol_{kol_id}"
 
 
 def reasons_for(
@@ -33,17 +38,25 @@ def reasons_for(
     trend: float,
     category: str | None,
     explore: bool,
+    kol_labels: Mapping[int, str] | None = None,
 ) -> list[str]:
+    """Reasons for one entry. A creator is named only when the entry has one (``kol_id`` is a KOL of
+    the run): a run without creators (an events-only shop) never mentions one."""
     w = variant.weights
     ranked: list[tuple[float, str]] = []
     if explore:
         ranked.append((float("inf"), "new creator for you"))
     if kol_id is not None and followed:
         ranked.append(
-            (w.kol_affinity * max(kol_affinity, 0.0) + 1e-3, f"because you follow {kol_handle(kol_id)}")
+            (
+                w.kol_affinity * max(kol_affinity, 0.0) + 1e-3,
+                f"because you follow {kol_handle(kol_id, kol_labels)}",
+            )
         )
     elif kol_id is not None and kol_affinity >= AFFINITY_REASON_THRESHOLD:
-        ranked.append((w.kol_affinity * kol_affinity, f"you often engage with {kol_handle(kol_id)}"))
+        ranked.append(
+            (w.kol_affinity * kol_affinity, f"you often engage with {kol_handle(kol_id, kol_labels)}")
+        )
     if friends > 0:
         text = "1 friend bought this" if friends == 1 else f"{friends} friends bought this"
         ranked.append((w.trust * friends / (1.0 + friends) + 1e-3, text))

@@ -139,6 +139,7 @@ async def get_feed(
     loaded = holder.current  # one snapshot for the whole request (a reload may swap meanwhile)
     if loaded is None:
         raise HTTPException(status_code=503, detail="no model loaded")
+    user_key = params.user_key  # the store, the arm hash and the ranker work on the int64 key
     if params.variant is not None:
         arm = params.variant
         if arm not in variants:
@@ -146,7 +147,7 @@ async def get_feed(
                 status_code=422, detail=f"unknown variant {arm!r}; known: {', '.join(sorted(variants))}"
             )
     else:
-        arm = choose_arm(params.user_id, settings.default_variant)
+        arm = choose_arm(user_key, settings.default_variant)
         if arm not in variants:  # a misconfigured arm must not take the feed down
             log.error("arm %r has no ranking variant; using %r", arm, settings.default_variant)
             arm = settings.default_variant
@@ -156,7 +157,7 @@ async def get_feed(
         store,
         trending_cache,
         loaded,
-        params.user_id,
+        user_key,
         settings.trending_k,
         settings.friends_limit,
         settings.request_deadline_s,
@@ -164,7 +165,7 @@ async def get_feed(
     if degraded_reason is not None:
         metrics.degraded_for(degraded_reason).inc()
 
-    ctx = context_from_state(params.user_id, state)
+    ctx = context_from_state(user_key, state)
     rank = functools.partial(
         loaded.ranker.rank,
         ctx,
@@ -190,6 +191,7 @@ async def get_feed(
         degraded=degraded_reason is not None,
         model_version=loaded.version,
         items=entries,
+        labels=loaded.model.labels,
     )
 
 

@@ -22,9 +22,11 @@ from recsys.attribution import (
     kol_attribution,
 )
 from recsys.experiments.events import EventTableError
-from serving.deps import SettingsDep
+from recsys.ids import MAX_ID_LENGTH, IdError, check_id
+from serving.deps import HolderDep, SettingsDep
 from serving.event_source import EventSource, EventSourceError, EventTables, get_event_source, load_costs
-from serving.schemas import INT64_MAX, ErrorResponse
+from serving.schemas import ID_DESCRIPTION, ErrorResponse
+from serving.state import ModelHolder
 
 router = APIRouter(tags=["kols"])
 
@@ -48,8 +50,13 @@ class KolLeaderboard(BaseModel):
 
 
 async def _attribution(
-    source: EventSource, commission: float | None, costs_path: Path | None
+    source: EventSource, holder: ModelHolder, commission: float | None, costs_path: Path | None
 ) -> AttributionReport:
+    """The report over the event source, creators named by the served run's labels (string ids)."""
+    loaded = holder.current
+    kol_labels = loaded.model.labels.get("kol") if loaded is not None else None
+    run_key = (loaded.run_id, loaded.version) if loaded is not None else None
+
     def compute(tables: EventTables) -> AttributionReport:
         return kol_attribution(
             tables.events,
@@ -58,10 +65,12 @@ async def _attribution(
             follows=tables.follows,
             commission_rate=commission,
             costs=None if costs_path is None else load_costs(costs_path),
+            kol_labels=kol_labels,
         )
 
     try:
-        report: AttributionReport = await source.report(("kols", commission, costs_path), compute)
+        key = ("kols", commission, costs_path, run_key)  # a reload may bring new labels
+        report: AttributionReport = await source.report(key, compute)
     except EventSourceError as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from None
     except (EventTableError, AttributionError) as exc:
@@ -69,7 +78,11 @@ async def _attribution(
     return report
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+    503: {"model": ErrorResponse},
+}
 
 
 @router.get(
@@ -81,10 +94,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}, 503: {
 async def leaderboard(
     source: EventSourceDep,
     settings: SettingsDep,
+    holder: HolderDep,
     limit: Annotated[int, Query(ge=1, le=1_000)] = 20,
     commission: Commission = None,
 ) -> KolLeaderboard:
-    report = await _attribution(source, commission, settings.kol_costs_path)
+    report = await _attribution(source, holder, commission, settings.kol_costs_path)
     return KolLeaderboard(
         commission_rate=report.commission_rate,
         depth_limit=report.depth_limit,
@@ -106,12 +120,17 @@ async def leaderboard(
     summary="One KOL's attribution report",
 )
 async def kol_report(
-    kol_id: Annotated[int, PathParam(ge=0, le=INT64_MAX)],
+    kol_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LENGTH, description=ID_DESCRIPTION)],
     source: EventSourceDep,
     settings: SettingsDep,
+    holder: HolderDep,
     commission: Commission = None,
 ) -> KolReport:
-    report = await _attribution(source, commission, settings.kol_costs_path)
+    try:
+        kol_id = check_id(kol_id, "kol_id")
+    except IdError as exc:
+        raise HTTPException(status_code=422, detail=f"path {exc}") from None
+    report = await _attribution(source, holder, commission, settings.kol_costs_path)
     try:
         return report.kol(kol_id)
     except KeyError:

@@ -1,0 +1,92 @@
+"""The tiny run of :mod:`tests.ranking_fixtures` with a shop's string ids, for serving tests.
+
+Same world, same facts, but every external id is a string the way a shop writes it: users are UUIDs,
+items are SKUs (``SKU-1001``), creators are handles (``glow_10``) and posts ``post-500``. The run
+directory holds their int64 keys (``recsys.ids.id_key``) in its arrays and tables and the labels in
+``labels.parquet``, as training writes them. Look ids up with :class:`Shop` (Tiny's int → the string).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recsys import artifacts as A
+from recsys.ids import id_key
+from tests.ranking_fixtures import Tiny, make_tiny_run
+
+_USER_NAMESPACE = uuid.UUID("6f1c1f00-0000-4000-8000-00000000c0de")
+
+
+class Shop:
+    """Tiny's integer ids spelled as a shop's strings (one function per kind)."""
+
+    @staticmethod
+    def user(u: int) -> str:
+        return str(uuid.uuid5(_USER_NAMESPACE, f"customer-{u}"))
+
+    @staticmethod
+    def item(i: int) -> str:
+        return f"SKU-{i}"
+
+    @staticmethod
+    def kol(k: int) -> str:
+        return f"glow_{k}"
+
+    @staticmethod
+    def post(p: int) -> str:
+        return f"post-{p}"
+
+
+_KIND_OF_COLUMN = {
+    "user_id": "user",
+    "friend_id": "user",
+    "to_user_id": "user",
+    "item_id": "item",
+    "kol_id": "kol",
+    "post_id": "post",
+}
+_SPELL = {"user": Shop.user, "item": Shop.item, "kol": Shop.kol, "post": Shop.post}
+
+
+def _rekey(values: np.ndarray, kind: str, seen: dict[str, dict[int, str]]) -> np.ndarray:
+    """Tiny's int ids → the keys of their string spellings (remembering each label)."""
+    out = np.empty(len(values), dtype=np.int64)
+    for j, v in enumerate(np.asarray(values).tolist()):
+        label = _SPELL[kind](int(v))
+        out[j] = id_key(label)
+        seen[kind][int(out[j])] = label
+    return out
+
+
+def make_string_id_run(run_dir: Path, skip_tables: tuple[str, ...] = ()) -> Path:
+    """Write the tiny run with string ids (see the module docstring); manifest last, checksums valid."""
+    run_dir = make_tiny_run(run_dir, skip_tables=skip_tables)
+    seen: dict[str, dict[int, str]] = {kind: {} for kind in _SPELL}
+    for name, kind in ((A.USER_IDS, "user"), (A.ITEM_IDS, "item")):
+        A.save_array(run_dir / name, _rekey(A.load_array(run_dir / name), kind, seen))
+    for path in sorted(
+        [*run_dir.glob(f"{A.CATALOG_DIR}/*.parquet"), *run_dir.glob(f"{A.SOCIAL_DIR}/*.parquet")]
+    ):
+        table = pq.read_table(path)
+        for column, kind in _KIND_OF_COLUMN.items():
+            if column in table.column_names:
+                keys = _rekey(table[column].to_numpy(), kind, seen)
+                table = table.set_column(table.schema.get_field_index(column), column, pa.array(keys))
+        pq.write_table(table, path)
+    A.save_labels(
+        run_dir / A.LABELS,
+        {
+            kind: (np.array(list(labels), dtype=np.int64), np.array(list(labels.values()), dtype=np.str_))
+            for kind, labels in seen.items()
+        },
+    )
+    A.write_manifest(run_dir, A.read_manifest(run_dir))
+    return run_dir
+
+
+__all__ = ["Shop", "Tiny", "make_string_id_run"]

@@ -1,0 +1,350 @@
+"""The shop's own ids through the HTTP API: strings (UUIDs, SKUs, handles) and integers, on both stores.
+
+The run is the tiny known world with string ids (``tests.string_id_fixtures``); requests send the
+shop's strings (or JSON integers), responses answer with them, and everything in between (store,
+event log, ranker) works on int64 keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from recsys import artifacts as A
+from recsys.ids import id_key
+from recsys.ranking.feed_model import FeedModel
+from serving.app import create_app
+from serving.settings import Settings
+from tests.ranking_fixtures import copy_shipped_variants
+from tests.string_id_fixtures import Shop, Tiny, make_string_id_run
+
+LOOSE = "loose"
+NEW_SHOPPER = "new-shopper-7f3a"
+"""A customer id the run has never seen."""
+
+
+@pytest.fixture
+def ranking_dir(tmp_path: Path) -> Path:
+    out = copy_shipped_variants(tmp_path / "ranking")
+    loose = {
+        "name": LOOSE,
+        "explore_max_followers": 0,
+        "per_kol_cap": 100,
+        "per_category_cap": 100,
+        "candidates": {"ann_k": 5, "explore_slots": 1, "posts_per_kol": 20},
+    }
+    (out / f"{LOOSE}.yaml").write_text(yaml.safe_dump(loose))
+    return out
+
+
+@pytest.fixture
+def string_runs(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    make_string_id_run(root / "run1")
+    return root
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "memory":
+        return "memory://"
+    redis_url: str = request.getfixturevalue("redis_url")  # the test db, emptied around the test
+    return f"{redis_url}?prefix=kf:string-ids:{uuid.uuid4().hex}:"
+
+
+def settings_for(runs_root: Path, ranking_dir: Path, **changes: Any) -> Settings:
+    data: dict[str, Any] = {
+        "runs_root": runs_root,
+        "ranking_dir": ranking_dir,
+        "store_url": "memory://",
+        "request_deadline_s": 5.0,  # generous: tests must not depend on machine speed
+        "experiments_dir": None,
+    }
+    data.update(changes)
+    return Settings(**data)
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kolfeed.test") as client:
+            yield client
+
+
+async def feed(client: httpx.AsyncClient, user_id: object, **params: Any) -> dict[str, Any]:
+    r = await client.get("/v1/feed", params={"user_id": user_id, **params})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def post_events(client: httpx.AsyncClient, *events: dict[str, Any]) -> httpx.Response:
+    return await client.post("/v1/events", json={"events": list(events)})
+
+
+def by_item(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["item_id"]: e for e in body["items"]}
+
+
+# ------------------------------------------------------------------ string ids in, string ids out
+async def test_string_ids_go_in_and_come_back_as_the_shop_spells_them(
+    string_runs: Path, ranking_dir: Path, store_url: str
+) -> None:
+    async with serving(settings_for(string_runs, ranking_dir, store_url=store_url)) as client:
+        body = await feed(client, Shop.user(Tiny.USER), limit=40, variant=LOOSE)
+        assert body["user_id"] == Shop.user(Tiny.USER) and body["degraded"] is False
+        entries = body["items"]
+        assert len(entries) == Tiny.N_ITEMS - 1  # all but the out-of-stock item
+        known_items = {Shop.item(Tiny.ITEM0 + i) for i in range(Tiny.N_ITEMS)}
+        assert {e["item_id"] for e in entries} <= known_items - {Shop.item(Tiny.OUT_OF_STOCK_ITEM)}
+        assert {e["kol_id"] for e in entries} - {None} <= {Shop.kol(k) for k in Tiny.KOLS}
+        assert all(e["post_id"] is None or e["post_id"].startswith("post-") for e in entries)
+        # reasons name creators by the shop's handle; social proof works over string user ids
+        for e in entries:
+            follows = f"because you follow @{Shop.kol(Tiny.FOLLOWED_KOL)}" in e["reasons"]
+            assert follows == (e["kol_id"] == Shop.kol(Tiny.FOLLOWED_KOL))
+        assert any(f"you often engage with @{Shop.kol(13)}" in e["reasons"] for e in entries)
+        assert "2 friends bought this" in by_item(body)[Shop.item(Tiny.FRIENDS_ITEM)]["reasons"]
+        assert by_item(body)[Shop.item(Tiny.ANN_ITEM)]["source"] == "ann"
+
+        excluded = [Shop.item(Tiny.ANN_ITEM), Shop.item(Tiny.FRIENDS_ITEM)]
+        page = await feed(client, Shop.user(Tiny.USER), limit=40, variant=LOOSE, exclude=",".join(excluded))
+        assert len(page["items"]) == len(entries) - 2 and not set(excluded) & set(by_item(page))
+
+
+async def test_unknown_string_user_gets_a_cold_start_page_and_their_events_shape_the_next(
+    string_runs: Path, ranking_dir: Path, store_url: str
+) -> None:
+    async with serving(settings_for(string_runs, ranking_dir, store_url=store_url)) as client:
+        cold = await feed(client, NEW_SHOPPER, limit=10, variant=LOOSE)
+        assert cold["user_id"] == NEW_SHOPPER and cold["degraded"] is False and len(cold["items"]) == 10
+        assert not any(e["source"] in ("ann", "similar", "followed_kol") for e in cold["items"])
+
+        click = {"user_id": NEW_SHOPPER, "item_id": Shop.item(Tiny.ANN_ITEM), "action": "click"}
+        assert (await post_events(client, click)).status_code == 202
+        warm = await feed(client, NEW_SHOPPER, limit=10, variant=LOOSE)
+        assert any(e["source"] == "similar" for e in warm["items"])
+
+        bought = warm["items"][0]["item_id"]
+        hide = {
+            "user_id": NEW_SHOPPER,
+            "item_id": Shop.item(1000),
+            "kol_id": Shop.kol(Tiny.FOLLOWED_KOL),
+            "post_id": Shop.post(500),
+            "action": "hide",
+        }
+        r = await post_events(client, {"user_id": NEW_SHOPPER, "item_id": bought, "action": "buy"}, hide)
+        assert r.status_code == 202 and r.json()["accepted"] == 2
+        after = await feed(client, NEW_SHOPPER, limit=40, variant=LOOSE)
+        assert bought not in by_item(after)
+        assert after["items"] and Shop.kol(Tiny.FOLLOWED_KOL) not in {e["kol_id"] for e in after["items"]}
+
+
+async def test_a_json_integer_id_is_the_same_id_as_its_decimal_string(
+    string_runs: Path, ranking_dir: Path, store_url: str
+) -> None:
+    async with serving(settings_for(string_runs, ranking_dir, store_url=store_url)) as client:
+        first = (await feed(client, "4242", limit=40, variant=LOOSE))["items"]
+        a, b = first[0]["item_id"], first[1]["item_id"]
+        r = await post_events(
+            client,
+            {"user_id": 4242, "item_id": a, "action": "buy"},  # JSON integer
+            {"user_id": "4242", "item_id": b, "action": "buy"},  # its decimal string
+        )
+        assert r.status_code == 202
+        after = await feed(client, 4242, limit=40, variant=LOOSE)
+        assert after["user_id"] == "4242"
+        assert not {a, b} & set(by_item(after)) and len(after["items"]) == len(first) - 2
+        # another user's page is untouched: the ids did not land on a different key
+        assert {a, b} <= set(by_item(await feed(client, "4243", limit=40, variant=LOOSE)))
+
+
+# ------------------------------------------------------------------ validation at the boundary
+@pytest.mark.parametrize(
+    "event, field, problem",
+    [
+        ({"user_id": "u" * 129}, "user_id", "longer than 128"),
+        ({"item_id": "SKU-\x00-1"}, "item_id", "non-printable"),
+        ({"kol_id": "k" * 200}, "kol_id", "longer than 128"),
+        ({"post_id": "p\n1"}, "post_id", "non-printable"),
+        ({"to_user_id": "", "action": "share"}, "to_user_id", "empty id"),
+        ({"user_id": 1.5}, "user_id", "expected a string or integer id"),
+        ({"item_id": True}, "item_id", "expected a string or integer id"),
+    ],
+)
+async def test_a_bad_event_id_is_a_422_naming_the_field(
+    string_runs: Path, ranking_dir: Path, event: dict[str, Any], field: str, problem: str
+) -> None:
+    good = {"user_id": NEW_SHOPPER, "item_id": Shop.item(1000), "action": "click"}
+    async with serving(settings_for(string_runs, ranking_dir)) as client:
+        r = await post_events(client, good, {**good, **event})
+        assert r.status_code == 422, r.text
+        detail = r.json()["detail"]
+        assert f"body events.1.{field}" in detail and problem in detail, detail
+        assert "events.0" not in detail
+        ok = await post_events(client, {**good, "user_id": "u" * 128, "kol_id": "élan-✓"})
+        assert ok.status_code == 202, ok.text
+
+
+@pytest.mark.parametrize(
+    "params, needle",
+    [
+        ({"user_id": "u" * 129}, "query user_id: id longer than 128"),
+        ({"user_id": "ali\x07ce"}, "query user_id: id 'ali\\x07ce' has non-printable"),
+        ({"user_id": ""}, "query user_id: empty id"),
+        ({"user_id": "alice", "exclude": "SKU-1," + "s" * 129}, "exclude: id longer than 128"),
+    ],
+)
+async def test_a_bad_feed_id_is_a_422_naming_the_parameter(
+    string_runs: Path, ranking_dir: Path, params: dict[str, Any], needle: str
+) -> None:
+    async with serving(settings_for(string_runs, ranking_dir)) as client:
+        r = await client.get("/v1/feed", params=params)
+        assert r.status_code == 422 and needle in r.json()["detail"], r.text
+
+
+async def test_the_openapi_schema_says_requests_take_strings_or_integers_and_responses_give_strings(
+    string_runs: Path, ranking_dir: Path
+) -> None:
+    async with serving(settings_for(string_runs, ranking_dir)) as client:
+        spec = (await client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    for name in ("item_id", "post_id", "kol_id"):
+        types = {s.get("type") for s in schemas["FeedItem"]["properties"][name].get("anyOf", [])}
+        types |= {schemas["FeedItem"]["properties"][name].get("type")}
+        assert "string" in types and "integer" not in types, name
+    assert schemas["FeedResponse"]["properties"]["user_id"]["type"] == "string"
+    event = schemas["EventIn"]["properties"]
+    for name in ("user_id", "item_id"):
+        kinds = [s["type"] for s in event[name]["anyOf"]]
+        assert kinds == ["string", "integer"] and event[name]["anyOf"][0]["maxLength"] == 128
+    assert "null" in [s["type"] for s in event["kol_id"]["anyOf"]]
+    feed_params = {p["name"]: p for p in spec["paths"]["/v1/feed"]["get"]["parameters"]}
+    assert feed_params["user_id"]["schema"]["type"] == "string"
+
+
+# ------------------------------------------------------------------ labels belong to the run
+def test_a_run_with_string_ids_but_no_labels_is_refused(tmp_path: Path) -> None:
+    run = make_string_id_run(tmp_path / "run")
+    assert FeedModel.load(run).label("item", id_key(Shop.item(1000))) == Shop.item(1000)
+    (run / A.LABELS).unlink()
+    A.write_manifest(run, A.read_manifest(run))
+    with pytest.raises(A.ArtifactError, match=r"string ids without a label in labels.parquet"):
+        FeedModel.load(run)
+
+
+async def test_kol_reports_name_creators_by_the_shop_s_ids(
+    string_runs: Path, ranking_dir: Path, tmp_path: Path
+) -> None:
+    k10, k11 = id_key(Shop.kol(10)), id_key(Shop.kol(11))
+    rows = [
+        (100, NEW_SHOPPER, Shop.item(1000), "impression", k10, "r1", None),
+        (101, NEW_SHOPPER, Shop.item(1000), "buy", k10, "r1", 30.0),
+        (102, "another", Shop.item(1001), "buy", k11, "r2", 5.0),
+    ]
+    events = pa.table(
+        {
+            "ts": pa.array([r[0] for r in rows], pa.int64()),
+            "user_id": pa.array([id_key(r[1]) for r in rows], pa.int64()),
+            "item_id": pa.array([id_key(r[2]) for r in rows], pa.int64()),
+            "action": [r[3] for r in rows],
+            "post_id": pa.nulls(len(rows), pa.int64()),
+            "kol_id": pa.array([r[4] for r in rows], pa.int64()),
+            "to_user_id": pa.nulls(len(rows), pa.int64()),
+            "request_id": [r[5] for r in rows],
+            "value": pa.array([r[6] for r in rows], pa.float64()),
+        }
+    )
+    pq.write_table(events, tmp_path / "events.parquet")
+    costs = tmp_path / "costs.csv"
+    costs.write_text(f"kol_id,cost\n{Shop.kol(10)},6\n")
+    settings = settings_for(
+        string_runs, ranking_dir, events_path=tmp_path / "events.parquet", kol_costs_path=costs
+    )
+    async with serving(settings) as client:
+        board = (await client.get("/v1/kols/leaderboard", params={"commission": 0.1})).json()
+        one = await client.get(f"/v1/kols/{Shop.kol(10)}/report", params={"commission": 0.1})
+        missing = await client.get("/v1/kols/nobody/report")
+        bad = await client.get(f"/v1/kols/{'k' * 129}/report")
+    assert [k["kol_id"] for k in board["kols"]] == [Shop.kol(10), Shop.kol(11)]
+    assert one.status_code == 200 and one.json()["gmv"] == 30.0 and one.json()["roi"] == pytest.approx(0.5)
+    assert missing.status_code == 404 and "nobody" in missing.json()["detail"]
+    assert bad.status_code == 422 and "path kol_id" in bad.json()["detail"] and "128" in bad.json()["detail"]
+
+
+# ------------------------------------------------------------------ a shop that brought only events
+@pytest.fixture(scope="module")
+def events_only_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run TRAINED on a world stripped to users, items and events (no creators, posts, follows or
+    friends; events without kol_id/post_id/to_user_id): what an events-only shop has."""
+    from recsys.world.config import scale_config
+    from recsys.world.generate import generate_world
+    from training.config import config_from_dict
+    from training.run import train
+
+    world = tmp_path_factory.mktemp("events_only_world")
+    config = scale_config("tiny").model_copy(update={"n_users": 300, "n_items": 400, "days": 7})
+    generate_world(config, 1, world, scale="tiny", progress=False)
+    for name in ("kols", "posts", "follows", "friends"):
+        (world / f"{name}.parquet").unlink()
+    shutil.rmtree(world / "truth", ignore_errors=True)
+    for path in (
+        world / "events.parquet",
+        world / "split" / "train.parquet",
+        world / "split" / "test.parquet",
+    ):
+        table = pq.read_table(path)
+        for column in ("post_id", "kol_id", "to_user_id"):
+            field = table.schema.field(column)
+            table = table.set_column(
+                table.schema.get_field_index(column), field, pa.nulls(len(table), field.type)
+            )
+        pq.write_table(table, path)
+    cfg = {
+        "name": "events_only",
+        "seed": 1,
+        "data": {"path": str(world), "format": "world"},
+        "model": {"name": "als", "params": {"factors": 8, "iterations": 3}},
+    }
+    out = tmp_path_factory.mktemp("events_only_runs")
+    train(config_from_dict(cfg), out, quiet=True)
+    return out
+
+
+async def test_an_events_only_run_serves_feeds_and_says_which_signals_are_off(
+    events_only_run: Path, ranking_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = FeedModel.load(A.newest_run(events_only_run))
+    assert len(model.post_ids) == 0 and len(model.user_friends.indices) == 0
+    user = int(model.users.ids[0])
+    with caplog.at_level(logging.WARNING, logger="serving.state"):
+        async with serving(settings_for(events_only_run, ranking_dir)) as client:
+            lines = [r.getMessage() for r in caplog.records if "signals off" in r.getMessage()]
+            assert len(lines) == 1, lines
+            assert "KOL affinity" in lines[0] and "social proof" in lines[0]
+            pages = [await feed(client, u, limit=20) for u in (user, NEW_SHOPPER)]
+            r = await post_events(
+                client, {"user_id": user, "item_id": pages[0]["items"][0]["item_id"], "action": "buy"}
+            )
+            assert r.status_code == 202
+            pages.append(await feed(client, user, limit=20))
+    for page in pages:
+        assert len(page["items"]) == 20 and page["degraded"] is False
+        for e in page["items"]:
+            assert e["kol_id"] is None and e["post_id"] is None
+            assert not any("@" in reason or "creator" in reason for reason in e["reasons"]), e
+    assert any(e["source"] == "ann" for e in pages[0]["items"])
+    assert pages[0]["items"][0]["item_id"] not in {e["item_id"] for e in pages[2]["items"]}

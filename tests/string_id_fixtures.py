@@ -89,4 +89,28 @@ def make_string_id_run(run_dir: Path, skip_tables: tuple[str, ...] = ()) -> Path
     return run_dir
 
 
-__all__ = ["Shop", "Tiny", "make_string_id_run"]
+def creator_sales_events() -> pa.Table:
+    """An EVENTS table (keys, as the event log stores them) of three events: ``glow_10``'s post sells
+    SKU-1000 for 30.0 after an impression; ``glow_11``'s sells SKU-1001 for 5.0."""
+    rows = [
+        (100, "shopper-a", 1000, "impression", 10, "r1", None),
+        (101, "shopper-a", 1000, "buy", 10, "r1", 30.0),
+        (102, "shopper-b", 1001, "buy", 11, "r2", 5.0),
+    ]
+    n = len(rows)
+    return pa.table(
+        {
+            "ts": pa.array([r[0] for r in rows], pa.int64()),
+            "user_id": pa.array([id_key(r[1]) for r in rows], pa.int64()),
+            "item_id": pa.array([id_key(Shop.item(r[2])) for r in rows], pa.int64()),
+            "action": [r[3] for r in rows],
+            "post_id": pa.nulls(n, pa.int64()),
+            "kol_id": pa.array([id_key(Shop.kol(r[4])) for r in rows], pa.int64()),
+            "to_user_id": pa.nulls(n, pa.int64()),
+            "request_id": [r[5] for r in rows],
+            "value": pa.array([r[6] for r in rows], pa.float64()),
+        }
+    )
+
+
+__all__ = ["Shop", "Tiny", "creator_sales_events", "make_string_id_run"]

@@ -27,7 +27,7 @@ from recsys.ranking.feed_model import FeedModel
 from serving.app import create_app
 from serving.settings import Settings
 from tests.ranking_fixtures import copy_shipped_variants
-from tests.string_id_fixtures import Shop, Tiny, make_string_id_run
+from tests.string_id_fixtures import Shop, Tiny, creator_sales_events, make_string_id_run
 
 LOOSE = "loose"
 NEW_SHOPPER = "new-shopper-7f3a"
@@ -249,26 +249,7 @@ def test_a_run_with_string_ids_but_no_labels_is_refused(tmp_path: Path) -> None:
 async def test_kol_reports_name_creators_by_the_shop_s_ids(
     string_runs: Path, ranking_dir: Path, tmp_path: Path
 ) -> None:
-    k10, k11 = id_key(Shop.kol(10)), id_key(Shop.kol(11))
-    rows = [
-        (100, NEW_SHOPPER, Shop.item(1000), "impression", k10, "r1", None),
-        (101, NEW_SHOPPER, Shop.item(1000), "buy", k10, "r1", 30.0),
-        (102, "another", Shop.item(1001), "buy", k11, "r2", 5.0),
-    ]
-    events = pa.table(
-        {
-            "ts": pa.array([r[0] for r in rows], pa.int64()),
-            "user_id": pa.array([id_key(r[1]) for r in rows], pa.int64()),
-            "item_id": pa.array([id_key(r[2]) for r in rows], pa.int64()),
-            "action": [r[3] for r in rows],
-            "post_id": pa.nulls(len(rows), pa.int64()),
-            "kol_id": pa.array([r[4] for r in rows], pa.int64()),
-            "to_user_id": pa.nulls(len(rows), pa.int64()),
-            "request_id": [r[5] for r in rows],
-            "value": pa.array([r[6] for r in rows], pa.float64()),
-        }
-    )
-    pq.write_table(events, tmp_path / "events.parquet")
+    pq.write_table(creator_sales_events(), tmp_path / "events.parquet")
     costs = tmp_path / "costs.csv"
     costs.write_text(f"kol_id,cost\n{Shop.kol(10)},6\n")
     settings = settings_for(

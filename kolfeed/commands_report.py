@@ -155,7 +155,9 @@ def kols_cmd(
     top: int = typer.Option(20, help="rows to print (0 = all; JSON always has all)"),
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
     run: Path | None = typer.Option(
-        None, help="a run directory whose labels.parquet names string creator ids (else printed as keys)"
+        None,
+        help="a run directory whose labels.parquet names string creator ids the events do not spell out "
+        "(an event log holds only keys)",
     ),
 ) -> None:
     """Per-KOL funnel, GMV (direct and through share cascades), followers gained, vertical fit, ROI."""
@@ -169,7 +171,9 @@ def kols_cmd(
         tables = load_event_tables(events)
         if run is not None and not (run / MANIFEST).is_file():
             raise ArtifactError(f"{run}: no {MANIFEST}; --run must be a run directory")
-        kol_labels = load_labels(run / LABELS)["kol"] if run is not None else None
+        kol_labels = dict(tables.kol_labels)  # string creator ids the files spell out
+        if run is not None:  # an event log holds only keys: the run names them
+            kol_labels.update(load_labels(run / LABELS)["kol"])
         report = kol_attribution(
             tables.events,
             items=tables.items,

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import Request
 
+from recsys.id_labels import IdLabels
 from recsys.io.tables import find_table_file
 from recsys.schema import EVENTS
 
@@ -51,6 +52,9 @@ class EventTables:
     items: pa.Table | None = None
     kols: pa.Table | None = None
     follows: pa.Table | None = None
+    kol_labels: dict[int, str] = field(default_factory=dict)
+    """{key: creator id} of the string creator ids the files spell out (an event log holds only keys:
+    reports then name creators from the served run's labels)."""
 
 
 def source_kind(path: Path) -> SourceKind:
@@ -103,15 +107,22 @@ def load_event_tables(path: Path) -> EventTables:
     kind = source_kind(path)
     try:
         if kind == "file":
-            return EventTables(events=load_table(path, EVENTS).table)
+            result = load_table(path, EVENTS)
+            return EventTables(events=result.table, kol_labels=_kol_labels(result.labels))
         if kind == "world":
             events_file = find_table_file(path, "events")
             assert events_file is not None
+            events = load_table(events_file, EVENTS)
+            labels = IdLabels()
+            labels.update(events.labels)
             side: dict[str, pa.Table | None] = {}
             for name in WORLD_SIDE_TABLES:
                 f = find_table_file(path, name)
-                side[name] = None if f is None else load_table(f, TABLES[name]).table
-            return EventTables(events=load_table(events_file, EVENTS).table, **side)
+                loaded = None if f is None else load_table(f, TABLES[name])
+                side[name] = None if loaded is None else loaded.table
+                if loaded is not None:
+                    labels.update(loaded.labels)
+            return EventTables(events=events.table, **side, kol_labels=_kol_labels(labels))
         try:
             from features.eventlog import EventLogError, load_event_log
         except ImportError as exc:
@@ -123,6 +134,11 @@ def load_event_tables(path: Path) -> EventTables:
         return EventTables(events=_only_event_columns(logged))
     except (DataError, OSError, pa.ArrowException, ValueError) as exc:
         raise EventSourceError(f"{path}: cannot read events ({exc})") from None
+
+
+def _kol_labels(labels: IdLabels) -> dict[int, str]:
+    keys, texts = labels.get("kol")
+    return dict(zip(keys.tolist(), texts.tolist(), strict=True))
 
 
 def load_costs(path: Path) -> dict[int, float]:

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.base import StoreEvent
 from recsys import artifacts as A
 from recsys.ids import id_key
 from tests.ranking_fixtures import Tiny, make_tiny_run
@@ -89,28 +90,48 @@ def make_string_id_run(run_dir: Path, skip_tables: tuple[str, ...] = ()) -> Path
     return run_dir
 
 
+_CREATOR_SALES = [
+    (100, "shopper-a", 1000, "impression", 10, "r1", None),
+    (101, "shopper-a", 1000, "buy", 10, "r1", 30.0),
+    (102, "shopper-b", 1001, "buy", 11, "r2", 5.0),
+]
+"""(ts, user, item, action, creator, request_id, value): ``glow_10``'s post sells SKU-1000 for 30.0
+after an impression; ``glow_11``'s sells SKU-1001 for 5.0."""
+
+
 def creator_sales_events() -> pa.Table:
-    """An EVENTS table (keys, as the event log stores them) of three events: ``glow_10``'s post sells
-    SKU-1000 for 30.0 after an impression; ``glow_11``'s sells SKU-1001 for 5.0."""
-    rows = [
-        (100, "shopper-a", 1000, "impression", 10, "r1", None),
-        (101, "shopper-a", 1000, "buy", 10, "r1", 30.0),
-        (102, "shopper-b", 1001, "buy", 11, "r2", 5.0),
-    ]
+    """:data:`_CREATOR_SALES` as an events file spells them: the shop's string ids."""
+    rows = _CREATOR_SALES
     n = len(rows)
     return pa.table(
         {
             "ts": pa.array([r[0] for r in rows], pa.int64()),
-            "user_id": pa.array([id_key(r[1]) for r in rows], pa.int64()),
-            "item_id": pa.array([id_key(Shop.item(r[2])) for r in rows], pa.int64()),
+            "user_id": [r[1] for r in rows],
+            "item_id": [Shop.item(r[2]) for r in rows],
             "action": [r[3] for r in rows],
-            "post_id": pa.nulls(n, pa.int64()),
-            "kol_id": pa.array([id_key(Shop.kol(r[4])) for r in rows], pa.int64()),
-            "to_user_id": pa.nulls(n, pa.int64()),
+            "post_id": pa.nulls(n, pa.string()),
+            "kol_id": [Shop.kol(r[4]) for r in rows],
+            "to_user_id": pa.nulls(n, pa.string()),
             "request_id": [r[5] for r in rows],
             "value": pa.array([r[6] for r in rows], pa.float64()),
         }
     )
 
 
-__all__ = ["Shop", "Tiny", "creator_sales_events", "make_string_id_run"]
+def creator_sales_store_events() -> list[StoreEvent]:
+    """:data:`_CREATOR_SALES` as the service logs them: int64 keys, no labels."""
+    return [
+        StoreEvent(
+            ts=float(ts),
+            user_id=id_key(user),
+            item_id=id_key(Shop.item(item)),
+            action=action,
+            kol_id=id_key(Shop.kol(kol)),
+            request_id=request_id,
+            value=value or 0.0,
+        )
+        for ts, user, item, action, kol, request_id, value in _CREATOR_SALES
+    ]
+
+
+__all__ = ["Shop", "Tiny", "creator_sales_events", "creator_sales_store_events", "make_string_id_run"]

@@ -170,22 +170,43 @@ def test_experiment_report_reads_the_services_event_log(tmp_path: Path) -> None:
     assert sum(a["users"] for a in data["arms"]) == 400
 
 
-def test_kols_report_names_string_creators_by_a_run_s_labels(tmp_path: Path) -> None:
-    from tests.string_id_fixtures import Shop, creator_sales_events, make_string_id_run
+def test_kols_report_names_string_creators_from_the_files_or_a_run_s_labels(tmp_path: Path) -> None:
+    from features.eventlog import EventLog
+    from tests.string_id_fixtures import (
+        Shop,
+        creator_sales_events,
+        creator_sales_store_events,
+        make_string_id_run,
+    )
 
     run = make_string_id_run(tmp_path / "run")
     pq.write_table(creator_sales_events(), tmp_path / "events.parquet")
+    log = EventLog(tmp_path / "eventlog")
+    try:
+        log.append_batch(creator_sales_store_events())
+    finally:
+        log.close()
     (tmp_path / "costs.csv").write_text(f"kol_id,cost\n{Shop.kol(10)},6\n")
-    args = ["report", "kols", "--events", str(tmp_path / "events.parquet"), "--commission", "0.1"]
-    args += ["--costs", str(tmp_path / "costs.csv")]
-    res = CliRunner().invoke(_app(), [*args, "--run", str(run), "--json"])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout)
-    assert [k["kol_id"] for k in data["kols"]] == [Shop.kol(10), Shop.kol(11)]
-    assert data["kols"][0]["roi"] == 0.5  # 0.1 x 30 / 6: the costs file names the creator by its string id
-    text = CliRunner().invoke(_app(), [*args, "--run", str(run)])
+    common = ["--commission", "0.1", "--costs", str(tmp_path / "costs.csv"), "--json"]
+
+    def kols(events: Path, *more: str) -> list[dict[str, object]]:
+        res = CliRunner().invoke(_app(), ["report", "kols", "--events", str(events), *common, *more])
+        assert res.exit_code == 0, res.output
+        rows: list[dict[str, object]] = json.loads(res.stdout)["kols"]
+        return rows
+
+    names = [Shop.kol(10), Shop.kol(11)]
+    from_file = kols(tmp_path / "events.parquet")  # the file spells the ids
+    assert [k["kol_id"] for k in from_file] == names
+    assert from_file[0]["roi"] == 0.5  # 0.1 x 30 / 6: the costs file names the creator by its string id
+    assert [k["kol_id"] for k in kols(tmp_path / "eventlog", "--run", str(run))] == names
+    unnamed = kols(tmp_path / "eventlog")  # the log holds keys only, and no run names them
+    assert all(str(k["kol_id"]).startswith("?-") for k in unnamed)
+    text = CliRunner().invoke(
+        _app(), ["report", "kols", "--events", str(tmp_path / "eventlog"), "--run", str(run)]
+    )
     assert text.exit_code == 0 and Shop.kol(11) in text.stdout
-    unlabelled = json.loads(CliRunner().invoke(_app(), [*args, "--json"]).stdout)
-    assert all(k["kol_id"].startswith("?-") for k in unlabelled["kols"])  # hashed keys, no run to name them
-    res = CliRunner().invoke(_app(), [*args, "--run", str(tmp_path)])
+    res = CliRunner().invoke(
+        _app(), ["report", "kols", "--events", str(tmp_path / "eventlog"), "--run", str(tmp_path)]
+    )
     assert res.exit_code == 1 and "--run must be a run directory" in res.output

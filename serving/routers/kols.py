@@ -58,6 +58,7 @@ async def _attribution(
     run_key = (loaded.run_id, loaded.version) if loaded is not None else None
 
     def compute(tables: EventTables) -> AttributionReport:
+        names = {**tables.kol_labels, **(kol_labels or {})}  # the files' spelling, else the run's
         return kol_attribution(
             tables.events,
             items=tables.items,
@@ -65,7 +66,7 @@ async def _attribution(
             follows=tables.follows,
             commission_rate=commission,
             costs=None if costs_path is None else load_costs(costs_path),
-            kol_labels=kol_labels,
+            kol_labels=names,
         )
 
     try:

@@ -61,6 +61,9 @@ def register(app: typer.Typer) -> None:
             result = run_train(cfg, out, quiet=quiet)
         except _user_errors() as exc:
             raise _fail(exc) from None
+        if result.data_rows is not None:
+            for line in result.data_rows.lines():
+                typer.echo(line)
         for key in sorted(result.metrics):
             if "recall@" in key or "ndcg@" in key:
                 typer.echo(f"{key:>24s}  {result.metrics[key]:.4f}")

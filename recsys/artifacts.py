@@ -77,6 +77,8 @@ class Manifest:
     libraries: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    data_rows: dict[str, Any] = field(default_factory=dict)
+    """Rows the run read, kept and skipped per reason (``recsys.io.report.RowsReport``); {} when unknown."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +91,7 @@ class Manifest:
             "metrics": self.metrics,
             "libraries": self.libraries,
             "files": self.files,
+            "data_rows": self.data_rows,
         }
 
     @classmethod
@@ -104,6 +107,7 @@ class Manifest:
                 libraries=dict(raw.get("libraries", {})),
                 files={str(k): str(v) for k, v in dict(raw["files"]).items()},
                 schema_version=int(raw.get("schema_version", SCHEMA_VERSION)),
+                data_rows=dict(raw.get("data_rows", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"malformed manifest: {exc!r}") from exc

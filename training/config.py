@@ -36,6 +36,9 @@ class DataConfig(_Strict):
     """The service's durable event log directory (worlds only): its events are added to the world's
     event history and the whole is split chronologically again (``test_fraction`` of time held out)."""
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    max_skipped_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01
+    """The run fails (and prints what was skipped, per table and reason) when more than this share of
+    the rows it reads are malformed and skipped; 1.0 accepts anything."""
 
     @model_validator(mode="after")
     def _world_has_no_options(self) -> DataConfig:

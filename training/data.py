@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from recsys import graphs as g
 from recsys.id_labels import IdLabels
 from recsys.interactions import Interactions
+from recsys.io.report import LoadReport, RowsReport
 from recsys.schema import NO_ID
 from training.config import ConfigError, TrainConfig
 
@@ -56,6 +57,8 @@ class Prepared:
     """Text of the hashed (string) ids of the data, per kind; the run directory keeps those it maps."""
     log_intake: LogIntake | None = None
     """What was taken from ``data.events_log`` (None without one)."""
+    rows: RowsReport | None = None
+    """Rows read, kept and skipped per table and reason (worlds; None for benchmark formats)."""
 
 
 ITEM_NOT_IN_CATALOGUE = "item not in the catalogue"
@@ -325,8 +328,32 @@ def prepare_world(cfg: TrainConfig, holdout: bool = True) -> Prepared:
         **(intake.stats() if intake is not None else {}),
     }
     return Prepared(
-        interactions=inter, seen=seen, world=wg, stats=stats, labels=world.labels, log_intake=intake
+        interactions=inter,
+        seen=seen,
+        world=wg,
+        stats=stats,
+        labels=world.labels,
+        log_intake=intake,
+        rows=_rows_used(world, cfg, intake),
     )
+
+
+def _rows_used(world: Any, cfg: TrainConfig, intake: LogIntake | None) -> RowsReport:
+    """Load reports of the tables this run used: the split when it trains on it, else the events
+    (and what the service's event log gave, when ``data.events_log`` is set)."""
+    skip: tuple[str, ...] = ("split/train", "split/test") if cfg.data.events_log is not None else ("events",)
+    if cfg.data.events_log is None and "split/train" not in world.reports:
+        skip = ()
+    tables = {name: r for name, r in world.reports.items() if name not in skip}
+    if intake is not None:
+        tables["events_log"] = LoadReport(
+            file=str(cfg.data.events_log),
+            table="events",
+            total_rows=intake.read,
+            kept_rows=intake.kept,
+            skipped={reason: n for reason, n in intake.skipped.items() if n},
+        )
+    return RowsReport(tables)
 
 
 def _post_engagement(ev: g.EventArrays, post_ids: np.ndarray, weights: dict[str, float]) -> np.ndarray:

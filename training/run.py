@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from recsys import artifacts as art
+from recsys.io.report import RowsReport
 from training.config import ConfigError, TrainConfig, config_from_dict
 from training.data import Prepared, data_fingerprint, prepare
 from training.export import write_embeddings, write_json, write_labels, write_world
@@ -37,6 +38,7 @@ class RunResult:
     version: int
     run_id: str
     metrics: dict[str, Any]
+    data_rows: RowsReport | None = None
 
 
 def create_model(cfg: TrainConfig) -> Any:
@@ -154,6 +156,7 @@ def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str
             log.info("data: %s", prepared.stats)
             if prepared.log_intake is not None:
                 log.info("%s", prepared.log_intake.summary())
+            _check_rows(prepared.rows, cfg, log)
         _maybe_fail(fail_after, "load")
         with stages.stage("fit"):
             t0 = time.perf_counter()
@@ -188,6 +191,7 @@ def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str
             data_fingerprint=fingerprint,
             metrics=metrics,
             libraries=art.library_versions(),
+            data_rows=prepared.rows.to_dict() if prepared.rows is not None else {},
         )
         art.write_manifest(tmp, manifest)
         os.rename(tmp, final)
@@ -197,7 +201,22 @@ def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str
         raise
     finally:
         stages.close()
-    return RunResult(run_dir=final, version=version, run_id=run_id, metrics=metrics)
+    return RunResult(run_dir=final, version=version, run_id=run_id, metrics=metrics, data_rows=prepared.rows)
+
+
+def _check_rows(rows: RowsReport | None, cfg: TrainConfig, log: Any) -> None:
+    """Log what the load kept and skipped; fail the run (showing that report) above the threshold."""
+    if rows is None:
+        return
+    for line in rows.lines():
+        log.info("%s", line)
+    limit = cfg.data.max_skipped_fraction
+    if rows.skipped_fraction > limit:
+        report = "\n".join(rows.lines())
+        raise TrainError(
+            f"{rows.skipped_fraction:.2%} of the rows read were skipped, more than "
+            f"data.max_skipped_fraction={limit} allows (fix the data, or raise it):\n{report}"
+        )
 
 
 def _refit(cfg: TrainConfig, held_out: Prepared) -> tuple[Prepared, Any, float]:

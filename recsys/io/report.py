@@ -66,3 +66,54 @@ class LoadResult:
     report: LoadReport
     labels: IdLabels = field(default_factory=IdLabels)
     """Labels of the hashed string ids in the table's id columns, per id kind."""
+
+
+@dataclass
+class RowsReport:
+    """Rows a run read, kept and skipped (per reason) over every table it used, so a training run
+    on a file with a third of its rows malformed says so (and fails above a threshold)."""
+
+    tables: dict[str, LoadReport] = field(default_factory=dict)
+
+    @property
+    def read(self) -> int:
+        return sum(r.total_rows for r in self.tables.values())
+
+    @property
+    def kept(self) -> int:
+        return sum(r.kept_rows for r in self.tables.values())
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for report in self.tables.values():
+            for reason, count in report.skipped.items():
+                out[reason] = out.get(reason, 0) + count
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    @property
+    def skipped_fraction(self) -> float:
+        return (self.read - self.kept) / self.read if self.read else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows_read": self.read,
+            "rows_kept": self.kept,
+            "rows_skipped": self.read - self.kept,
+            "skipped_fraction": round(self.skipped_fraction, 6),
+            "skipped": self.skipped,
+            "tables": {name: r.to_dict() for name, r in self.tables.items()},
+        }
+
+    def lines(self) -> list[str]:
+        out = [
+            f"data: read {self.read:,} rows, kept {self.kept:,}, skipped {self.read - self.kept:,} "
+            f"({self.skipped_fraction:.2%})"
+        ]
+        for name, r in self.tables.items():
+            if r.skipped_rows:
+                out.append(f"  {name}: {r.kept_rows:,} of {r.total_rows:,} rows kept ({r.file})")
+                for reason, count in sorted(r.skipped.items(), key=lambda kv: (-kv[1], kv[0])):
+                    rows = ", ".join(str(x) for x in r.examples.get(reason, []))
+                    out.append(f"    skipped {count:,} ({reason}), e.g. rows {rows}")
+        return out

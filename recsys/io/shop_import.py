@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,12 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from recsys.ids import MAX_ID_LENGTH
 from recsys.io.errors import DataError
 from recsys.io.tables import table_format
 from recsys.io.timestamps import detect_format, iso, parse_one, to_unix_seconds
+from recsys.progress import progress
 from recsys.schema import ACTION_NAMES, EVENTS
 
 SKIP = "skip"
@@ -416,8 +415,9 @@ def _read_events(opts: ImportOptions) -> tuple[pa.Table, int, _Normalizer, int]:
     norm = _Normalizer(opts, _ActionCoder(opts.actions))
     parts: list[pa.Table] = []
     rows = 0
-    show = opts.progress and sys.stderr.isatty()
-    with tqdm(total=stream.size, unit="B", unit_scale=True, desc="import: events", disable=not show) as bar:
+    with progress(
+        total=stream.size, unit="B", unit_scale=True, desc="import: events", enabled=opts.progress
+    ) as bar:
         for batch in stream.batches:
             rows += batch.num_rows
             parts.append(norm.batch(batch))

@@ -265,3 +265,24 @@ def scale_command(
             f"peak_rss={r['peak_rss_mb']:.0f}MB"
         )
     typer.echo(f"within budget (15 min, 8 GB): {out['within_budget']}")
+
+
+@bench_app.command("import")
+def bench_import(
+    events: int = typer.Option(10_000_000, help="rows of the synthetic shop CSV"),
+    results: str = typer.Option("bench/results", help="directory for import.json and import.png"),
+    workdir: str = typer.Option("", help="where the CSV and dataset go (default: a temp dir, kept)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Time `kolfeed data import` on a synthetic shop CSV: wall/CPU seconds and peak RSS, beside a
+    plain pyarrow read of the same file."""
+    from kolfeed.bench.shop_import import run
+
+    out = run(events, Path(results), Path(workdir) if workdir else None, seed)
+    imp, read = out["import"], out["plain_csv_read"]
+    typer.echo(
+        f"{out['events_rows']:,} events ({out['csv_bytes'] / 1e9:.2f} GB): import "
+        f"{imp['wall_s']:.1f} s wall, {imp['cpu_s']:.1f} CPU-s, peak RSS {imp['peak_rss_mb']:.0f} MB; "
+        f"plain CSV read {read['cpu_s']:.1f} CPU-s, {read['peak_rss_mb']:.0f} MB "
+        f"(import/read CPU x{out['import_over_plain_read_cpu']})"
+    )

@@ -163,3 +163,28 @@ def import_(
     for line in report.lines():
         typer.echo(line)
     typer.echo(f"dataset written to {out} (train with: --set data.path={out})")
+
+
+@data_app.command("shop-export")
+def shop_export(
+    world: Path = typer.Argument(..., help="a world directory (`kolfeed world --out DIR`)"),
+    out: Path = typer.Option(..., "--out", help="directory for events.csv.gz and items.csv"),
+    integer_ids: bool = typer.Option(False, "--integer-ids", help="customer ids and SKUs as plain integers"),
+    seed: int = typer.Option(0, help="seed of the duplicates, noise rows and shuffling"),
+) -> None:
+    """Rewrite a world's events as a shop would export them (string ids, shop event names, ms
+    timestamps, duplicates, out-of-order and broken rows): a stand-in to try `data import` on."""
+    from recsys.world.shop_export import IMPORT_ACTIONS, IMPORT_MAP, ShopExportConfig, write_shop_export
+
+    if not (world / "events.parquet").is_file():
+        typer.echo(f"error: {world}: no events.parquet (not a world directory)", err=True)
+        raise typer.Exit(code=1)
+    counts = write_shop_export(world, out, ShopExportConfig(seed=seed, string_ids=not integer_ids))
+    typer.echo(
+        f"wrote {out / 'events.csv.gz'} ({counts['events']:,} rows, {counts['duplicates']:,} duplicates, "
+        f"{counts['noise']:,} page_view rows) and {out / 'items.csv'} ({counts['items']:,} items)"
+    )
+    typer.echo(
+        f"import it with: kolfeed data import {out / 'events.csv.gz'} --out DIR --items {out / 'items.csv'} "
+        f"--map {IMPORT_MAP} --actions {IMPORT_ACTIONS}"
+    )

@@ -73,8 +73,11 @@ def check(
                 )
             return
         if path.is_dir():
+            from recsys.io.references import check_references
+
             world = load_world(path, progress=True)
             reports = list(world.reports.values())
+            problems = check_references(world)
             seconds = time.perf_counter() - start
             if as_json:
                 payload = {
@@ -83,14 +86,22 @@ def check(
                     "absent_tables": list(world.absent),
                     "has_split": world.has_split,
                     "reports": [r.to_dict() for r in reports],
+                    "dangling_references": [str(p) for p in problems],
                 }
                 typer.echo(json.dumps(payload, indent=2))
-                return
-            for report in reports:
-                typer.echo(report.summary())
-            if world.absent:
-                typer.echo(f"absent optional tables (loaded empty): {', '.join(world.absent)}")
-            typer.echo(f"split: {'yes' if world.has_split else 'none'}; checked in {seconds:.2f} s")
+            else:
+                for report in reports:
+                    typer.echo(report.summary())
+                if world.absent:
+                    typer.echo(f"absent optional tables (loaded empty): {', '.join(world.absent)}")
+                for problem in problems:
+                    typer.echo(f"error: {problem}", err=True)
+                refs = f"{len(problems)} dangling reference(s)" if problems else "every reference resolves"
+                typer.echo(
+                    f"split: {'yes' if world.has_split else 'none'}; {refs}; checked in {seconds:.2f} s"
+                )
+            if problems:
+                raise typer.Exit(code=1)
             return
         name = _table_name(path, table)
         result = load_table(path, TABLES[name])

@@ -208,3 +208,22 @@ def test_social_tables_are_optional_and_their_references_are_completed(tmp_path:
     assert 77 in world.users.column("user_id").to_pylist()
     assert world.follows.column("ts").to_pylist() == [1704067200, 1704067200]
     assert any("creators referenced" in what for what in report.defaults)
+    from recsys.io.references import check_references
+
+    assert check_references(world) == []
+
+
+def test_event_post_ids_without_a_post_row_are_emptied_and_counted(tmp_path: Path) -> None:
+    from recsys.io.references import check_references
+
+    src = tmp_path / "events.csv"
+    src.write_text(
+        "user_id,item_id,action,ts,post_id,kol_id\nu1,i1,click,1704067200,p1,k1\nu2,i1,buy,1704070800,p9,k1\n"
+    )
+    posts = tmp_path / "posts.csv"
+    posts.write_text("post_id,kol_id,item_id\np1,k1,i1\n")
+    report = import_shop(ImportOptions(events=src, out=tmp_path / "ds", posts=posts, test_fraction=0.5))
+    assert report.defaults["events whose post_id is not in posts: post_id emptied"] == 1
+    world = load_world(tmp_path / "ds")
+    assert check_references(world) == []
+    assert world.events.column("post_id").null_count == 1

@@ -208,9 +208,13 @@ def cli() -> typer.Typer:
 def test_cli_data_check(tmp_path: Path) -> None:
     runner = CliRunner()
     make_world(tmp_path / "w")
-    ok = runner.invoke(cli(), ["data", "check", str(tmp_path / "w")])
-    assert ok.exit_code == 0, ok.output
-    assert "3 of 3 rows kept" in ok.output
+    loose = runner.invoke(cli(), ["data", "check", str(tmp_path / "w")])
+    assert "3 of 3 rows kept" in loose.output
+    # its events and follows name creators (kol_id 7) while it has no kols table: a dangling reference
+    assert loose.exit_code == 1
+    assert (
+        "follows.csv, row 2, column 'kol_id': '7' is not in kols.kol_id (the table is absent)" in loose.output
+    )
     path = write(tmp_path / "items.csv", f"{ITEMS_HEADER}\n1,beauty,b,abc,3,true\n")
     bad = runner.invoke(cli(), ["data", "check", str(path)])
     assert bad.exit_code == 1

@@ -693,6 +693,7 @@ def import_shop(opts: ImportOptions) -> ImportReport:
         )
         if path is not None
     }
+    events = _drop_unknown_posts(events, sides.get("posts"), report)
     tables = _assemble(events, sides, report, first_ts)
     report.users = tables["users"].num_rows
     report.items = tables["items"].num_rows
@@ -783,6 +784,22 @@ def _assemble(
                 _unique_rows(sides[name], "post_id", "posts", report) if name == "posts" else sides[name]
             )
     return out
+
+
+def _drop_unknown_posts(events: pa.Table, posts: pa.Table | None, report: ImportReport) -> pa.Table:
+    """Empty an event's post_id that no posts row holds (a post needs a creator and an item, which
+    an event alone does not give); counted, the event itself is kept."""
+    if "post_id" not in events.column_names:
+        return events
+    column = events.column("post_id")
+    known = posts.column("post_id") if posts is not None else pa.array([], pa.string())
+    unknown = pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=known)))
+    count = int(pc.sum(unknown).as_py() or 0)
+    if not count:
+        return events
+    report.defaults["events whose post_id is not in posts: post_id emptied"] = count
+    emptied = pc.if_else(unknown, pa.scalar(None, pa.string()), column)
+    return events.set_column(events.column_names.index("post_id"), "post_id", emptied)
 
 
 def _unique_rows(table: pa.Table, key: str, name: str, report: ImportReport) -> pa.Table:

@@ -286,3 +286,20 @@ def bench_import(
         f"plain CSV read {read['cpu_s']:.1f} CPU-s, {read['peak_rss_mb']:.0f} MB "
         f"(import/read CPU x{out['import_over_plain_read_cpu']})"
     )
+
+
+@bench_app.command("shop")
+def bench_shop(
+    scale: str = typer.Option("small", help="world scale the shop export is written from"),
+    seed: int = typer.Option(7),
+    results: str = typer.Option("bench/results", help="directory for shop_behaviours_<scale>.json/.png"),
+    workdir: str = typer.Option("", help="where the world, export, dataset and runs go (default: temp)"),
+) -> None:
+    """The held-back acceptance's stand-in: shop export → import → world_als on all behaviours vs
+    purchases only, Recall@20 on held-out purchases."""
+    from kolfeed.bench.shop_import import run_behaviours
+
+    out = run_behaviours(scale, seed, Path(results), Path(workdir) if workdir else None)
+    for name, v in out["variants"].items():
+        typer.echo(f"{name:>15}: buy/recall@20 {v['buy_recall@20']:.4f}  buy/ndcg@20 {v['buy_ndcg@20']:.4f}")
+    typer.echo(f"all / purchases only: x{out['ratio_all_over_buy']}")

@@ -35,6 +35,10 @@ class DataConfig(_Strict):
     events_log: str | None = None
     """The service's durable event log directory (worlds only): its events are added to the world's
     event history and the whole is split chronologically again (``test_fraction`` of time held out)."""
+    events_path: str | None = None
+    """An event export (``kolfeed events export --out DIR``: ``DIR/date=YYYY-MM-DD/*.parquet`` of every
+    replica's and worker's log; worlds only): added to the world's event history like
+    ``events_log`` (a world with an empty events table trains on the export alone)."""
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     max_skipped_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01
     """The run fails (and prints what was skipped, per table and reason) when more than this share of
@@ -44,8 +48,14 @@ class DataConfig(_Strict):
     def _world_has_no_options(self) -> DataConfig:
         if self.format == "world" and self.options:
             raise ValueError(f"format 'world' takes no options (got {', '.join(sorted(self.options))})")
-        if self.events_log is not None and self.format != "world":
-            raise ValueError("data.events_log needs data.format 'world' (the log has events, not a catalog)")
+        for key in ("events_log", "events_path"):
+            if getattr(self, key) is not None and self.format != "world":
+                raise ValueError(f"data.{key} needs data.format 'world' (it has events, not a catalog)")
+        if self.events_log is not None and self.events_path is not None:
+            raise ValueError(
+                "data.events_log and data.events_path together would count the exported events twice; "
+                "export the log (kolfeed events export) and use data.events_path alone"
+            )
         return self
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +21,9 @@ from recsys.interactions import Interactions
 from recsys.io.report import LoadReport, RowsReport
 from recsys.schema import NO_ID
 from training.config import ConfigError, TrainConfig
+
+if TYPE_CHECKING:
+    from features.event_export import ExportReadReport
 
 SMALL_FILE_BYTES = 16 << 20
 """Files up to this size are fingerprinted by content; larger ones by name, size and mtime."""
@@ -85,6 +88,8 @@ class LogIntake:
     skipped: dict[str, int]
     changed: dict[str, int]
     new_users: np.ndarray
+    source: str = "event log"
+    """``event log`` (``data.events_log``) or ``event export`` (``data.events_path``)."""
 
     def stats(self) -> dict[str, int]:
         """Flat counts for the run's data stats (``metrics.json``, ``train.log``)."""
@@ -100,7 +105,7 @@ class LogIntake:
         parts = [f"{self.kept:,} of {self.read:,} logged events kept", f"{len(self.new_users):,} new users"]
         parts += [f"skipped {n:,} ({reason})" for reason, n in self.skipped.items() if n]
         parts += [f"{n:,} events: {reason}" for reason, n in self.changed.items() if n]
-        return "event log: " + ", ".join(parts)
+        return f"{self.source}: " + ", ".join(parts)
 
 
 def take_in_log(
@@ -133,13 +138,15 @@ def take_in_log(
     return kept, intake
 
 
-def data_fingerprint(path: Path, events_log: str | None = None) -> str:
+def data_fingerprint(path: Path, events_log: str | None = None, events_path: str | None = None) -> str:
     """sha256 over the input files: content for small files, name+size+mtime for large ones."""
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     h = hashlib.sha256()
     if events_log is not None:  # the service's log: its segments count as input too
         h.update(_event_log_fingerprint(Path(events_log)))
+    if events_path is not None:  # an event export: its files (named by log and seq range) and sizes
+        h.update(_event_export_fingerprint(Path(events_path)))
     for f in files:
         rel = f.relative_to(path).as_posix() if path.is_dir() else f.name
         st = f.stat()
@@ -169,6 +176,20 @@ def _event_log_fingerprint(log: Path) -> bytes:
                 b"log\0" + (prefix + seg.path.name).encode() + b"\0" + str(seg.path.stat().st_size).encode()
             )
     return b"".join(out)
+
+
+def _event_export_fingerprint(export: Path) -> bytes:
+    """Names and sizes of an export's files (a file's name says which log and seqs it holds)."""
+    from features.event_export import ExportError, export_files
+
+    try:
+        files = export_files(export)
+    except ExportError:
+        return b""  # loading it fails first, with a clear message
+    return b"".join(
+        b"export\0" + f.relative_to(export).as_posix().encode() + b"\0" + str(f.stat().st_size).encode()
+        for f in files
+    )
 
 
 def _ids(table: pa.Table, column: str) -> np.ndarray:
@@ -214,6 +235,38 @@ def _read_event_log(log_dir: Path) -> pa.Table:
         raise DataError(f"data.events_log: {exc}") from None
 
 
+def _read_event_export(export: Path) -> tuple[pa.Table, ExportReadReport]:
+    from features.event_export import ExportError, read_export
+    from recsys.io.errors import DataError
+
+    if not export.is_dir():
+        raise DataError(f"{export}: data.events_path is not a directory")
+    try:
+        return read_export(export)
+    except ExportError as exc:  # a file that is not an export's: one line naming it, not a traceback
+        raise DataError(f"data.events_path: {exc}") from None
+
+
+def _take_in_service_events(
+    cfg: TrainConfig, user_ids: np.ndarray, item_ids: np.ndarray, kol_ids: np.ndarray
+) -> tuple[pa.Table, LogIntake, Path] | None:
+    """The service's events of ``data.events_log`` or ``data.events_path`` (at most one is set),
+    taken in by the :class:`LogIntake` rule; an export's unreadable rows are counted as skipped."""
+    if cfg.data.events_log is not None:
+        log_dir = Path(cfg.data.events_log)
+        logged, intake = take_in_log(_read_event_log(log_dir), user_ids, item_ids, kol_ids)
+        return logged, intake, log_dir
+    if cfg.data.events_path is not None:
+        export = Path(cfg.data.events_path)
+        exported, report = _read_event_export(export)
+        kept, intake = take_in_log(exported, user_ids, item_ids, kol_ids)
+        intake.source = "event export"
+        intake.read = report.total_rows  # rows of the files, before the export's own checks
+        intake.skipped = {**report.skipped, **intake.skipped}
+        return kept, intake, export
+    return None
+
+
 def prepare_world(cfg: TrainConfig, holdout: bool = True) -> Prepared:
     from recsys.io.errors import DataError
     from recsys.io.world import load_world
@@ -223,12 +276,12 @@ def prepare_world(cfg: TrainConfig, holdout: bool = True) -> Prepared:
     item_ids = _ids(world.items, "item_id")
     kol_ids = _ids(world.kols, "kol_id")
     intake: LogIntake | None = None
-    if cfg.data.events_log is not None:
-        log_dir = Path(cfg.data.events_log)
-        logged, intake = take_in_log(_read_event_log(log_dir), user_ids, item_ids, kol_ids)
+    service = _take_in_service_events(cfg, user_ids, item_ids, kol_ids)
+    if service is not None:
+        logged, intake, source = service
         user_ids = np.union1d(user_ids, intake.new_users)
         world.train_events, world.test_events = _with_event_log(
-            world.events, logged, log_dir, cfg.data.test_fraction
+            world.events, logged, source, cfg.data.test_fraction
         )
     if world.train_events is None or world.test_events is None:
         raise DataError(f"{cfg.data.path}: world has no split/{{train,test}} (needed to train and evaluate)")

@@ -152,7 +152,7 @@ def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str
         np.random.seed(cfg.seed)
         with stages.stage("load"):
             prepared = prepare(cfg)
-            fingerprint = data_fingerprint(Path(cfg.data.path), cfg.data.events_log)
+            fingerprint = data_fingerprint(Path(cfg.data.path), cfg.data.events_log, cfg.data.events_path)
             log.info("data: %s", prepared.stats)
             if prepared.log_intake is not None:
                 log.info("%s", prepared.log_intake.summary())
@@ -284,7 +284,10 @@ def reevaluate(run_dir: Path) -> tuple[dict[str, float], dict[str, Any], bool]:
     manifest = art.verify_run_dir(Path(run_dir))
     cfg = config_from_dict(manifest.config, source=f"{run_dir}/manifest.json")
     prepared = prepare(cfg)
-    same_data = data_fingerprint(Path(cfg.data.path), cfg.data.events_log) == manifest.data_fingerprint
+    same_data = (
+        data_fingerprint(Path(cfg.data.path), cfg.data.events_log, cfg.data.events_path)
+        == manifest.data_fingerprint
+    )
     model = load_model(Path(run_dir) / art.MODEL_DIR)
     metrics = evaluate_all(model, prepared, cfg)
     return metrics, dict(manifest.metrics), same_data

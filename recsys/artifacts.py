@@ -11,7 +11,8 @@ LightGCN-format dataset has no creators):
 - ``metrics.json``            evaluation results
 - ``curve.json``              training curve (list of {step, ...})
 - ``train.log``               the run's log
-- ``user_emb.npy``            float32 (n_users, d)   query vectors for retrieval
+- ``user_emb.npy``            float32 (n_users, d)   query vectors for retrieval; a user without
+                              training interactions has a zero row (served as cold)
 - ``item_emb.npy``            float32 (n_items, d)   item vectors; score = user_emb @ item_emb.T
 - ``kol_emb.npy``             float32 (n_kols, d)    optional
 - ``user_ids.npy``, ``item_ids.npy``, ``kol_ids.npy``  int64 external ids of each row

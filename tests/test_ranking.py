@@ -132,6 +132,19 @@ def test_each_candidate_source_appears(model: FeedModel) -> None:
     assert not src.get(1007, 0) & (C.FOLLOWED | C.AFFINITY | C.FRIENDS)
 
 
+def test_a_user_whose_embedding_row_is_zero_gets_no_ann_candidates(model: FeedModel) -> None:
+    import copy
+
+    v = variant(candidates={"ann_k": 3, "similar_to_recent": 2})
+    assert any(bits & C.ANN for bits in _sources(model, ctx(), v).values())
+    untrained = copy.copy(model)  # training writes zero rows for users without training data
+    untrained.user_emb = model.user_emb.copy()
+    untrained.user_emb[model.users.row(Tiny.USER)] = 0.0
+    src = _sources(untrained, ctx(recent_items=[1030]), v)
+    assert not any(bits & C.ANN for bits in src.values())
+    assert src[1030] & C.SIMILAR  # served as a cold user: neighbours of what they just did
+
+
 def test_followed_kol_source_takes_newest_posts(model: FeedModel) -> None:
     v = variant(candidates={"ann_k": 0, "trending_k": 0, "posts_per_kol": 4, "affinity_kols": 0})
     src = _sources(model, ctx(), v)

@@ -245,8 +245,11 @@ def _export(
 ) -> None:
     from recsys.index import build_index, save_index
 
-    user_emb = np.asarray(model.user_embeddings(), dtype=np.float32)
+    user_emb = np.array(model.user_embeddings(), dtype=np.float32)
     item_emb = np.asarray(model.item_embeddings(), dtype=np.float32)
+    # a user with no training interaction has no taste to show: a zero row, whatever the model's
+    # initialisation left there, so that serving treats them as cold rather than searching on noise
+    user_emb[np.diff(prepared.interactions.train.indptr) == 0] = 0.0
     write_embeddings(tmp, prepared, user_emb, item_emb)
     write_labels(tmp, prepared)
     if prepared.world is not None:

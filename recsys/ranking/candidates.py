@@ -158,6 +158,8 @@ def user_signals(
     """``trend`` = ``trending_rows(model, trending)`` when the caller already has it, ``trend_dense``
     = ``dense_trend(model, trend[0])``."""
     urow = model.users.row(ctx.user_id)
+    if urow >= 0 and not model.user_emb[urow].any():
+        urow = -1  # a zero row: no training data for this user (e.g. first seen in held-out events)
     query: np.ndarray | None = None
     if urow >= 0:
         query = model.user_emb[urow]

@@ -78,10 +78,20 @@ class FeatureStore(Protocol):
         scores decayed to ``now`` (default: wall-clock time), best first."""
         ...
 
+    async def announce(self, name: str, value: str) -> None:
+        """Publish a small service-wide value under ``name`` (e.g. the served run), replacing the
+        previous one; every process sharing the store reads it with :meth:`announced`."""
+        ...
+
+    async def announced(self, name: str) -> str | None:
+        """The value last announced under ``name``; None if nothing was."""
+        ...
+
     async def ping(self) -> bool: ...
 
     async def clear(self) -> None:
-        """Drop everything this store holds (used by tests and `kolfeed store rebuild`)."""
+        """Drop every user and trending key this store holds (used by tests and `kolfeed store
+        rebuild`); announcements stay (they are not derived from the event log)."""
         ...
 
     async def close(self) -> None: ...

@@ -74,6 +74,10 @@ class KeyLayout:
             return f"{self.prefix}trend:{scope}:{gen}"
         return f"{self.prefix}trend:{{t{shard}}}:{scope}:{gen}"
 
+    def announcement(self, name: str) -> str:
+        """A service-wide announcement (see ``FeatureStore.announce``); ``clear`` keeps these."""
+        return f"{self.prefix}svc:{name}"
+
     def trending_shard(self, item_id: int) -> int:
         return item_id % self.trending_shards
 

@@ -46,6 +46,7 @@ class MemoryStore:
         self._clock = clock
         self._zsets: dict[str, dict[int, float]] = {}
         self._expires: dict[str, float] = {}
+        self._announced: dict[str, str] = {}
         self._writes_since_sweep = 0
         self._lock = threading.Lock()
 
@@ -155,6 +156,12 @@ class MemoryStore:
             ]
         top = parts[0] if len(parts) == 1 else merge_top(parts, k)
         return [(item, score * factor) for item, score in top]
+
+    async def announce(self, name: str, value: str) -> None:
+        self._announced[name] = value
+
+    async def announced(self, name: str) -> str | None:
+        return self._announced.get(name)
 
     # -- admin -----------------------------------------------------------------------------------
     async def ping(self) -> bool:

@@ -183,13 +183,19 @@ class RedisClusterStore(RedisStore):
         return any(answers)
 
     async def clear(self) -> None:
-        """Remove this store's keys on every primary (SCAN MATCH prefix* + UNLINK per key)."""
+        """Remove this store's keys on every primary (SCAN MATCH prefix* + UNLINK per key), except
+        announcements."""
         client = await self._initialized()
         pattern = _glob_escape(self.options.prefix) + "*"
+        kept = self._keys.announcement("").encode()
 
         async def run() -> None:
             for node in client.get_primaries():
-                keys = [key async for key in client.scan_iter(match=pattern, count=1000, target_nodes=node)]
+                keys = [
+                    key
+                    async for key in client.scan_iter(match=pattern, count=1000, target_nodes=node)
+                    if not key.startswith(kept)
+                ]
                 for start in range(0, len(keys), 500):
                     pipe = client.pipeline()
                     for key in keys[start : start + 500]:

@@ -227,6 +227,24 @@ class RedisStore:
         replies = await self._call("trending", fetch)
         return [[(int(m), float(s)) for m, s in reply] for reply in replies]
 
+    async def announce(self, name: str, value: str) -> None:
+        key = self._keys.announcement(name)
+
+        async def run() -> None:
+            await self._redis.set(key, value)
+
+        await self._call(f"announce({name})", run)
+
+    async def announced(self, name: str) -> str | None:
+        key = self._keys.announcement(name)
+
+        async def run() -> bytes | None:
+            value: bytes | None = await self._redis.get(key)
+            return value
+
+        raw = await self._call(f"announced({name})", run)
+        return None if raw is None else raw.decode()
+
     # -- admin -----------------------------------------------------------------------------------
     async def ping(self) -> bool:
         try:
@@ -238,12 +256,16 @@ class RedisStore:
         return bool(await self._redis.ping())
 
     async def clear(self) -> None:
-        """Remove this store's keys only (SCAN MATCH prefix* + UNLINK); never FLUSHDB/FLUSHALL."""
+        """Remove this store's keys only (SCAN MATCH prefix* + UNLINK); never FLUSHDB/FLUSHALL.
+        Announcements stay."""
         pattern = _glob_escape(self.options.prefix) + "*"
+        kept = self._keys.announcement("").encode()
 
         async def run() -> None:
             batch: list[Any] = []
             async for key in self._redis.scan_iter(match=pattern, count=1000):
+                if key.startswith(kept):
+                    continue
                 batch.append(key)
                 if len(batch) >= CLEAR_BATCH:
                     await self._redis.unlink(*batch)

@@ -33,7 +33,7 @@ from serving.logs import configure_logging
 from serving.metrics import MetricsMiddleware, ServiceMetrics
 from serving.outbox import Outbox, log_marker_id
 from serving.routers import admin, dashboard, events, experiments, feed, health, kols
-from serving.run_pointer import RunPointer, follow
+from serving.run_pointer import FileRunChannel, RunChannel, RunPointer, StoreRunChannel, catch_up, follow
 from serving.settings import Settings
 from serving.state import LoadedModel, ModelHolder, load_model
 from serving.trending_cache import TrendingCache
@@ -71,22 +71,37 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics.model_version.set(loaded.version)
     store = open_store(settings.store_url.get_secret_value())
     metrics.store_backend.labels(scheme=urlsplit(settings.store_url.get_secret_value()).scheme or "?").set(1)
+    channels: list[RunChannel] = [FileRunChannel(pointer)] if pointer is not None else []
+    if settings.announce_run:
+        channels.append(StoreRunChannel(store))
+    app.state.run_channels = channels
     app.state.variants = variants
     app.state.holder = holder
     app.state.store = store
-    log.info("serving run %s v%s from %s", loaded.run_id, loaded.version, loaded.run_dir)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
         stack.callback(app.state.trending_cache.close)
         await check_store_credentials(store)
+        await serve_the_announced_run(channels, holder, metrics)
+        current = holder.current
+        if current is not None:
+            log.info("serving run %s v%s from %s", current.run_id, current.version, current.run_dir)
         await start_event_log(app, settings, store, stack)
-        if pointer is not None:
+        if channels:
             interval = settings.follow_interval_s
             run_until_shutdown(
-                stack, "kolfeed-follow-run", lambda stop: follow(pointer, holder, metrics, interval, stop)
+                stack, "kolfeed-follow-run", lambda stop: follow(channels, holder, metrics, interval, stop)
             )
         freeze_startup_objects()
         yield
+
+
+async def serve_the_announced_run(
+    channels: list[RunChannel], holder: ModelHolder, metrics: ServiceMetrics
+) -> None:
+    """A replica started after a reload elsewhere switches to the announced run before serving; a
+    store that does not answer leaves the configured run until the follower reads it."""
+    await catch_up(channels, holder, metrics)
 
 
 def freeze_startup_objects() -> None:
@@ -178,8 +193,9 @@ async def start_event_log(
     # a stale position only re-applies a few batches; fsyncing it per request would double the cost.
     replayer = Replayer(event_log, fsync=False)
     marker = await asyncio.to_thread(log_marker_id, log_dir)
-    # several workers share the store: a rebuild replays this log without clearing the others'
-    outbox = Outbox(replayer, store, marker, clear_on_rebuild=not settings.event_log_per_worker)
+    # Replicas and workers share the store: a rebuild replays this log without clearing the others'
+    # (a store that lost its data is empty anyway).
+    outbox = Outbox(replayer, store, marker, clear_on_rebuild=False)
     committer = GroupCommitter(event_log, replayer)
     stack.push_async_callback(committer.aclose)  # runs before the log is closed
     app.state.event_log = event_log
@@ -213,6 +229,7 @@ def create_app(settings: Settings | None = None, preloaded: LoadedModel | None =
     app.state.preloaded = preloaded
     app.state.event_log = None
     app.state.run_pointer = None
+    app.state.run_channels = []
     app.state.replayer = None
     app.state.committer = None
     app.state.outbox = None

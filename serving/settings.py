@@ -68,7 +68,16 @@ class Settings(BaseSettings):
         "process is followed by the others, and a restarted worker serves it; None: one process",
     )
     follow_interval_s: float = Field(
-        default=1.0, gt=0, le=60, description="how often a worker checks the served-run pointer"
+        default=1.0,
+        gt=0,
+        le=60,
+        description="how often a process checks the served-run announcements (store and pointer file)",
+    )
+    announce_run: bool = Field(
+        default=True,
+        description="announce the served run through the store after an admin reload, and follow the "
+        "store's announcement (serving/run_pointer.py): replicas on several machines sharing the store "
+        "and the runs directory serve the same run; a replica started later serves the announced one",
     )
     event_log_per_worker: bool = Field(
         default=False,

@@ -295,3 +295,13 @@ async def test_redis_feed_state_reloads_its_script_after_a_flush(request: pytest
         await store.clear()
         await store.close()
         await admin.aclose()
+
+
+async def test_announcements_are_replaced_read_back_and_survive_clear(store: FeatureStore) -> None:
+    assert await store.announced("served-run") is None
+    await store.announce("served-run", '{"run_id": "a"}')
+    await store.announce("served-run", '{"run_id": "b"}')
+    await store.record_events([ev(T0, 1, 1, "click")])
+    await store.clear()  # clears what the event log rebuilds, not what the service announced
+    assert await store.announced("served-run") == '{"run_id": "b"}'
+    assert await store.user_state(1, now=T0) == UserState()

@@ -7,7 +7,6 @@ directories under ``runs_root`` are accepted (resolved, so ``..`` and symlinks c
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from pathlib import Path
@@ -17,7 +16,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 
 from recsys.artifacts import ArtifactError
 from serving.deps import HolderDep, MetricsDep, SettingsDep
-from serving.run_pointer import RunPointer, ServedRun
+from serving.run_pointer import RunChannel, ServedRun, announce
 from serving.schemas import ErrorResponse, ModelInfo, ReloadRequest, ReloadResponse
 from serving.settings import Settings
 from serving.state import LoadedModel
@@ -96,7 +95,7 @@ async def reload_model(
         raise HTTPException(status_code=409, detail=f"reload refused: {exc}{still}") from None
     metrics.reloads.labels(outcome="ok").inc()
     metrics.model_version.set(new.version)
-    pointer: RunPointer | None = request.app.state.run_pointer
-    if pointer is not None:  # the other worker processes follow (serving/run_pointer.py)
-        await asyncio.to_thread(pointer.write, ServedRun(new.run_dir, new.run_id, new.version))
+    # the other workers and replicas follow the announcement (serving/run_pointer.py)
+    channels: list[RunChannel] = request.app.state.run_channels
+    await announce(channels, ServedRun(new.run_dir, new.run_id, new.version))
     return ReloadResponse(previous=model_info(previous) if previous else None, current=model_info(new))

@@ -303,3 +303,49 @@ def bench_shop(
     for name, v in out["variants"].items():
         typer.echo(f"{name:>15}: buy/recall@20 {v['buy_recall@20']:.4f}  buy/ndcg@20 {v['buy_ndcg@20']:.4f}")
     typer.echo(f"all / purchases only: x{out['ratio_all_over_buy']}")
+
+
+@bench_app.command("ingest")
+def ingest_command(
+    run: str = typer.Option("", help="run directory to serve (default: build world tiny + graph filter)"),
+    results: str = typer.Option("bench/results", help="directory for ingest.json and ingest.png"),
+    baseline_ref: str = typer.Option(
+        "be7112b",
+        help="git commit to measure side by side as the baseline (default: main before group commit); "
+        "'' for none",
+    ),
+    requests: int = typer.Option(6000, min=1, help="hey -n"),
+    concurrency: int = typer.Option(32, min=1, help="hey -c"),
+    rounds: int = typer.Option(2, min=1, help="alternating baseline / current rounds (medians reported)"),
+    kill_after: float = typer.Option(2.0, min=0.1, help="SIGKILL check: seconds of load before the kill"),
+) -> None:
+    """Acknowledged one-event POSTs/s before and after group commit (hey), and a SIGKILL under load."""
+    from kolfeed.bench.harness import HarnessError
+    from kolfeed.bench.ingest import IngestParams
+    from kolfeed.bench.ingest import run as run_ingest
+
+    params = IngestParams(
+        requests=requests,
+        concurrency=concurrency,
+        rounds=rounds,
+        kill_after_s=kill_after,
+        baseline_ref=baseline_ref or None,
+    )
+    try:
+        out = run_ingest(Path(run) if run else None, Path(results), params)
+    except (HarnessError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    for label in ("baseline", "group_commit"):
+        s = out.get(label)
+        if s:
+            typer.echo(
+                f"{label}: {s['acked_per_s_median']:,.0f} acked req/s, "
+                f"{s['server_cpu_ms_per_ack_median']:.3f} server CPU-ms per ack, p99 {s['p99_ms_median']} ms"
+            )
+    k = out["sigkill"]
+    typer.echo(
+        f"sigkill: {k['acknowledged']} acknowledged, {k['in_log_at_acked_seq']} in the log at their seq, "
+        f"{k['in_export_once']} in the export once, lost {k['lost']}; "
+        f"load average {out['load_average_at_end']}"
+    )

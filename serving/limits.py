@@ -185,6 +185,18 @@ class _ReliabilityCollector:
                 "logged events applied by the replayer",
                 value=outbox.status.replayed,
             )
+        committer = getattr(state, "committer", None)
+        if committer is not None:
+            yield CounterMetricFamily(
+                "kolfeed_event_log_group_commits",
+                "appends to the event log, each one write + one fsync (requests / this = mean group size)",
+                value=committer.stats.groups,
+            )
+            yield CounterMetricFamily(
+                "kolfeed_event_log_group_commit_requests",
+                "event batches (requests) acknowledged through group commits",
+                value=committer.stats.requests,
+            )
 
 
 def register_reliability_metrics(metrics: ServiceMetrics, app: Any) -> None:

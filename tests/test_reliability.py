@@ -67,6 +67,18 @@ def test_sigkill_during_ingestion_keeps_every_acknowledged_event(run_dir: Path, 
     assert after["ready"] is True and after["event_log"]["last_seq"] == r["log_total"]
 
 
+def test_sigkill_under_32_concurrent_single_event_clients_loses_nothing_from_log_or_export(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    from kolfeed.bench.ingest import IngestParams, sigkill_check
+
+    r = sigkill_check(run_dir, tmp_path, IngestParams(concurrency=32, kill_after_s=1.0))
+    assert r["acknowledged"] > 32, r
+    assert r["in_log_at_acked_seq"] == r["acknowledged"] == r["in_export_once"], r
+    assert r["lost"] == 0 and r["exported_twice"] == 0
+    assert r["logged_total"] >= r["acknowledged"]
+
+
 def test_overload_answers_503_fast_instead_of_timing_out(run_dir: Path, tmp_path: Path) -> None:
     params = OverloadParams(max_inflight=4, rank_delay_s=0.03, measure_s=1.0, overload_s=1.5, factor=3.0)
     r = overload_scenario(run_dir, tmp_path, params, ranking_dir=RANKING)

@@ -5,6 +5,7 @@ comes back empty."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -220,3 +221,15 @@ async def test_limiter_metrics_are_exported(tmp_path: Path, path: str) -> None:
         text = (await client.get("/metrics")).text
         for name in ("kolfeed_inflight_requests", "kolfeed_shed_requests_total", "kolfeed_event_log_pending"):
             assert name in text
+
+
+async def test_group_commit_counters_are_exported(tmp_path: Path) -> None:
+    async with service(tmp_path) as (_app, client, _store):
+        batch = {"events": [{"user_id": 1, "item_id": 1000, "action": "click"}]}
+        replies = await asyncio.gather(*(client.post("/v1/events", json=batch) for _ in range(8)))
+        assert [r.status_code for r in replies] == [202] * 8
+        text = (await client.get("/metrics")).text
+        groups = re.search(r"^kolfeed_event_log_group_commits_total ([\d.]+)$", text, flags=re.M)
+        requests = re.search(r"^kolfeed_event_log_group_commit_requests_total ([\d.]+)$", text, flags=re.M)
+        assert groups is not None and requests is not None
+        assert float(requests.group(1)) == 8 and 1 <= float(groups.group(1)) <= 8

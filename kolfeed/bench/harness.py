@@ -118,6 +118,8 @@ class ServiceConfig:
     log_path: Path | None = None
     workers: int = 1
     """``kolfeed serve --workers``: worker processes behind one port (needs a redis:// store)."""
+    source_dir: Path | None = None
+    """Run the service from this source checkout (an older commit, for a before/after benchmark)."""
 
 
 class ServiceProcess:
@@ -149,8 +151,11 @@ class ServiceProcess:
 
     def start(self, wait: bool = True, timeout_s: float = 60) -> ServiceProcess:
         env = {**os.environ, "KOLFEED_EVENT_LOG_DIR": str(self.config.event_log_dir), **self.config.env}
+        src = self.config.source_dir or REPO
+        if self.config.source_dir is not None:
+            env["PYTHONPATH"] = str(src)
         out = open(self.config.log_path, "ab") if self.config.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=src)
         if wait:
             _wait(self.answers, timeout_s, f"feed service on port {self.port}", self.proc)
             if self.config.workers > 1:

@@ -85,3 +85,34 @@ def test_all_behaviours_beat_purchases_alone_on_held_out_purchases(
     # both are scored on the same held-out purchases (pairs not already interacted with in train)
     assert runs["all"]["eval_users"] == runs["buy"]["eval_users"]
     assert runs["all"]["buy/recall@20"] > runs["buy"]["buy/recall@20"] > 0.0
+
+
+async def test_the_imported_shop_serves_feeds_by_the_shops_own_ids(
+    shop_dataset: Path, tmp_path: Path
+) -> None:
+    import httpx
+
+    from serving.app import create_app
+    from serving.settings import Settings
+    from tests.ranking_fixtures import copy_shipped_variants
+
+    cfg = load_config(REPO / "configs" / "train" / "world_als.yaml", [f"data.path={shop_dataset}"])
+    train(cfg, tmp_path / "runs", quiet=True)
+    customer = pq.read_table(shop_dataset / "split" / "train.parquet").column("user_id")[0].as_py()
+    settings = Settings(
+        runs_root=tmp_path / "runs",
+        ranking_dir=copy_shipped_variants(tmp_path / "ranking"),
+        store_url="memory://",
+        request_deadline_s=5.0,
+        experiments_dir=None,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kolfeed.test") as client:
+            page = (await client.get("/v1/feed", params={"user_id": customer, "limit": 10})).json()
+    assert page["user_id"] == customer and page["degraded"] is False
+    assert len(page["items"]) == 10
+    for entry in page["items"]:
+        assert entry["item_id"].startswith("SKU-") and entry["kol_id"] is None
+        assert not any("@" in reason for reason in entry["reasons"])

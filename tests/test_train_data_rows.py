@@ -109,3 +109,29 @@ def test_a_clean_world_reports_every_row_kept(tiny_world: Path, tmp_path: Path) 
         == n_split
     )
     assert "events" not in result.data_rows.tables  # the split is what this run trained and evaluated on
+
+
+def test_a_retrain_from_the_event_log_reports_the_logs_skips_beside_the_world_history(
+    tiny_world: Path, tmp_path: Path
+) -> None:
+    from features.base import StoreEvent
+    from features.eventlog import EventLog
+
+    users = pq.read_table(tiny_world / "users.parquet").column("user_id").to_pylist()
+    items = pq.read_table(tiny_world / "items.parquet").column("item_id").to_pylist()
+    start = 2_000_000_000.0
+    logged = [StoreEvent(ts=start + i, user_id=users[i], item_id=items[i], action="click") for i in range(20)]
+    logged.append(StoreEvent(ts=start + 30, user_id=users[0], item_id=10**12, action="buy"))  # not listed
+    log = EventLog(tmp_path / "log")
+    log.append_batch(logged)
+    log.close()
+    result = train(
+        config_from_dict(_cfg(tiny_world, events_log=str(tmp_path / "log"))), tmp_path / "runs", quiet=True
+    )
+    assert result.data_rows is not None
+    tables = result.data_rows.tables
+    assert "split/train" not in tables and "events" in tables  # the history is read once, as events
+    assert tables["event_log"].total_rows == 21 and tables["event_log"].kept_rows == 20
+    assert result.data_rows.skipped == {"item not in the catalogue": 1}
+    manifest = art.verify_run_dir(result.run_dir)
+    assert manifest.data_rows["rows_skipped"] == 1

@@ -393,14 +393,15 @@ def prepare_world(cfg: TrainConfig, holdout: bool = True) -> Prepared:
 
 def _rows_used(world: Any, cfg: TrainConfig, intake: LogIntake | None) -> RowsReport:
     """Load reports of the tables this run used: the split when it trains on it, else the events
-    (and what the service's event log gave, when ``data.events_log`` is set)."""
-    skip: tuple[str, ...] = ("split/train", "split/test") if cfg.data.events_log is not None else ("events",)
-    if cfg.data.events_log is None and "split/train" not in world.reports:
+    (and what the service's events gave, when ``data.events_log`` or ``data.events_path`` is set)."""
+    service = cfg.data.events_log if cfg.data.events_log is not None else cfg.data.events_path
+    skip: tuple[str, ...] = ("split/train", "split/test") if service is not None else ("events",)
+    if service is None and "split/train" not in world.reports:
         skip = ()
     tables = {name: r for name, r in world.reports.items() if name not in skip}
     if intake is not None:
-        tables["events_log"] = LoadReport(
-            file=str(cfg.data.events_log),
+        tables[intake.source.replace(" ", "_")] = LoadReport(
+            file=str(service),
             table="events",
             total_rows=intake.read,
             kept_rows=intake.kept,

@@ -50,6 +50,7 @@ def _register() -> None:
         commands_simulate,
         commands_store,
         commands_train,
+        commands_tune,
         commands_world,
     )
 
@@ -57,6 +58,7 @@ def _register() -> None:
         commands_world,
         commands_data,
         commands_train,
+        commands_tune,
         commands_index,
         commands_serve,
         commands_store,

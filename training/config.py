@@ -150,6 +150,45 @@ class ExportConfig(_Strict):
     ``metrics`` stay those of the held-out evaluation; ``kolfeed eval`` of such a run is in-sample."""
 
 
+class TuneConfig(_Strict):
+    """How ``kolfeed tune`` searches (ignored by ``kolfeed train``; see training.tune)."""
+
+    models: list[str] = Field(default_factory=lambda: ["graphfilter"])
+    """Models searched, each in its declared space (``kolfeed models``); more than one: the model is a
+    searched choice too."""
+    spaces: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per-model replacement of declared ranges, e.g.
+    ``{graphfilter: {factors: {low: 32, high: 512, log: true}}}``."""
+    trials: Annotated[int, Field(ge=1)] = 300
+    budget_seconds: Annotated[float, Field(gt=0)] = 780.0
+    """Wall-clock budget of the tune *and* the final ``kolfeed train`` of best.yaml (estimated)."""
+    objective: list[str] = Field(default_factory=lambda: ["recall@20", "ndcg@20"])
+    """Validation metrics averaged into the objective (maximised)."""
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    max_users: Annotated[int, Field(ge=10)] = 4000
+    """Validation users sampled (seeded) to score each trial."""
+    memory_mb: Annotated[int, Field(ge=64)] = 2500
+    """Memory of the graph filter's cached pieces (fewer sampled users when it would not fit)."""
+
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("tune.objective must name at least one metric like recall@20")
+        for name in value:
+            metric, _, k = name.partition("@")
+            if metric not in ("recall", "ndcg", "hit", "mrr") or not k.isdigit() or int(k) < 1:
+                raise ValueError(f"tune.objective: {name!r} is not recall@K, ndcg@K, hit@K or mrr@K")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("tune.models must name at least one model")
+        return value
+
+
 class TrainConfig(_Strict):
     name: str = "run"
     seed: int = 0
@@ -159,6 +198,8 @@ class TrainConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    tune: TuneConfig | None = None
+    """Only read by ``kolfeed tune``; a tuned ``best.yaml`` has none."""
 
     @field_validator("name")
     @classmethod

@@ -80,10 +80,35 @@ def chronological_split(
     is_test = np.zeros(n, dtype=bool)
     is_test[order] = rank >= counts[sorted_users] - n_test[sorted_users]
     shape = (len(user_ids), len(item_ids))
+    train = binary_csr(users[~is_test], items[~is_test], shape)
     return Interactions(
-        train=binary_csr(users[~is_test], items[~is_test], shape),
+        train=train,
         test=binary_csr(users[is_test], items[is_test], shape),
         user_ids=user_ids,
         item_ids=item_ids,
         labels=labels,
+        train_time=latest_time_csr(users[~is_test], items[~is_test], timestamps[~is_test], train),
     )
+
+
+def latest_time_csr(
+    users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, pattern: sp.csr_matrix
+) -> sp.csr_matrix:
+    """The latest timestamp of each (user, item) pair, as a float64 CSR with ``pattern``'s structure."""
+    out = pattern.astype(np.float64, copy=True)
+    out.sort_indices()
+    if len(users) == 0:
+        return out
+    ts = np.asarray(timestamps, dtype=np.float64)
+    order = np.lexsort((ts, items, users))  # per pair, the latest timestamp comes last
+    u, i, t = users[order], items[order], ts[order]
+    last = np.ones(len(u), dtype=bool)
+    last[:-1] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
+    u, i, t = u[last], i[last], t[last]  # one row per pair, sorted by (user, item) like the CSR
+    out.data[:] = t
+    if not (
+        np.array_equal(out.indices, i)
+        and np.array_equal(np.repeat(np.arange(out.shape[0]), np.diff(out.indptr)), u)
+    ):
+        raise ValueError("timestamps do not match the pairs of the training matrix")
+    return out

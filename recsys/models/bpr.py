@@ -8,22 +8,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import scipy.sparse as sp
+from pydantic import Field
 
+from recsys.models.adaptive import DataShape, adaptive_factors
 from recsys.models.factorization import FactorModel, to_dense_float32
 from recsys.models.params import ModelParams, parse_params
+from recsys.models.space import FloatRange, IntRange, SearchSpace
 from recsys.models.storage import as_train_matrix
 
 
 class BPRParams(ModelParams):
-    factors: int = 128
+    factors: Annotated[int, Field(ge=1)] | None = None
+    """None: picked from the data's shape (recsys.models.adaptive)."""
     learning_rate: float = 0.05
     regularization: float = 0.0001
     iterations: int = 100
     random_state: int = 0
     show_progress: bool = False
+
+
+SEARCH_SPACE: SearchSpace = {
+    "factors": IntRange(16, 512, log=True),
+    "learning_rate": FloatRange(0.005, 0.2, log=True),
+    "regularization": FloatRange(1e-5, 1e-1, log=True),
+    "iterations": IntRange(50, 300, log=True),
+}
+"""Where ``kolfeed tune`` searches BPR."""
+
+TUNE_STARTS: list[dict[str, Any]] = [{"learning_rate": 0.05, "regularization": 0.0001, "iterations": 100}]
+"""Trials run first: the defaults (factors data-adaptive)."""
 
 
 class BPR(FactorModel):
@@ -43,7 +59,7 @@ class BPR(FactorModel):
         assert isinstance(p, BPRParams)
         m = as_train_matrix(train)
         est = BayesianPersonalizedRanking(
-            factors=p.factors,
+            factors=p.factors or adaptive_factors(self.name, DataShape.of(m)),
             learning_rate=p.learning_rate,
             regularization=p.regularization,
             iterations=p.iterations,

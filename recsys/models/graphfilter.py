@@ -31,12 +31,15 @@ import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field
 
+from recsys.models.adaptive import DataShape, adaptive_factors
 from recsys.models.params import ModelParams, parse_params
+from recsys.models.space import FloatRange, IntRange, SearchSpace
 from recsys.models.storage import (
     as_train_matrix,
     csr_from_arrays,
@@ -49,8 +52,9 @@ from recsys.models.storage import (
 
 class GraphFilterParams(ModelParams):
     # Defaults are the best setting found on Gowalla (BSPM with early merge; see kolfeed bench models).
-    factors: int = 448
-    """Number of singular vectors in the ideal low-pass filter (and the embedding blocks)."""
+    factors: Annotated[int, Field(ge=1)] | None = None
+    """Number of singular vectors in the ideal low-pass filter (and the embedding blocks). None: picked
+    from the data's shape (recsys.models.adaptive; 432 on Gowalla, whose best is 448)."""
     ideal_weight: float = 0.2
     blur_time: float = 1.0
     blur_steps: int = 1
@@ -65,6 +69,29 @@ class GraphFilterParams(ModelParams):
     random_state: int = 0
     score_memory_mb: int = 1536
     """Working-memory budget of one scoring sub-batch (dense user x item blocks)."""
+
+
+SEARCH_SPACE: SearchSpace = {
+    "factors": IntRange(16, 1024, log=True),
+    "ideal_weight": FloatRange(0.02, 3.0, log=True),
+    "blur_time": FloatRange(0.0, 1.5),
+    "sharpen_time": FloatRange(0.0, 3.0),
+}
+"""Where ``kolfeed tune`` searches: rank and weight of the ideal low-pass, blur and sharpen times.
+The solver structure (one blur step, one RK4 sharpen step, early merge) stays fixed, so every point
+is a degree-5 polynomial in P and :class:`recsys.models.graphfilter_sweep.FilterSweep` scores it
+from cached pieces. ``blur_time=1, sharpen_time=0`` is GF-CF; ``blur_time=0, sharpen_time=0`` the
+pure SVD (ideal low-pass) filter."""
+
+TUNE_STARTS: list[dict[str, Any]] = [
+    {"factors": 256, "ideal_weight": 0.3, "blur_time": 1.0, "sharpen_time": 0.0},  # GF-CF's paper setting
+    {"ideal_weight": 0.3, "blur_time": 1.0, "sharpen_time": 0.0},  # GF-CF, data-adaptive rank
+    {"ideal_weight": 0.2, "blur_time": 1.0, "sharpen_time": 2.5},  # BSPM as tuned on Gowalla
+    {"ideal_weight": 1.0, "blur_time": 0.0, "sharpen_time": 0.0},  # SVD (ideal low-pass) filter
+    {"ideal_weight": 1.0, "blur_time": 1.0, "sharpen_time": 1.0},
+]
+"""Trials run first (a missing ``factors`` means the data-adaptive value): known-good settings from
+the literature, so the search starts at the baselines it must beat."""
 
 
 def step_coefficients(params: GraphFilterParams) -> tuple[list[float], list[float]]:
@@ -98,10 +125,10 @@ class GraphFilter:
             else parse_params(GraphFilterParams, params, self.name)
         )
         p = self.params
-        if p.factors < 1 or p.blur_steps < 1 or p.sharpen_steps < 1:
+        if p.blur_steps < 1 or p.sharpen_steps < 1:
             from recsys.models.params import ModelConfigError
 
-            raise ModelConfigError("graphfilter: factors, blur_steps and sharpen_steps must be >= 1")
+            raise ModelConfigError("graphfilter: blur_steps and sharpen_steps must be >= 1")
         self.train: sp.csr_matrix | None = None
         self.v: np.ndarray | None = None  # (n_items, k) right singular vectors of R̃
         self.sigma: np.ndarray | None = None  # (k,) singular values of R̃
@@ -122,7 +149,7 @@ class GraphFilter:
         self._ops = None
         rn = self._normalized()
         n_users, n_items = m.shape
-        k = max(1, min(self.params.factors, n_users, n_items))
+        k = max(1, min(self.factors_for(m), n_users, n_items))
         q = min(k + self.params.svd_oversample, n_users, n_items)
         coo = rn.tocoo()
         rt = torch.sparse_coo_tensor(
@@ -145,6 +172,12 @@ class GraphFilter:
             base = self._apply_poly(base.T.copy(), sharpen, self.params.sharpen_steps).T
         self.item_ideal = np.ascontiguousarray(base, dtype=np.float32)
         self.fit_seconds = time.perf_counter() - start
+
+    def factors_for(self, train: sp.csr_matrix) -> int:
+        """The configured factor count, or the data-adaptive one when the config leaves it unset."""
+        if self.params.factors is not None:
+            return self.params.factors
+        return adaptive_factors(self.name, DataShape.of(train))
 
     def _fitted(self) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
         if self.train is None or self.v is None or self.sigma is None or self.item_ideal is None:
@@ -272,9 +305,10 @@ class GraphFilter:
             "model": self.name,
             "params": self.params.model_dump(),
             "scores": "exact via score(); user_embeddings() . item_embeddings() is the rank-"
-            f"{self.params.factors} spectral approximation used for FAISS retrieval",
+            f"{self.params.factors or 'factors'} spectral approximation used for FAISS retrieval",
         }
         if self.v is not None:
+            out["factors_used"] = int(self.v.shape[1])
             out["embedding_dim"] = int(2 * self.v.shape[1])
             out["fit_seconds"] = round(self.fit_seconds, 3)
         return out

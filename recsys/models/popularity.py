@@ -13,12 +13,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.models.params import ModelParams, parse_params
+from recsys.models.space import Choice, SearchSpace
 from recsys.models.storage import as_train_matrix, read_model_dir, require, write_model_dir
 
 
 class PopularityParams(ModelParams):
     weighted: bool = False
     """Sum confidences instead of counting users per item."""
+
+
+SEARCH_SPACE: SearchSpace = {"weighted": Choice((False, True))}
+TUNE_STARTS: list[dict[str, Any]] = [{"weighted": False}]
 
 
 class Popularity:

@@ -15,9 +15,19 @@ from recsys.models.bpr import BPR
 from recsys.models.graphfilter import GraphFilter
 from recsys.models.params import ModelConfigError
 from recsys.models.popularity import Popularity
+from recsys.models.space import SearchSpace
 from recsys.models.storage import ModelFileError, read_meta
 
-__all__ = ["MODELS", "ModelConfigError", "ModelFileError", "create", "load_model", "params_class"]
+__all__ = [
+    "MODELS",
+    "ModelConfigError",
+    "ModelFileError",
+    "create",
+    "load_model",
+    "params_class",
+    "search_space",
+    "tune_starts",
+]
 
 MODELS: dict[str, type] = {
     "popularity": Popularity,
@@ -57,6 +67,34 @@ def params_class(name: str) -> type:
     }
     _lookup(name)
     return classes[name]
+
+
+def search_space(name: str) -> SearchSpace:
+    """The declared search space of a model (next to its params in the model's module)."""
+    from recsys.models import als, bpr, graphfilter, popularity
+
+    spaces: dict[str, SearchSpace] = {
+        "popularity": popularity.SEARCH_SPACE,
+        "als": als.SEARCH_SPACE,
+        "bpr": bpr.SEARCH_SPACE,
+        "graphfilter": graphfilter.SEARCH_SPACE,
+    }
+    _lookup(name)
+    return spaces[name]
+
+
+def tune_starts(name: str) -> list[dict[str, Any]]:
+    """Known-good points a tune evaluates first (a missing ``factors`` means the data-adaptive value)."""
+    from recsys.models import als, bpr, graphfilter, popularity
+
+    starts: dict[str, list[dict[str, Any]]] = {
+        "popularity": popularity.TUNE_STARTS,
+        "als": als.TUNE_STARTS,
+        "bpr": bpr.TUNE_STARTS,
+        "graphfilter": graphfilter.TUNE_STARTS,
+    }
+    _lookup(name)
+    return [dict(s) for s in starts[name]]
 
 
 def load_model(directory: Path) -> Recommender:

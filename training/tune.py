@@ -45,6 +45,11 @@ CHUNKS = 4
 """A trial scores its user sample in this many chunks, reporting the running objective to the pruner."""
 STARTUP_SECONDS = 8.0
 """Interpreter start and imports of the final ``kolfeed train`` (part of its estimate)."""
+MAX_FACTORS_OVER_ADAPTIVE = 1.5
+"""The graph filter's factors are searched up to this multiple of the data-adaptive value."""
+PROBE_FACTORS = 32
+SVD_SHARE = 0.3
+"""Share of the budget the sweep's SVD and the final train's SVD may take together."""
 SAFETY = 1.3
 """Multiplier on every estimated duration: the machine is shared, timings wander."""
 
@@ -237,14 +242,15 @@ class Tuner:
         degree, ideal_degree = len(linear) - 1, len(ideal) - 1
         n_users, n_items = self.data.train.shape
         dim = space.get("factors")
-        kmax = dim.high if isinstance(dim, IntRange) else int(base.get("factors") or 0)
-        if kmax <= 0:
-            from recsys.models.adaptive import DataShape, adaptive_factors
+        high = dim.high if isinstance(dim, IntRange) else int(base.get("factors") or 0)
+        from recsys.models.adaptive import DataShape, adaptive_factors
 
-            kmax = adaptive_factors("graphfilter", DataShape.of(self.data.train))
+        adaptive = adaptive_factors("graphfilter", DataShape.of(self.data.train))
+        kmax = min(high, int(MAX_FACTORS_OVER_ADAPTIVE * adaptive)) if high > 0 else adaptive
         budget = self.tc.memory_mb * 2**20
         per_factor = 4 * n_items * (ideal_degree + 1)
         kmax = max(1, min(kmax, min(n_users, n_items) - probe.svd_oversample - 1, budget // 2 // per_factor))
+        kmax = self._affordable_rank(kmax, base, probe.svd_oversample)
         per_user = 4 * n_items * (degree + 1 + 2)  # the blocks plus a trial's output and top-k copy
         room = max(16, (budget - kmax * per_factor) // per_user)
         if len(self.data.users) > room:
@@ -256,6 +262,25 @@ class Tuner:
             self.data.train, self.data.users, kmax, degree, ideal_degree, base={**base, "factors": kmax}
         )
         self.fit_seconds["graphfilter"] = self.sweep.seconds - self.sweep.block_seconds
+
+    def _affordable_rank(self, kmax: int, base: Mapping[str, Any], oversample: int) -> int:
+        """Shrink the sweep's SVD rank until two SVDs (the sweep's and the final train's) fit
+        ``SVD_SHARE`` of the budget, extrapolated from a timed small SVD as (rank ratio)^1.5."""
+        from recsys.models.graphfilter import GraphFilter
+
+        probe_k = min(kmax, PROBE_FACTORS)
+        t0 = time.perf_counter()
+        probe = GraphFilter({**base, "factors": probe_k, "early_merge": False, "sharpen_time": 0.0})
+        probe.fit(self.data.train)
+        probe_s = time.perf_counter() - t0
+        self.probe_seconds = probe_s
+
+        def cost(k: int) -> float:
+            return probe_s * ((k + oversample) / (probe_k + oversample)) ** 1.5
+
+        while kmax > probe_k and 2 * cost(kmax) > SVD_SHARE * self.budget:
+            kmax = max(probe_k, int(kmax * 0.85))
+        return kmax
 
     # -- clock
     def elapsed(self) -> float:
@@ -278,7 +303,7 @@ class Tuner:
         return SAFETY * max(times[-3:]) if times else 0.0
 
     # -- one trial
-    def run_trial(self, trial: Any, reserve_for: Callable[[str], float]) -> float:
+    def run_trial(self, trial: Any, reserve_for: Callable[[str], float], must_finish: bool = False) -> float:
         import optuna
 
         from recsys.models.registry import create
@@ -286,7 +311,7 @@ class Tuner:
         models = list(self.spaces)
         name = trial.suggest_categorical("model", models) if len(models) > 1 else models[0]
         left = self.budget - self.elapsed() - max(reserve_for(name), self.final_estimate(name))
-        if self.expected_trial(name) > left:
+        if self.expected_trial(name) > left and not must_finish:
             raise _OutOfBudget(name)
         t0 = time.perf_counter()
         params = {p: _suggest(trial, f"{name}.{p}", dim) for p, dim in self.spaces[name].items()}
@@ -445,12 +470,15 @@ def run_tune(
     bar = _progress_bar(max(0, n_trials - done), progress)
     try:
         while done < n_trials:
-            if budget - tuner.elapsed() - tuner.final_estimate(best_model()) <= 0:
+            any_complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+            if any_complete and budget - tuner.elapsed() - tuner.final_estimate(best_model()) <= 0:
                 stop_reason = "budget"
                 break
             trial = study.ask()
             try:
-                value = tuner.run_trial(trial, lambda _name: tuner.final_estimate(best_model()))
+                value = tuner.run_trial(
+                    trial, lambda _name: tuner.final_estimate(best_model()), must_finish=not any_complete
+                )
             except _OutOfBudget:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 stop_reason = "budget"
@@ -467,7 +495,7 @@ def run_tune(
         bar.close()
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
-        raise TuneError("no trial finished inside the budget; raise --timeout or tune.budget_seconds")
+        raise TuneError("no trial finished; see the failed trials in trials.csv")
     best = study.best_trial
     summary = _summary(study, tuner, stop_reason, budget)
     np.save(out_dir / USERS_FILE, tuner.data.users.astype(np.int64), allow_pickle=False)

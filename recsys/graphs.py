@@ -31,6 +31,33 @@ class GraphError(ValueError):
     """Events refer to ids the id maps do not know, or inputs are inconsistent."""
 
 
+class UnknownIdError(GraphError):
+    """An id that the id map of ``field`` lacks; ``key`` is its int64 key (:mod:`recsys.ids`), so a
+    caller holding the labels of string ids can name it as the data spells it."""
+
+    def __init__(self, field: str, key: int, n_known: int, shown: str | None = None) -> None:
+        self.field = field
+        self.key = key
+        self.n_known = n_known
+        what = f"{field} {shown if shown is not None else key}"
+        if n_known:
+            super().__init__(f"{what} is not in the id map ({n_known} known)")
+        else:
+            super().__init__(f"{what} is not in the (empty) id map")
+
+    @property
+    def id_kind(self) -> str | None:
+        """``user``, ``item``, ``kol`` or ``post`` from the field's name (None if it names none)."""
+        column = self.field.rsplit(".", 1)[-1]
+        if column in ("user_id", "friend_id", "to_user_id"):
+            return "user"
+        return {"item_id": "item", "kol_id": "kol", "post_id": "post"}.get(column)
+
+    def named(self, label: str) -> UnknownIdError:
+        """The same error naming the id as the data spells it (``label``) instead of its key."""
+        return UnknownIdError(self.field, self.key, self.n_known, shown=repr(label))
+
+
 @dataclass
 class EventArrays:
     """Columns of an event table as numpy arrays; missing ids are ``NO_ID``."""
@@ -83,13 +110,12 @@ def index_of(ids: np.ndarray, values: np.ndarray, what: str) -> np.ndarray:
     """Dense indices of ``values`` in the sorted unique ``ids``; unknown values raise GraphError."""
     if len(ids) == 0:
         if len(values):
-            raise GraphError(f"{what} {int(values[0])} is not in the (empty) id map")
+            raise UnknownIdError(what, int(values[0]), 0)
         return np.zeros(0, dtype=np.int64)
     pos_c = np.clip(np.searchsorted(ids, values), 0, len(ids) - 1)
     ok = ids[pos_c] == values
     if not np.all(ok):
-        bad = values[~ok][0]
-        raise GraphError(f"{what} {int(bad)} is not in the id map ({len(ids)} known)")
+        raise UnknownIdError(what, int(values[~ok][0]), len(ids))
     return pos_c.astype(np.int64)
 
 

@@ -189,3 +189,16 @@ def test_refit_on_all_events_gives_a_user_first_seen_in_the_log_an_embedding(
     assert stats["data_n_test_events"] >= len(logged)  # metrics describe the held-out evaluation
     assert "stage refit: done" in (runs[True].run_dir / art.LOG).read_text()
     assert runs[True].metrics["recall@20"] == pytest.approx(runs[False].metrics["recall@20"])
+
+
+def test_an_unknown_string_id_is_named_as_the_data_spells_it(str_world: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from recsys.graphs import GraphError
+
+    world = tmp_path / "world"
+    shutil.copytree(str_world, world)
+    follows = (world / "follows.csv").read_text()
+    (world / "follows.csv").write_text(follows + f"{LABEL_OF['user'](1)},@ghost,1700000000\n")
+    with pytest.raises(GraphError, match=r"follows\.kol_id '@ghost' is not in the id map \(60 known\)"):
+        train(config_from_dict(_cfg(world)), tmp_path / "runs", quiet=True)

@@ -23,6 +23,9 @@ from recsys.schema import NO_ID
 from training.config import ConfigError, TrainConfig
 
 if TYPE_CHECKING:
+    from recsys.io.world import World
+
+if TYPE_CHECKING:
     from features.event_export import ExportReadReport
 
 SMALL_FILE_BYTES = 16 << 20
@@ -268,10 +271,21 @@ def _take_in_service_events(
 
 
 def prepare_world(cfg: TrainConfig, holdout: bool = True) -> Prepared:
-    from recsys.io.errors import DataError
     from recsys.io.world import load_world
 
     world = load_world(Path(cfg.data.path))
+    try:
+        return _prepare_loaded_world(cfg, world, holdout)
+    except g.UnknownIdError as exc:  # name a string id as the data spells it, not by its key
+        kind = exc.id_kind
+        if kind is not None and exc.key in world.labels.get(kind)[0]:
+            raise exc.named(world.labels.label(kind, exc.key)) from None
+        raise
+
+
+def _prepare_loaded_world(cfg: TrainConfig, world: World, holdout: bool) -> Prepared:
+    from recsys.io.errors import DataError
+
     user_ids = _ids(world.users, "user_id")
     item_ids = _ids(world.items, "item_id")
     kol_ids = _ids(world.kols, "kol_id")

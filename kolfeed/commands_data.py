@@ -139,6 +139,12 @@ def import_(
     test_fraction: float | None = typer.Option(
         None, "--test-fraction", help="the latest fraction of events held out as test (default 0.2)"
     ),
+    header: str | None = typer.Option(
+        None,
+        "--columns",
+        help="column names of a CSV without a header line, e.g. user,item,category,event,ts",
+    ),
+    delimiter: str = typer.Option(",", "--delimiter", help="CSV field separator: one character, or 'tab'"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty --out directory"),
     as_json: bool = typer.Option(False, "--json", help="print the import report as JSON"),
 ) -> None:
@@ -148,6 +154,12 @@ def import_(
 
     if split_at is not None and test_fraction is not None:
         raise typer.BadParameter("give --split-at or --test-fraction, not both", param_hint="--split-at")
+    sep = "\t" if delimiter.lower() in ("tab", "\\t") else delimiter
+    if len(sep) != 1:
+        raise typer.BadParameter(f"{delimiter!r} is not one character (or 'tab')", param_hint="--delimiter")
+    names = [n.strip() for n in header.split(",")] if header is not None else None
+    if names is not None and (not all(names) or len(set(names)) != len(names)):
+        raise typer.BadParameter("column names must be non-empty and distinct", param_hint="--columns")
     try:
         opts = ImportOptions(
             events=events,
@@ -163,6 +175,8 @@ def import_(
             test_fraction=0.2 if test_fraction is None else test_fraction,
             overwrite=overwrite,
             progress=True,
+            header=names,
+            delimiter=sep,
         )
         report = import_shop(opts)
     except DataError as exc:

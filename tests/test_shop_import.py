@@ -227,3 +227,41 @@ def test_event_post_ids_without_a_post_row_are_emptied_and_counted(tmp_path: Pat
     world = load_world(tmp_path / "ds")
     assert check_references(world) == []
     assert world.events.column("post_id").null_count == 1
+
+
+def test_a_file_without_a_header_line_is_named_with_columns_and_the_error_says_so(tmp_path: Path) -> None:
+    src = tmp_path / "UserBehavior.csv"  # the shape of a public log: no header, integer ids, pv/cart/fav/buy
+    src.write_text(
+        "1,2268318,2520377,pv,1511544070\n1,2333346,2520771,buy,1511561733\n2,2576651,149192,fav,1511572885\n"
+    )
+    with pytest.raises(ShopImportError, match="no header line, name its columns with --columns"):
+        import_shop(ImportOptions(events=src, out=tmp_path / "x"))
+    res = CliRunner().invoke(
+        _app(),
+        [
+            "data", "import", str(src), "--out", str(tmp_path / "ds"),
+            "--columns", "user_id,item_id,category_id,behavior,ts",
+            "--map", "action=behavior", "--actions", "pv=click,fav=save,buy=buy",
+            "--test-fraction", "0.34",
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "read 3 rows" in res.output and "unix seconds" in res.output
+    assert load_world(tmp_path / "ds").events.num_rows == 3
+
+
+def test_tab_separated_exports_are_read_with_delimiter_tab(tmp_path: Path) -> None:
+    src = tmp_path / "events.tsv.csv"
+    src.write_text("user_id\titem_id\taction\tts\nu1\ti1\tbuy\t1704067200\nu2\ti2\tclick\t1704070800\n")
+    res = CliRunner().invoke(
+        _app(), ["data", "import", str(src), "--out", str(tmp_path / "ds"), "--delimiter", "tab"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "kept 2, skipped 0" in res.output
+
+
+def test_when_no_row_is_usable_the_error_says_why(tmp_path: Path) -> None:
+    src = tmp_path / "events.csv"
+    src.write_text("user_id,item_id,action,ts\nu1,i1,buy,1111\nu2,i2,buy,1112\n")  # month-day, not a time
+    with pytest.raises(ShopImportError, match=r"0 usable event\(s\) of 2 rows read.*2 bad ts.*unix seconds"):
+        import_shop(ImportOptions(events=src, out=tmp_path / "ds"))

@@ -49,12 +49,12 @@ class _Batches:
     position: Any
 
 
-def _csv_names(path: Path) -> list[str]:
+def _csv_names(path: Path, delimiter: str) -> list[str]:
     try:
         reader = pcsv.open_csv(
             path,
             read_options=pcsv.ReadOptions(block_size=1 << 16),
-            parse_options=pcsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=lambda row: "skip"),
         )
     except (pa.ArrowException, OSError, EOFError) as exc:
         raise ShopImportError(f"{path}: cannot read the CSV header ({exc})") from None
@@ -63,12 +63,15 @@ def _csv_names(path: Path) -> list[str]:
     return names
 
 
-def _open_events(path: Path, required: list[str], optional: list[str], block_bytes: int) -> _Batches:
+def _open_events(opts: ImportOptions, required: list[str], optional: list[str]) -> _Batches:
     """Batches of the required columns and of the optional ones the file has."""
+    path = opts.events
     if not path.is_file():
         raise ShopImportError(f"{path}: no such file")
     size = path.stat().st_size
     if table_format(path) == "parquet":
+        if opts.header is not None or opts.delimiter != ",":
+            raise ShopImportError(f"{path}: --columns and --delimiter are for CSV files, not Parquet")
         try:
             parquet = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as exc:
@@ -86,7 +89,7 @@ def _open_events(path: Path, required: list[str], optional: list[str], block_byt
 
         return _Batches(names, parquet_batches(), [], size, lambda: int(size * done["rows"] / total))
 
-    names = _csv_names(path)
+    names = list(opts.header) if opts.header is not None else _csv_names(path, opts.delimiter)
     _require_columns(path, names, required)
     wanted = required + [c for c in optional if c in names and c not in required]
     invalid: list[int] = []
@@ -101,8 +104,10 @@ def _open_events(path: Path, required: list[str], optional: list[str], block_byt
     try:
         reader = pcsv.open_csv(
             source,
-            read_options=pcsv.ReadOptions(block_size=block_bytes, use_threads=True),
-            parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid),
+            read_options=pcsv.ReadOptions(
+                block_size=opts.block_bytes, use_threads=True, column_names=opts.header
+            ),
+            parse_options=pcsv.ParseOptions(delimiter=opts.delimiter, invalid_row_handler=on_invalid),
             convert_options=pcsv.ConvertOptions(
                 column_types={name: pa.string() for name in wanted},
                 include_columns=wanted,
@@ -134,10 +139,18 @@ def _open_events(path: Path, required: list[str], optional: list[str], block_byt
 def _require_columns(path: Path, names: list[str], wanted: list[str]) -> None:
     missing = [c for c in wanted if c not in names]
     if missing:
+        hint = "name the shop's columns with --map, e.g. --map user_id=customer_id,item_id=sku"
+        if any(_looks_like_data(n) for n in names):
+            hint += "; if the file has no header line, name its columns with --columns"
         raise ShopImportError(
-            f"{path}: no column(s) {', '.join(map(repr, missing))} (the file has: {', '.join(names)}); "
-            "name the shop's columns with --map, e.g. --map user_id=customer_id,item_id=sku"
+            f"{path}: no column(s) {', '.join(map(repr, missing))} (the file has: {', '.join(names)}); {hint}"
         )
+
+
+def _looks_like_data(name: str) -> bool:
+    """A header cell that is a number or empty: the first line is probably a data row."""
+    text = name.strip()
+    return not text or text.replace(".", "", 1).lstrip("-").isdigit()
 
 
 # ------------------------------------------------------------------------------------ normalizing
@@ -261,7 +274,7 @@ def read_events(opts: ImportOptions) -> tuple[pa.Table, int, _Normalizer, int]:
     """Every kept event (unsorted), rows read, the normalizer (counts) and the invalid-row count."""
     required = [opts.source(c) for c in EVENT_REQUIRED]
     optional = [opts.source(c) for c in EVENT_OPTIONAL]
-    stream = _open_events(opts.events, required, optional, opts.block_bytes)
+    stream = _open_events(opts, required, optional)
     norm = _Normalizer(opts, _ActionCoder(opts.actions))
     parts: list[pa.Table] = []
     rows = 0

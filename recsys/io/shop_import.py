@@ -132,7 +132,11 @@ def import_shop(opts: ImportOptions) -> ImportReport:
     if duplicates:
         norm.skipped[DUPLICATE] += duplicates
     if events.num_rows < 2:
-        raise ShopImportError(f"{opts.events}: {events.num_rows} usable event(s); need at least 2 to split")
+        reasons = "; ".join(f"{n:,} {reason}" for reason, n in norm.skipped.most_common()) or "none"
+        raise ShopImportError(
+            f"{opts.events}: {events.num_rows} usable event(s) of {rows_read:,} rows read, need at least 2 "
+            f"to split (skipped: {reasons}; timestamps read as {norm.ts_format})"
+        )
 
     report = ImportReport(
         events_file=str(opts.events),

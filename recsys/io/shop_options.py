@@ -97,6 +97,9 @@ class ImportOptions:
     test_fraction: float = 0.2
     overwrite: bool = False
     progress: bool = False
+    header: list[str] | None = None
+    """Column names of a CSV file that has no header line (``--columns``)."""
+    delimiter: str = ","
     block_bytes: int = BLOCK_BYTES
 
     def source(self, name: str) -> str:

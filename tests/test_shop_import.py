@@ -241,13 +241,21 @@ def test_a_file_without_a_header_line_is_named_with_columns_and_the_error_says_s
         [
             "data", "import", str(src), "--out", str(tmp_path / "ds"),
             "--columns", "user_id,item_id,category_id,behavior,ts",
-            "--map", "action=behavior", "--actions", "pv=click,fav=save,buy=buy",
+            "--map", "action=behavior,category=category_id", "--actions", "pv=click,fav=save,buy=buy",
             "--test-fraction", "0.34",
         ],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "read 3 rows" in res.output and "unix seconds" in res.output
-    assert load_world(tmp_path / "ds").events.num_rows == 3
+    world = load_world(tmp_path / "ds")
+    assert world.events.num_rows == 3
+    categories = dict(
+        zip(
+            world.items.column("item_id").to_pylist(), world.items.column("category").to_pylist(), strict=True
+        )
+    )
+    assert categories == {2268318: "2520377", 2333346: "2520771", 2576651: "149192"}  # from the events
+    assert "category from their events" in res.output
 
 
 def test_tab_separated_exports_are_read_with_delimiter_tab(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from recsys.io.shop_options import (
     DEFAULT_ITEM,
     DEFAULT_SEGMENT,
     DEFAULT_VERTICALS,
+    ITEM_FIELDS,
     ImportOptions,
     ImportReport,
     ShopImportError,
@@ -229,6 +230,7 @@ def assemble(
             {"item_id": new_items.cast(pa.string())}
             | {k: pa.array([v] * len(new_items), _default_type(v)) for k, v in DEFAULT_ITEM.items()}
         )
+        filler = _with_event_attributes(filler, events, report)
         catalogue = pa.concat_tables([catalogue.select(filler.column_names).cast(filler.schema), filler])
     out["items"] = catalogue
 
@@ -262,6 +264,24 @@ def assemble(
                 _unique_rows(sides[name], "post_id", "posts", report) if name == "posts" else sides[name]
             )
     return out
+
+
+def _with_event_attributes(filler: pa.Table, events: pa.Table, report: ImportReport) -> pa.Table:
+    """Items without a catalogue row take the category/brand their latest event names, if any."""
+    for name in ITEM_FIELDS:
+        column = f"item_{name}"
+        if column not in events.column_names:
+            continue
+        named = events.select(["item_id", column]).filter(pc.is_valid(events.column(column)))
+        latest = named.group_by("item_id", use_threads=False).aggregate([(column, "last")])
+        where = pc.index_in(filler.column("item_id"), value_set=latest.column("item_id"))
+        values = pc.take(latest.column(f"{column}_last"), where)
+        found = int(pc.sum(pc.is_valid(values)).as_py() or 0)
+        if found:
+            report.defaults[f"items with no catalogue row: {name} from their events"] = found
+            index = filler.column_names.index(name)
+            filler = filler.set_column(index, name, pc.coalesce(values, filler.column(name)))
+    return filler
 
 
 def drop_unknown_posts(events: pa.Table, posts: pa.Table | None, report: ImportReport) -> pa.Table:

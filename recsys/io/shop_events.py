@@ -24,6 +24,7 @@ from recsys.io.shop_options import (
     EVENT_OPTIONAL,
     EVENT_REQUIRED,
     ID_FIELDS,
+    ITEM_FIELDS,
     PARQUET_BATCH,
     SKIP,
     WRONG_FIELDS,
@@ -266,6 +267,13 @@ class _Normalizer:
                     _, bad = id_problems(pc.fill_null(values, "x"))
                     count(f"bad {name}", bad)
                 columns[name] = values
+        for name in ITEM_FIELDS:
+            src = o.columns.get(name, name)
+            if src in batch.schema.names:
+                values = as_text(batch.column(src))
+                columns[f"item_{name}"] = pc.if_else(
+                    pc.equal(values, ""), pa.scalar(None, pa.string()), values
+                )
         table = pa.table(columns)
         return table.filter(pa.array(~drop)) if drop.any() else table
 
@@ -273,7 +281,7 @@ class _Normalizer:
 def read_events(opts: ImportOptions) -> tuple[pa.Table, int, _Normalizer, int]:
     """Every kept event (unsorted), rows read, the normalizer (counts) and the invalid-row count."""
     required = [opts.source(c) for c in EVENT_REQUIRED]
-    optional = [opts.source(c) for c in EVENT_OPTIONAL]
+    optional = [opts.source(c) for c in EVENT_OPTIONAL + ITEM_FIELDS]
     stream = _open_events(opts, required, optional)
     norm = _Normalizer(opts, _ActionCoder(opts.actions))
     parts: list[pa.Table] = []

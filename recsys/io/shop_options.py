@@ -20,6 +20,9 @@ SKIP = "skip"
 EVENT_REQUIRED: tuple[str, ...] = ("ts", "user_id", "item_id", "action")
 EVENT_OPTIONAL: tuple[str, ...] = ("post_id", "kol_id", "to_user_id", "request_id", "value")
 ID_FIELDS: tuple[str, ...] = ("user_id", "item_id", "post_id", "kol_id", "to_user_id")
+ITEM_FIELDS: tuple[str, ...] = ("category", "brand")
+"""Item attributes an events file may carry on each row (public logs often have a category column):
+they describe items that have no catalogue row (the item's latest value wins)."""
 DEFAULT_ITEM: dict[str, Any] = {
     "category": "unknown",
     "brand": "unknown",
@@ -63,7 +66,7 @@ def parse_pairs(text: str | None, option: str) -> dict[str, str]:
 def column_map(text: str | None) -> dict[str, str]:
     """``--map user_id=customer_id,...``: our event field → the shop's column name."""
     pairs = parse_pairs(text, "--map")
-    known = EVENT_REQUIRED + EVENT_OPTIONAL
+    known = EVENT_REQUIRED + EVENT_OPTIONAL + ITEM_FIELDS
     for key in pairs:
         if key not in known:
             raise ShopImportError(f"--map: unknown field {key!r}; expected one of {', '.join(known)}")

@@ -3,10 +3,11 @@
 Why: an fsync costs about a millisecond whatever it covers, so one fsync per request caps a
 process near a thousand acknowledged requests per second while the disk idles. Here each request
 queues its validated batch and waits; one drain task at a time takes everything queued, appends it
-with a single write + fdatasync (:meth:`features.eventlog.EventLog.append_prepared`), applies the
-whole group to the store in one call when the replayer is caught up, and only then resolves every
-request of the group. Requests arriving during an fsync form the next group, so the group size
-follows the load by itself: no timer, no added latency when a request is alone.
+with a single write + fdatasync (:meth:`features.eventlog.EventLog.append_prepared`) and hands the
+group to an apply task, which applies it to the store in one call when the replayer is caught up
+(meanwhile the next group is being fsynced) and only then resolves every request of the group.
+Requests arriving during an fsync form the next group, so the group size follows the load by
+itself: no timer, no added latency when a request is alone.
 
 Durability is unchanged: a request's future is resolved (and its 202 sent) only after the fsync
 that covers its records returned. If the write or fsync fails, every request of that group gets the
@@ -66,7 +67,11 @@ class GroupCommitter:
         self.max_group_events = max_group_events
         self.stats = GroupCommitStats()
         self._queue: list[_Waiting] = []
+        """Validated, waiting for the next write + fsync."""
+        self._durable: list[_Waiting] = []
+        """Fsynced, waiting for the store step (then answered)."""
         self._drain_task: asyncio.Task[None] | None = None
+        self._apply_task: asyncio.Task[None] | None = None
 
     async def submit(self, events: Sequence[StoreEvent], store: FeatureStore) -> ApplyResult:
         """Append ``events`` durably with whatever else is queued, then apply them to ``store`` if
@@ -111,18 +116,33 @@ class GroupCommitter:
                 continue
             for waiting, span in zip(group, spans, strict=True):
                 waiting.span = span
+            self.stats.groups += 1
+            self.stats.requests += len(group)
+            self.stats.events += sum(len(w.events) for w in group)
+            self.stats.largest_group = max(self.stats.largest_group, len(group))
+            # The store step runs beside the next group's fsync instead of before it.
+            self._durable.extend(group)
+            if self._apply_task is None or self._apply_task.done():
+                self._apply_task = asyncio.create_task(self._apply_durable(), name="kolfeed-group-apply")
+
+    async def _apply_durable(self) -> None:
+        """Apply fsynced groups to the store in log order (several at once if they queued up), then
+        answer their requests. They are durable: they are acknowledged even if this step fails."""
+        while self._durable:
+            batch, self._durable = self._durable, []
             try:
-                await self._apply(group)
-            finally:  # the group is durable: acknowledge it even if the store step was interrupted
-                for waiting in group:
+                await self._apply(batch)
+            except asyncio.CancelledError:
+                batch += self._durable
+                self._durable = []
+                raise
+            finally:
+                for waiting in batch:
                     if not waiting.done.done():
                         first, last = waiting.span
-                        result = ApplyResult(len(waiting.events), waiting.applied, first, last)
-                        waiting.done.set_result(result)
-                self.stats.groups += 1
-                self.stats.requests += len(group)
-                self.stats.events += sum(len(w.events) for w in group)
-                self.stats.largest_group = max(self.stats.largest_group, len(group))
+                        waiting.done.set_result(
+                            ApplyResult(len(waiting.events), waiting.applied, first, last)
+                        )
 
     async def _apply(self, group: list[_Waiting]) -> None:
         """Apply the group to the store(s), one call per run of requests naming the same store."""
@@ -141,7 +161,10 @@ class GroupCommitter:
 
     async def aclose(self) -> None:
         """Wait for the groups in flight (shutdown: before the log is closed)."""
-        task = self._drain_task
-        if task is not None and not task.done():
+        for task in (self._drain_task, self._apply_task):
+            if task is not None and not task.done():
+                with contextlib.suppress(Exception):
+                    await task
+        if self._apply_task is not None and not self._apply_task.done():  # started by the last group
             with contextlib.suppress(Exception):
-                await task
+                await self._apply_task

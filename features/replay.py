@@ -171,10 +171,9 @@ class Replayer:
     async def _advance(self, seq: int) -> None:
         self._position = seq
         try:
-            if self.fsync:
-                await asyncio.to_thread(write_position, self.path, seq, True)
-            else:
-                write_position(self.path, seq, False)
+            # In a thread even without fsync: replacing the file (rename over the old one) takes
+            # milliseconds on ext4, which would stall every request of the event loop.
+            await asyncio.to_thread(write_position, self.path, seq, self.fsync)
         except OSError as exc:
             # The store has the events; only the crash bound widens until the next successful write.
             log.error("%s: could not persist replay position %d: %s", self.path, seq, exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -149,4 +150,32 @@ def test_a_group_is_bounded_but_takes_at_least_one_request(tmp_path: Path) -> No
 
     asyncio.run(run())
     assert gc.stats.groups == 2 and gc.stats.largest_group == 2
+    log.close()
+
+
+async def test_the_next_group_is_fsynced_while_the_store_applies_the_previous_one(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "log")
+    gc = GroupCommitter(log, Replayer(log, fsync=False))
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    class SlowStore(MemoryStore):
+        async def record_events(self, events: Sequence[StoreEvent]) -> None:
+            entered.set()
+            await release.wait()
+            await super().record_events(events)
+
+    store = SlowStore()
+    first = asyncio.ensure_future(gc.submit([buy(0)], store))
+    await asyncio.wait_for(entered.wait(), 30)  # group 1 is durable and in the store step
+    second = asyncio.ensure_future(gc.submit([buy(1)], store))
+    for _ in range(600):
+        if log.last_seq == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert log.last_seq == 2, "the second group waited for the first one's store step"
+    assert not first.done() and not second.done()  # answered only after their store step
+    release.set()
+    a, b = await asyncio.gather(first, second)
+    assert (a.first_seq, b.first_seq) == (1, 2) and a.applied_to_store and b.applied_to_store
+    await gc.aclose()
     log.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC
 from pathlib import Path
 
 import pyarrow as pa
@@ -273,3 +274,28 @@ def test_when_no_row_is_usable_the_error_says_why(tmp_path: Path) -> None:
     src.write_text("user_id,item_id,action,ts\nu1,i1,buy,1111\nu2,i2,buy,1112\n")  # month-day, not a time
     with pytest.raises(ShopImportError, match=r"0 usable event\(s\) of 2 rows read.*2 bad ts.*unix seconds"):
         import_shop(ImportOptions(events=src, out=tmp_path / "ds"))
+
+
+def test_parquet_date_time_columns_keep_their_own_unit(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    stamps = [datetime(2024, 1, 1, h, tzinfo=UTC) for h in (0, 1, 2)]
+    src = tmp_path / "events.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": ["a", "b", "c"],
+                "item_id": [1, 2, 3],
+                "action": ["buy", "cart", "click"],
+                "ts": pa.array(stamps, pa.timestamp("ms", tz="UTC")),
+            }
+        ),
+        src,
+    )
+    report = import_shop(ImportOptions(events=src, out=tmp_path / "ds", test_fraction=0.34))
+    assert report.timestamp_format == "a date/time column"
+    assert pq.read_table(tmp_path / "ds" / "events.parquet").column("ts").to_pylist() == [
+        1704067200,
+        1704070800,
+        1704074400,
+    ]

@@ -20,7 +20,9 @@ SECONDS, MILLISECONDS, MICROSECONDS, ISO = (
     "unix microseconds",
     "ISO-8601",
 )
-FORMATS: tuple[str, ...] = (SECONDS, MILLISECONDS, MICROSECONDS, ISO)
+TYPED = "a date/time column"
+"""Parquet (or Arrow) timestamp and date columns carry their own unit."""
+FORMATS: tuple[str, ...] = (SECONDS, MILLISECONDS, MICROSECONDS, ISO, TYPED)
 PLAUSIBLE = (631_152_000, 4_102_444_800)
 """1990-01-01 .. 2100-01-01 UTC: converted timestamps outside this range are bad rows."""
 _DIVISOR = {SECONDS: 1, MILLISECONDS: 1_000, MICROSECONDS: 1_000_000}
@@ -35,7 +37,7 @@ def _is_text(values: pa.Array) -> bool:
 def detect_format(values: pa.Array) -> str | None:
     """The unit of a timestamp column from its values (None: no non-null value to judge by)."""
     if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
-        return ISO
+        return TYPED
     present = values.drop_null()
     if len(present) == 0:
         return None

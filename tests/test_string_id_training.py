@@ -14,7 +14,9 @@ from recsys import artifacts as art
 from recsys.ids import id_key
 from tests.string_worlds import LABEL_OF, string_key, stringify_world
 from training.config import config_from_dict
-from training.run import reevaluate, train
+from training.run import reevaluate, reevaluate_pipeline, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,9 @@ def test_a_world_with_string_ids_trains_into_a_run_directory_with_its_labels(
 
     again, recorded, same_data = reevaluate(run)
     assert same_data and again["recall@20"] == pytest.approx(recorded["recall@20"])
+    served, full = reevaluate_pipeline(run, "default", REPO / "configs/ranking", quiet=True)
+    assert full["recall@20"] == pytest.approx(recorded["recall@20"])
+    assert 0.0 < served["recall@20"] <= 1.0  # the served pipeline ranks the string-id catalogue
 
 
 def write_log(log_dir: Path, events: list[object]) -> None:
@@ -127,28 +132,57 @@ def test_retraining_from_the_log_takes_in_new_users_and_skips_items_missing_from
     assert "skipped 1 (item not in the catalogue)" in log_text and "2 new users" in log_text
 
 
-def test_a_recbole_file_with_string_tokens_trains_exports_and_evaluates(tmp_path: Path) -> None:
+RECBOLE_USERS = [LABEL_OF["user"](u) for u in range(40)]
+RECBOLE_ITEMS = [LABEL_OF["item"](i) for i in range(30)]
+
+
+@pytest.fixture(scope="module")
+def recbole_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Runs trained from a RecBole ``.inter`` file whose tokens are UUIDs and SKUs."""
+    root = tmp_path_factory.mktemp("recbole")
     rng = np.random.default_rng(0)
-    users = [LABEL_OF["user"](u) for u in range(40)]
-    items = [LABEL_OF["item"](i) for i in range(30)]
     lines = ["user_id:token\titem_id:token\ttimestamp:float"]
-    for u, user in enumerate(users):
+    for u, user in enumerate(RECBOLE_USERS):
         for t, i in enumerate(rng.choice(30, size=8, replace=False)):
-            lines.append(f"{user}\t{items[(int(i) + u) % 30]}\t{t}")
-    (tmp_path / "shop.inter").write_text("\n".join(lines) + "\n")
+            lines.append(f"{user}\t{RECBOLE_ITEMS[(int(i) + u) % 30]}\t{t}")
+    (root / "shop.inter").write_text("\n".join(lines) + "\n")
     cfg = {
         "name": "recbole_strings",
         "seed": 1,
-        "data": {"path": str(tmp_path / "shop.inter"), "format": "recbole"},
+        "data": {"path": str(root / "shop.inter"), "format": "recbole"},
         "model": {"name": "als", "params": {"factors": 4, "iterations": 2}},
     }
-    result = train(config_from_dict(cfg), tmp_path / "runs", quiet=True)
-    run = result.run_dir
+    train(config_from_dict(cfg), root / "runs", quiet=True)
+    return root / "runs"
+
+
+def test_a_recbole_file_with_string_tokens_trains_exports_and_evaluates(recbole_runs: Path) -> None:
+    run = art.newest_run(recbole_runs)
     labels = art.load_labels(run / art.LABELS)
-    assert sorted(labels["user"][int(k)] for k in art.load_array(run / art.USER_IDS)) == sorted(users)
-    assert sorted(labels["item"][int(k)] for k in art.load_array(run / art.ITEM_IDS)) == sorted(items)
+    assert sorted(labels["user"][int(k)] for k in art.load_array(run / art.USER_IDS)) == sorted(RECBOLE_USERS)
+    assert sorted(labels["item"][int(k)] for k in art.load_array(run / art.ITEM_IDS)) == sorted(RECBOLE_ITEMS)
     again, recorded, same_data = reevaluate(run)
     assert same_data and again["recall@20"] == pytest.approx(recorded["recall@20"])
+
+
+async def test_a_recbole_run_with_string_tokens_serves_feeds_in_the_shop_s_ids(
+    recbole_runs: Path, tmp_path: Path
+) -> None:
+    from tests.ranking_fixtures import copy_shipped_variants
+    from tests.test_serving_string_ids import feed, post_events, serving, settings_for
+
+    settings = settings_for(recbole_runs, copy_shipped_variants(tmp_path / "ranking"))
+    async with serving(settings) as client:
+        user = RECBOLE_USERS[3]
+        page = await feed(client, user, limit=10)
+        assert page["user_id"] == user and len(page["items"]) == 10
+        assert {e["item_id"] for e in page["items"]} <= set(RECBOLE_ITEMS)
+        assert any(e["source"] == "ann" for e in page["items"])  # a trained user: the model's page
+        bought = page["items"][0]["item_id"]
+        r = await post_events(client, {"user_id": user, "item_id": bought, "action": "buy"})
+        assert r.status_code == 202, r.text
+        again = await feed(client, user, limit=10)
+        assert bought not in {e["item_id"] for e in again["items"]}
 
 
 def test_a_recbole_token_that_is_not_an_id_names_its_line(tmp_path: Path) -> None:

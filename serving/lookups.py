@@ -12,9 +12,15 @@ import numpy as np
 
 from recsys.ranking.feed_model import FeedModel
 
+SHORT_LOOKUP = 16
+"""Up to this many ids are looked up one by one: numpy's per-call overhead dominates short lists
+(an event batch is usually one event)."""
+
 
 def item_categories(model: FeedModel, item_ids: Sequence[int] | np.ndarray) -> list[str | None]:
     """Category name of each item id, None when the run does not know the item or its category."""
+    if len(item_ids) <= SHORT_LOOKUP:
+        return [_item_category(model, int(i)) for i in item_ids]
     ids = np.asarray(item_ids, dtype=np.int64)
     if ids.size == 0:
         return []
@@ -24,6 +30,14 @@ def item_categories(model: FeedModel, item_ids: Sequence[int] | np.ndarray) -> l
     codes = np.where(known, model.item_category[np.where(known, rows, 0)] if n_codes else -1, -1)
     cats = model.categories
     return [cats[c] if 0 <= c < len(cats) else None for c in codes.tolist()]
+
+
+def _item_category(model: FeedModel, item_id: int) -> str | None:
+    row = model.items.row(item_id)
+    if not 0 <= row < len(model.item_category):
+        return None
+    code = int(model.item_category[row])
+    return model.categories[code] if 0 <= code < len(model.categories) else None
 
 
 def friend_ids(model: FeedModel, user_id: int, limit: int) -> list[int]:

@@ -24,6 +24,10 @@ import scipy.sparse as sp
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 METRIC_NAMES = ("recall", "ndcg", "hit", "mrr", "coverage")
+MAX_SCORE_CELLS = 1 << 26
+"""Users x items scored per evaluation batch at most (256 MB per float32 copy): a shop catalogue of
+hundreds of thousands of items would otherwise need several GB per batch of ``batch_size`` users.
+Batching does not change the metrics."""
 
 
 class _Accumulator:
@@ -141,6 +145,7 @@ def evaluate(
     train_csr = sp.csr_matrix(train) if train is not None else None
     scorer: Scorer = model_or_scorer.score if hasattr(model_or_scorer, "score") else model_or_scorer
     acc = _Accumulator(ks, int(test.shape[1]))
+    batch_size = max(1, min(batch_size, MAX_SCORE_CELLS // max(1, int(test.shape[1]))))
     for batch in _batches(_users_with_test(test, users), batch_size, progress, "evaluate"):
         scores = np.asarray(scorer(batch))
         if scores.shape != (len(batch), test.shape[1]):

@@ -68,3 +68,26 @@ def test_evaluate_rejects_bad_shapes() -> None:
         evaluate(lambda users: np.zeros((len(users), 2), dtype=np.float32), None, test)
     with pytest.raises(ValueError, match="no user"):
         evaluate_topk(np.zeros((1, 2), dtype=np.int64), _csr([[]], 3))
+
+
+def test_a_large_catalogue_evaluates_in_smaller_batches_with_the_same_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import recsys.metrics as metrics
+
+    rng = np.random.default_rng(0)
+    scores = rng.random((50, 30)).astype(np.float32)
+    train = _csr([[int(i % 30)] for i in range(50)], 30)
+    test = _csr([[int((i * 7) % 30), int((i * 11) % 30)] for i in range(50)], 30)
+    seen: list[int] = []
+
+    def scorer(users: np.ndarray) -> np.ndarray:
+        seen.append(len(users))
+        return scores[users]
+
+    whole = evaluate(scorer, train, test, ks=(5,), batch_size=1024)
+    assert seen == [50]
+    monkeypatch.setattr(metrics, "MAX_SCORE_CELLS", 30 * 8)  # at most 8 users of 30 items per batch
+    seen.clear()
+    assert evaluate(scorer, train, test, ks=(5,), batch_size=1024) == pytest.approx(whole)
+    assert max(seen) == 8 and sum(seen) == 50

@@ -135,3 +135,21 @@ def test_a_retrain_from_the_event_log_reports_the_logs_skips_beside_the_world_hi
     assert result.data_rows.skipped == {"item not in the catalogue": 1}
     manifest = art.verify_run_dir(result.run_dir)
     assert manifest.data_rows["rows_skipped"] == 1
+
+
+def test_a_benchmark_format_run_says_its_loader_is_strict(tmp_path: Path) -> None:
+    data = tmp_path / "lgcn"
+    data.mkdir()
+    (data / "train.txt").write_text("0 0 1 2\n1 1 2 3\n2 0 3\n")
+    (data / "test.txt").write_text("0 3\n1 0\n2 1\n")
+    cfg = {
+        "name": "strict",
+        "data": {"path": str(data), "format": "lightgcn"},
+        "model": {"name": "popularity"},
+    }
+    result = train(config_from_dict(cfg), tmp_path / "runs", quiet=True)
+    assert result.data_rows is not None
+    assert result.data_rows.lines() == [
+        "data: lightgcn files are read strictly (a malformed line stops the run), so nothing was skipped"
+    ]
+    assert art.verify_run_dir(result.run_dir).data_rows["strict_format"] == "lightgcn"

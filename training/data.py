@@ -468,7 +468,19 @@ def prepare_dataset(cfg: TrainConfig, holdout: bool = True) -> Prepared:
         "train_nnz": int(inter.train.nnz),
         "test_nnz": int(inter.test.nnz),
     }
-    return Prepared(interactions=inter, seen=seen, world=None, stats=stats, labels=inter.labels)
+    return Prepared(
+        interactions=inter,
+        seen=seen,
+        world=None,
+        stats=stats,
+        labels=inter.labels,
+        rows=RowsReport(strict_format=cfg.data.format, filtered_by=_filter_option(cfg)),
+    )
+
+
+def _filter_option(cfg: TrainConfig) -> str | None:
+    rating = cfg.data.options.get("min_rating")
+    return None if rating is None else f"min_rating={rating}"
 
 
 def prepare(cfg: TrainConfig, holdout: bool = True) -> Prepared:

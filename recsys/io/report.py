@@ -74,6 +74,11 @@ class RowsReport:
     on a file with a third of its rows malformed says so (and fails above a threshold)."""
 
     tables: dict[str, LoadReport] = field(default_factory=dict)
+    strict_format: str | None = None
+    """Set for benchmark formats (LightGCN, RecBole, MovieLens): their loaders stop at the first
+    malformed line, so a run that loaded skipped nothing (and rows are not counted per table)."""
+    filtered_by: str | None = None
+    """An option that leaves rows out on purpose (``min_rating=4``), said beside the strict note."""
 
     @property
     def read(self) -> int:
@@ -103,9 +108,19 @@ class RowsReport:
             "skipped_fraction": round(self.skipped_fraction, 6),
             "skipped": self.skipped,
             "tables": {name: r.to_dict() for name, r in self.tables.items()},
+            **({"strict_format": self.strict_format} if self.strict_format else {}),
+            **({"filtered_by": self.filtered_by} if self.filtered_by else {}),
         }
 
     def lines(self) -> list[str]:
+        if self.strict_format is not None:
+            note = (
+                f"; rows outside {self.filtered_by} are left out by that option" if self.filtered_by else ""
+            )
+            return [
+                f"data: {self.strict_format} files are read strictly (a malformed line stops the run), "
+                f"so nothing was skipped{note}"
+            ]
         out = [
             f"data: read {self.read:,} rows, kept {self.kept:,}, skipped {self.read - self.kept:,} "
             f"({self.skipped_fraction:.2%})"

@@ -99,6 +99,10 @@ def id_column(name: str, kind: str, *, nullable: bool = False) -> Column:
     return Column(name, pa.int64(), nullable=nullable, id_kind=kind)
 
 
+UNKNOWN_CATEGORY = "unknown"
+"""The category of an item the shop's catalogue does not describe (``kolfeed data import`` writes it):
+the ranker treats it as no category (no per-category cap, no "trending in ..." reason)."""
+
 # Ids are external ids (strings or integers in files) held as int64 keys (recsys/ids.py);
 # timestamps are int64 unix seconds; money is float64.
 USERS = TableSchema(

@@ -8,7 +8,6 @@ event log, ranker) works on int64 keys.
 from __future__ import annotations
 
 import logging
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -267,66 +266,86 @@ async def test_kol_reports_name_creators_by_the_shop_s_ids(
 
 
 # ------------------------------------------------------------------ a shop that brought only events
+SHOP_ACTIONS = {"page_view": "click", "add_to_cart": "cart", "purchase": "buy"}
+"""The shop's event names (others keep ours): what ``kolfeed data import --actions`` maps."""
+
+
+def shop_customer(user: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://shop.example/customers/{user}"))
+
+
 @pytest.fixture(scope="module")
 def events_only_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run TRAINED on a world stripped to users, items and events (no creators, posts, follows or
-    friends; events without kol_id/post_id/to_user_id): what an events-only shop has."""
+    """A run TRAINED on what an events-only shop has: one events export (customer UUIDs, SKUs, the
+    shop's event names, millisecond timestamps; no creators, posts, follows or friends), imported with
+    ``recsys.io.shop_import`` and trained with the world ALS pipeline."""
+    import pyarrow.csv as pcsv
+
+    from recsys.io.shop_import import ImportOptions, import_shop
     from recsys.world.config import scale_config
     from recsys.world.generate import generate_world
     from training.config import config_from_dict
     from training.run import train
 
-    world = tmp_path_factory.mktemp("events_only_world")
+    base = tmp_path_factory.mktemp("events_only")
     config = scale_config("tiny").model_copy(update={"n_users": 300, "n_items": 400, "days": 7})
-    generate_world(config, 1, world, scale="tiny", progress=False)
-    for name in ("kols", "posts", "follows", "friends"):
-        (world / f"{name}.parquet").unlink()
-    shutil.rmtree(world / "truth", ignore_errors=True)
-    for path in (
-        world / "events.parquet",
-        world / "split" / "train.parquet",
-        world / "split" / "test.parquet",
-    ):
-        table = pq.read_table(path)
-        for column in ("post_id", "kol_id", "to_user_id"):
-            field = table.schema.field(column)
-            table = table.set_column(
-                table.schema.get_field_index(column), field, pa.nulls(len(table), field.type)
-            )
-        pq.write_table(table, path)
+    generate_world(config, 1, base / "world", scale="tiny", progress=False)
+    events = pq.read_table(base / "world" / "events.parquet", columns=["ts", "user_id", "item_id", "action"])
+    events = events.filter(pa.compute.not_equal(events["action"], "impression"))  # keep the file small
+    renamed = {ours: theirs for theirs, ours in SHOP_ACTIONS.items()}
+    export = pa.table(
+        {
+            "customer_id": [shop_customer(u) for u in events["user_id"].to_pylist()],
+            "sku": [f"SKU-{i:05d}" for i in events["item_id"].to_pylist()],
+            "event_type": [renamed.get(a, a) for a in events["action"].to_pylist()],
+            "timestamp": [ts * 1000 for ts in events["ts"].to_pylist()],
+        }
+    )
+    pcsv.write_csv(export, base / "export.csv")
+    import_shop(
+        ImportOptions(
+            events=base / "export.csv",
+            out=base / "dataset",
+            columns={"user_id": "customer_id", "item_id": "sku", "action": "event_type", "ts": "timestamp"},
+            actions=SHOP_ACTIONS,
+        )
+    )
     cfg = {
         "name": "events_only",
         "seed": 1,
-        "data": {"path": str(world), "format": "world"},
+        "data": {"path": str(base / "dataset"), "format": "world"},
         "model": {"name": "als", "params": {"factors": 8, "iterations": 3}},
     }
-    out = tmp_path_factory.mktemp("events_only_runs")
-    train(config_from_dict(cfg), out, quiet=True)
-    return out
+    train(config_from_dict(cfg), base / "runs", quiet=True)
+    return base / "runs"
 
 
-async def test_an_events_only_run_serves_feeds_and_says_which_signals_are_off(
+async def test_an_events_only_shop_is_served_and_the_service_says_which_signals_are_off(
     events_only_run: Path, ranking_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     model = FeedModel.load(A.newest_run(events_only_run))
     assert len(model.post_ids) == 0 and len(model.user_friends.indices) == 0
     trained = model.user_emb.any(axis=1)  # users without training events have zero rows (cold)
-    user = int(model.users.ids[trained.argmax()])
+    customer = model.label("user", int(model.users.ids[trained.argmax()]))  # a customer the run knows
+    assert trained.any() and customer != str(model.users.ids[trained.argmax()])  # a UUID, not a key
     with caplog.at_level(logging.WARNING, logger="serving.state"):
         async with serving(settings_for(events_only_run, ranking_dir)) as client:
             lines = [r.getMessage() for r in caplog.records if "signals off" in r.getMessage()]
             assert len(lines) == 1, lines
-            assert "KOL affinity" in lines[0] and "social proof" in lines[0]
-            pages = [await feed(client, u, limit=20) for u in (user, NEW_SHOPPER)]
-            r = await post_events(
-                client, {"user_id": user, "item_id": pages[0]["items"][0]["item_id"], "action": "buy"}
-            )
+            assert "KOL affinity" in lines[0] and "social proof" in lines[0] and "categories" in lines[0]
+            pages = [await feed(client, u, limit=20) for u in (customer, NEW_SHOPPER)]
+            bought = pages[0]["items"][0]["item_id"]
+            r = await post_events(client, {"user_id": customer, "item_id": bought, "action": "buy"})
             assert r.status_code == 202
-            pages.append(await feed(client, user, limit=20))
+            pages.append(await feed(client, customer, limit=20))
+    assert [p["user_id"] for p in pages] == [customer, NEW_SHOPPER, customer]
     for page in pages:
         assert len(page["items"]) == 20 and page["degraded"] is False
         for e in page["items"]:
-            assert e["kol_id"] is None and e["post_id"] is None
+            assert e["item_id"].startswith("SKU-") and e["kol_id"] is None and e["post_id"] is None
             assert not any("@" in reason or "creator" in reason for reason in e["reasons"]), e
-    assert any(e["source"] == "ann" for e in pages[0]["items"])
-    assert pages[0]["items"][0]["item_id"] not in {e["item_id"] for e in pages[2]["items"]}
+            assert "trending in unknown" not in e["reasons"]  # the import's placeholder is no category
+    # a full page: the import's one placeholder category does not cap it at per_category_cap items
+    assert any(e["source"] == "ann" for e in pages[0]["items"])  # the known customer is personalised
+    assert not any(e["source"] == "ann" for e in pages[1]["items"])  # the new one gets a cold start
+    assert bought not in {e["item_id"] for e in pages[2]["items"]}

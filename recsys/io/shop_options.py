@@ -13,7 +13,7 @@ from typing import Any
 
 from recsys.io.errors import DataError
 from recsys.io.timestamps import iso
-from recsys.schema import ACTION_NAMES
+from recsys.schema import ACTION_NAMES, UNKNOWN_CATEGORY
 
 SKIP = "skip"
 """``--actions name=skip``: rows with that event name are dropped and counted, not an error."""
@@ -24,7 +24,7 @@ ITEM_FIELDS: tuple[str, ...] = ("category", "brand")
 """Item attributes an events file may carry on each row (public logs often have a category column):
 they describe items that have no catalogue row (the item's latest value wins)."""
 DEFAULT_ITEM: dict[str, Any] = {
-    "category": "unknown",
+    "category": UNKNOWN_CATEGORY,
     "brand": "unknown",
     "price": 0.0,
     "merchant_id": "0",

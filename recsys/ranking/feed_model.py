@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from recsys import artifacts as A
 from recsys.index import INDEX_INFO, build_index, load_index
+from recsys.schema import UNKNOWN_CATEGORY
 
 log = logging.getLogger(__name__)
 
@@ -445,10 +446,14 @@ class FeedModel:
         if items is not None:
             rows = self.items.rows(items["item_id"])
             ok = rows >= 0
-            cats = np.asarray(items["category"]).astype(str)
-            self.categories = sorted(set(cats[ok].tolist()))
+            # an item without a known category (null, empty, the import's placeholder) keeps code -1:
+            # one catch-all "category" would cap an events-only shop's page at per_category_cap items
+            raw_cats = np.asarray(items["category"]).tolist()
+            cats = np.array([c or UNKNOWN_CATEGORY for c in raw_cats], dtype=str)
+            known_cat = ok & (cats != UNKNOWN_CATEGORY)
+            self.categories = sorted(set(cats[known_cat].tolist()))
             code = {c: i for i, c in enumerate(self.categories)}
-            self.item_category[rows[ok]] = np.array([code[c] for c in cats[ok]], dtype=np.int64)
+            self.item_category[rows[known_cat]] = np.array([code[c] for c in cats[known_cat]], dtype=np.int64)
             if "in_stock" in items:
                 self.item_in_stock[rows[ok]] = np.asarray(items["in_stock"], dtype=bool)[ok]
             if "price" in items:

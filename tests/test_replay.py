@@ -1,4 +1,4 @@
-"""Replay of the event log into the store: memory://, the REAL Redis (db 13), and an outage.
+"""Replay of the event log into the store: memory://, the REAL Redis (the test db), and an outage.
 
 The outage is real too: a redis:// URL at a port where nothing listens raises StoreUnavailable.
 """
@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from features.eventlog import EventLog, LogLockedError, LogReader, claim_worker_
 from features.factory import open_store
 from features.replay import POSITION_FILE, Replayer, log_and_apply, read_position, rebuild_store, run_replayer
 
-REPLAY_DB = 13
 DEAD_URL = "redis://127.0.0.1:6391/13"
 NOW = 1_700_000_000.0
 
@@ -57,17 +55,11 @@ async def redis_total_bought(url: str) -> int:
 
 
 @pytest.fixture
-def redis13(redis_server: str) -> Iterator[str]:
-    """Base URL of db 13 with a unique key prefix; db 13 is flushed afterwards."""
-    import redis
-
+def redis13(redis_url: str) -> str:
+    """The test db (KOLFEED_TEST_REDIS_DB, emptied around the test) with a unique key prefix; a fixed
+    db here would flush whichever checkout's test db that number is."""
     prefix = f"kf:test-replay-{uuid.uuid4().hex[:8]}:"
-    try:
-        yield f"{redis_server}/{REPLAY_DB}?prefix={prefix}&socket_timeout=2&socket_connect_timeout=2"
-    finally:
-        client = redis.Redis(host="127.0.0.1", port=6379, db=REPLAY_DB)
-        client.flushdb()
-        client.close()
+    return f"{redis_url}?prefix={prefix}&socket_timeout=2&socket_connect_timeout=2"
 
 
 def fill_log(directory: Path, n_buys: int, batch: int = 37, first: int = 0) -> EventLog:

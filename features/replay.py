@@ -13,7 +13,10 @@ Service contract (how serving wires it):
   with several worker processes each opens its own sub-log with ``claim_worker_log(dir)`` and runs
   its own ``Replayer`` over it (``replay.pos`` lives in the sub-log). Each sub-log reaches the store
   in its own order; there is no order between workers' events (as between concurrent requests).
-* ``POST /v1/events``: ``result = await log_and_apply(log, replayer, store, events)``. It appends
+* ``POST /v1/events``: ``result = await committer.submit(events, store)``
+  (:class:`features.group_commit.GroupCommitter`: the same steps for a whole group of concurrent
+  requests, one fsync and one :meth:`Replayer.apply_appended` per group). One request alone:
+  ``result = await log_and_apply(log, replayer, store, events)``. It appends
   the batch with ``await asyncio.to_thread(log.append_batch, events)`` (durable when it returns;
   if THAT raises, the events were not accepted: answer 5xx, or 422 for ``InvalidEventError``), then
   applies the batch to the store directly only if the replayer is caught up (every earlier event is

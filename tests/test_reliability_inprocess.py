@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from features.base import StoreEvent, UserState
 from features.errors import StoreUnavailable
@@ -233,3 +234,19 @@ async def test_group_commit_counters_are_exported(tmp_path: Path) -> None:
         requests = re.search(r"^kolfeed_event_log_group_commit_requests_total ([\d.]+)$", text, flags=re.M)
         assert groups is not None and requests is not None
         assert float(requests.group(1)) == 8 and 1 <= float(groups.group(1)) <= 8
+
+
+async def test_the_service_records_its_replica_id_in_a_new_event_log(tmp_path: Path) -> None:
+    from features.eventlog import read_replica
+    from serving.runner import ServeError, check_event_log_free
+
+    async with service(tmp_path, replica="eu-1") as (app, client, _store):
+        assert app.state.event_log.replica == "eu-1"
+        batch = {"events": [{"user_id": 1, "item_id": 1000, "action": "click"}]}
+        assert (await client.post("/v1/events", json=batch)).status_code == 202
+    assert read_replica(tmp_path / "eventlog") == "eu-1"
+    other = Settings(event_log_dir=tmp_path / "eventlog", replica="us-2")
+    with pytest.raises(ServeError, match="belongs to replica 'eu-1'"):
+        check_event_log_free(other)  # `kolfeed serve --replica us-2` on eu-1's log: refused up front
+    with pytest.raises(ValidationError):
+        Settings(replica="not/a/host")

@@ -318,6 +318,10 @@ def ingest_command(
     concurrency: int = typer.Option(32, min=1, help="hey -c"),
     rounds: int = typer.Option(2, min=1, help="alternating baseline / current rounds (medians reported)"),
     kill_after: float = typer.Option(2.0, min=0.1, help="SIGKILL check: seconds of load before the kill"),
+    workers: int = typer.Option(
+        1, min=1, max=8, help="kolfeed serve --workers (> 1: a private redis-server is the store)"
+    ),
+    tag: str = typer.Option("", help="result file suffix: ingest<_tag>.json"),
 ) -> None:
     """Acknowledged one-event POSTs/s before and after group commit (hey), and a SIGKILL under load."""
     from kolfeed.bench.harness import HarnessError
@@ -330,9 +334,10 @@ def ingest_command(
         rounds=rounds,
         kill_after_s=kill_after,
         baseline_ref=baseline_ref or None,
+        workers=workers,
     )
     try:
-        out = run_ingest(Path(run) if run else None, Path(results), params)
+        out = run_ingest(Path(run) if run else None, Path(results), params, tag)
     except (HarnessError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None

@@ -43,13 +43,15 @@ class IngestParams:
     warmup: int = 320
     kill_after_s: float = 2.0
     baseline_ref: str | None = None
+    workers: int = 1
+    """``kolfeed serve --workers``; > 1 serves with a private redis-server as the shared store."""
 
 
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (and its reaped children) from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
+    """User + system CPU seconds of a process and its live descendants (``--workers``) from /proc."""
+    from kolfeed.bench.serve import tree_status
+
+    return float(tree_status(pid)["cpu_s"])
 
 
 def parse_hey(text: str) -> dict[str, Any]:
@@ -81,9 +83,9 @@ def _hey(url: str, n: int, c: int) -> dict[str, Any]:
 
 
 def _log_events(log_dir: Path) -> int:
-    from features.eventlog import LogReader
+    from features.eventlog import LogReader, log_dirs
 
-    return sum(1 for _ in LogReader(log_dir).records())
+    return sum(1 for d in log_dirs(log_dir) for _ in LogReader(d).records())
 
 
 def _metric(url_port: int, name: str) -> float | None:
@@ -100,17 +102,21 @@ def _metric(url_port: int, name: str) -> float | None:
 
 def measure(label: str, run_dir: Path, work: Path, p: IngestParams, source: Path | None) -> dict[str, Any]:
     """One service (fresh log), a warm-up, then hey; acked req/s, CPU-ms per ack, log check."""
+    from kolfeed.bench.harness import RedisServer
+
     log_dir = work / "eventlog"
+    redis = RedisServer(log_path=work / "redis.log").start() if p.workers > 1 else None
     cfg = ServiceConfig(
         run_dir=run_dir,
-        store_url="memory://",
+        store_url=redis.url() if redis is not None else "memory://",
         event_log_dir=log_dir,
         log_path=work / "service.log",
         source_dir=source,
+        workers=p.workers,
     )
     svc = ServiceProcess(cfg)
-    svc.start()
     try:
+        svc.start()
         assert svc.proc is not None
         _hey(svc.base_url, p.warmup, p.concurrency)
         cpu0 = _cpu_s(svc.proc.pid)
@@ -120,6 +126,8 @@ def measure(label: str, run_dir: Path, work: Path, p: IngestParams, source: Path
         grouped = _metric(svc.port, "kolfeed_event_log_group_commit_requests_total")
     finally:
         svc.stop()
+        if redis is not None:
+            redis.kill()
     acked = result["statuses"].get("202", 0)
     wall = result["wall_s"] or 0.0
     row = {
@@ -209,7 +217,7 @@ def _baseline_checkout(ref: str, where: Path) -> Path:
     return where
 
 
-def run(run_dir: Path | None, results_dir: Path, p: IngestParams) -> dict[str, Any]:
+def run(run_dir: Path | None, results_dir: Path, p: IngestParams, tag: str = "") -> dict[str, Any]:
     from kolfeed.bench.chaos import build_run
 
     work = Path(tempfile.mkdtemp(prefix="kolfeed-ingest-"))
@@ -249,7 +257,8 @@ def run(run_dir: Path | None, results_dir: Path, p: IngestParams) -> dict[str, A
     base, new = summary("baseline"), summary("group_commit")
     result: dict[str, Any] = {
         "benchmark": "ingest",
-        "command": f"hey -n {p.requests} -c {p.concurrency} -m POST (one-event batches), memory:// store",
+        "command": f"hey -n {p.requests} -c {p.concurrency} -m POST (one-event batches) against "
+        + ("kolfeed serve (memory://)" if p.workers == 1 else f"kolfeed serve --workers {p.workers} (redis)"),
         "params": asdict(p),
         "run": str(run_dir) if run_dir is not None else "world tiny seed 7 + world_graphfilter (built)",
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
@@ -265,8 +274,9 @@ def run(run_dir: Path | None, results_dir: Path, p: IngestParams) -> dict[str, A
             new["server_cpu_ms_per_ack_median"] / base["server_cpu_ms_per_ack_median"], 3
         )
     results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "ingest.json").write_text(json.dumps(result, indent=2) + "\n")
-    _plot(result, results_dir / "ingest.png")
+    name = f"ingest_{tag}" if tag else "ingest"
+    (results_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    _plot(result, results_dir / f"{name}.png")
     return result
 
 
@@ -292,7 +302,8 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     axes[1].set_ylabel("server CPU-ms per acknowledged request")
     k = result["sigkill"]
     fig.suptitle(
-        f"POST /v1/events, one event per request, {result['params']['concurrency']} clients (hey); "
+        f"POST /v1/events, one event per request, {result['params']['concurrency']} clients (hey), "
+        f"{result['params']['workers']} worker(s); "
         f"SIGKILL: {k['acknowledged']} acked, {k['lost']} lost",
         fontsize=9,
     )

@@ -59,12 +59,60 @@ def _hash_key(text: str) -> int:
     return -2 - (int.from_bytes(digest, "big") >> 2)
 
 
+def _hash_keys(texts: list[str]) -> np.ndarray:
+    """:func:`_hash_key` of many strings: the digests are joined and read as big-endian uint64."""
+    blake2b = hashlib.blake2b
+    digests = b"".join([blake2b(t.encode("utf-8"), digest_size=8).digest() for t in texts])
+    high = np.frombuffer(digests, dtype=">u8") >> np.uint64(2)
+    return -2 - high.astype(np.int64)
+
+
 def id_key(value: object, field: str = "id") -> int:
     """The int64 key of one external id (validated; see the module docstring for the rule)."""
     text = check_id(value, field)
     if _CANONICAL_INT.fullmatch(text) and int(text) <= _INT64_MAX:
         return int(text)
     return _hash_key(text)
+
+
+_ASCII_PRINTABLE = r"^[\x20-\x7e]+$"
+_CANONICAL_PATTERN = r"^(0|[1-9][0-9]{0,18})$"
+
+
+def _mask(values: pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def text_keys(values: pa.Array, field: str = "id") -> tuple[np.ndarray, np.ndarray]:
+    """Keys of a string array, one per entry, and the mask of entries that are not ids (their key
+    is 0). The same keys as :func:`id_key`, computed in bulk: ASCII values are checked and split
+    into canonical decimals and hashed strings by pyarrow; only the hashing, and any non-ASCII
+    value, is per-value Python work."""
+    n = len(values)
+    keys = np.zeros(n, dtype=np.int64)
+    bad = np.zeros(n, dtype=bool)
+    if n == 0:
+        return keys, bad
+    ascii_ = _mask(pc.string_is_ascii(values))
+    length = np.asarray(pc.fill_null(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False))
+    ok = ascii_ & _mask(pc.match_substring_regex(values, _ASCII_PRINTABLE)) & (length <= MAX_ID_LENGTH)
+    bad[ascii_ & ~ok] = True
+    canonical = ok & _mask(pc.match_substring_regex(values, _CANONICAL_PATTERN))
+    at = np.flatnonzero(canonical)
+    if len(at):
+        numbers = np.asarray(pc.cast(values.take(pa.array(at)), pa.uint64()).to_numpy(zero_copy_only=False))
+        fits = numbers <= _INT64_MAX
+        keys[at[fits]] = numbers[fits].astype(np.int64)
+        canonical[at[~fits]] = False  # 19 digits beyond int64: hashed like any other string
+    at = np.flatnonzero(ok & ~canonical)
+    if len(at):
+        keys[at] = _hash_keys(values.take(pa.array(at)).to_pylist())
+    for i in np.flatnonzero(~ascii_).tolist():  # non-ASCII (or null): the one-value rule decides
+        try:
+            keys[i] = id_key(values[i].as_py(), field)
+        except IdError:
+            bad[i] = True
+    return keys, bad
 
 
 def id_keys(values: pa.Array | pa.ChunkedArray | Iterable[object], field: str = "id") -> np.ndarray:
@@ -85,8 +133,9 @@ def id_keys(values: pa.Array | pa.ChunkedArray | Iterable[object], field: str = 
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         arr = pc.cast(arr, pa.string())
     encoded = pc.dictionary_encode(arr)
-    distinct = encoded.dictionary.to_pylist()
-    table = np.fromiter((id_key(v, field) for v in distinct), dtype=np.int64, count=len(distinct))
+    table, bad = text_keys(encoded.dictionary, field)
+    if bad.any():
+        id_key(encoded.dictionary[int(np.argmax(bad))].as_py(), field)  # raises, naming the problem
     return table[encoded.indices.to_numpy(zero_copy_only=False)]
 
 

@@ -80,15 +80,15 @@ def test_recbole_known_split(tmp_path: Path) -> None:
     path = tmp_path / "toy.inter"
     path.write_text(INTER)
     data = load_recbole(path)  # u1: 5 rows -> 1 test (latest: a@50); u2: 4 rows -> floor(0.8) = 0 test
-    assert data.labels.labels_of("user", data.user_ids).tolist() == ["u1", "u2"]
-    assert data.labels.labels_of("item", data.item_ids).tolist() == ["a", "b", "c", "d", "e"]
+    assert data.labels.labels_of("user", data.user_ids) == ["u1", "u2"]
+    assert data.labels.labels_of("item", data.item_ids) == ["a", "b", "c", "d", "e"]
     assert data.user_ids.dtype == np.int64 and data.user_ids.tolist() == [id_key("u1"), id_key("u2")]
     assert pairs(data.test) == {(0, 0)}
     assert pairs(data.train) == {(0, 1), (0, 2), (0, 3), (0, 4), (1, 0), (1, 1), (1, 2), (1, 3)}
     half = load_dataset(tmp_path, "recbole", {"test_ratio": 0.5})  # directory with one .inter
     assert pairs(half.test) == {(0, 0), (0, 2), (1, 1), (1, 2)}  # u1: a@50, c@40; u2: b@9, c@8
     liked = load_recbole(path, min_rating=4, test_ratio=0.5)  # keeps u1 a,c; u2 a,b,d
-    assert liked.labels.labels_of("item", liked.item_ids).tolist() == ["a", "b", "c", "d"]
+    assert liked.labels.labels_of("item", liked.item_ids) == ["a", "b", "c", "d"]
     assert pairs(liked.test) == {(0, 0), (1, 1)}
     assert pairs(liked.train) == {(0, 2), (1, 0), (1, 3)}
 

@@ -73,3 +73,37 @@ def test_run_dir_labels_keep_only_hashed_ids_and_round_trip(tmp_path) -> None:
     assert len(got["item"]) == 2 and got["kol"] == {}
     assert [key_label(int(k), got["item"]) for k in keys] == ["sku-1", "42", "ü"]
     assert load_labels(tmp_path / "missing.parquet")["post"] == {}
+
+
+def test_bulk_text_keys_agree_with_the_one_value_rule() -> None:
+    from recsys.ids import text_keys
+
+    values = [
+        "0",
+        "42",
+        "007",
+        "-5",
+        "9223372036854775807",  # int64 max: its own key
+        "9223372036854775808",  # one more: hashed
+        "9999999999999999999",
+        "sku-1",
+        " padded ",
+        "ü-sku",
+        "emoji-🛒",
+        "",
+        "x" * MAX_ID_LENGTH,
+        "x" * (MAX_ID_LENGTH + 1),
+        "ü" * (MAX_ID_LENGTH + 1),
+        "tab\there",
+        "bell\x07",
+        "nbsp\u00a0",
+        "3f2b8c1e-1d7a-4b0e-9a55-0c2d9e1f4a7b",
+    ]
+    keys, bad = text_keys(pa.array(values, pa.string()))
+    for value, key, is_bad in zip(values, keys.tolist(), bad.tolist(), strict=True):
+        try:
+            expected = id_key(value)
+        except IdError:
+            assert is_bad, value
+        else:
+            assert not is_bad and key == expected, value

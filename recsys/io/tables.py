@@ -32,7 +32,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from recsys.id_labels import IdLabels
-from recsys.ids import MAX_ID_LENGTH, IdError, check_id, id_key
+from recsys.ids import MAX_ID_LENGTH, IdError, check_id, text_keys
 from recsys.io.errors import TableError
 from recsys.io.report import MAX_EXAMPLES, LoadReport, LoadResult
 from recsys.schema import Column, TableSchema
@@ -348,32 +348,30 @@ def _parse_strings(strings: pa.Array, target: pa.DataType) -> tuple[pa.Array, np
     return pc.cast(_null_out(trimmed, bad), target), bad
 
 
-_IdColumn = tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]
+_IdColumn = tuple[pa.Array, np.ndarray, np.ndarray, pa.Array]
 """An id column converted: keys (bad entries null), bad mask, hashed keys seen, their labels."""
 
 
 def _id_keys_of_text(text: pa.Array, field: str) -> _IdColumn:
     """Keys of string ids (bad entries null), the bad mask, and the hashed (keys, labels) seen.
-    Each distinct id is validated and hashed once."""
+    Each distinct id is validated and keyed once (:func:`recsys.ids.text_keys`)."""
     n = len(text)
     encoded = pc.dictionary_encode(pc.utf8_trim_whitespace(text))
-    distinct = encoded.dictionary.to_pylist()
-    keys = np.zeros(len(distinct), dtype=np.int64)
-    invalid = np.zeros(len(distinct), dtype=bool)
-    for i, value in enumerate(distinct):
-        try:
-            keys[i] = id_key(value, field)
-        except IdError:
-            invalid[i] = True
+    distinct = encoded.dictionary
+    if len(distinct) == 0:
+        return (
+            pa.nulls(n, pa.int64()),
+            np.zeros(n, dtype=bool),
+            np.zeros(0, np.int64),
+            pa.array([], pa.string()),
+        )
+    keys, invalid = text_keys(distinct, field)
     valid = _mask(pc.is_valid(encoded.indices))
-    if not distinct:
-        return pa.nulls(n, pa.int64()), np.zeros(n, dtype=bool), keys, np.asarray([], dtype=np.str_)
     codes = np.asarray(pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
     bad = valid & invalid[codes]
     values = pa.array(keys[codes], pa.int64(), mask=~valid | bad)
     hashed = (keys < 0) & ~invalid
-    labels = np.asarray([v for v, h in zip(distinct, hashed, strict=True) if h], dtype=np.str_)
-    return values, bad, keys[hashed], labels
+    return values, bad, keys[hashed], distinct.filter(pa.array(hashed))
 
 
 def _convert_ids(path: Path, raw: pa.Array, col: Column) -> _IdColumn:
@@ -387,7 +385,7 @@ def _convert_ids(path: Path, raw: pa.Array, col: Column) -> _IdColumn:
         if ints is not None:
             negative = _mask(pc.less(ints, 0))
             if not negative.any():
-                return ints, np.zeros(len(raw), dtype=bool), np.zeros(0, np.int64), np.zeros(0, np.str_)
+                return ints, np.zeros(len(raw), dtype=bool), np.zeros(0, np.int64), pa.array([], pa.string())
             raw = pc.cast(ints, pa.string())
     if not (pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type) or pa.types.is_null(raw.type)):
         try:

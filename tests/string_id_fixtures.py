@@ -1,7 +1,8 @@
 """The tiny run of :mod:`tests.ranking_fixtures` with a shop's string ids, for serving tests.
 
 Same world, same facts, but every external id is a string the way a shop writes it: users are UUIDs,
-items are SKUs (``SKU-1001``), creators are handles (``glow_10``) and posts ``post-500``. The run
+items are SKUs (``SKU-1001``), creators are handles (``glow_10``; ``studio/glow_11`` has a slash, as
+an opaque id may) and posts ``post-500``. The run
 directory holds their int64 keys (``recsys.ids.id_key``) in its arrays and tables and the labels in
 ``labels.parquet``, as training writes them. Look ids up with :class:`Shop` (Tiny's int → the string).
 """
@@ -36,7 +37,7 @@ class Shop:
 
     @staticmethod
     def kol(k: int) -> str:
-        return f"glow_{k}"
+        return "studio/glow_11" if k == 11 else f"glow_{k}"  # ids are opaque: one holds a slash
 
     @staticmethod
     def post(p: int) -> str:

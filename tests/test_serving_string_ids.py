@@ -257,10 +257,16 @@ async def test_kol_reports_name_creators_by_the_shop_s_ids(
     async with serving(settings) as client:
         board = (await client.get("/v1/kols/leaderboard", params={"commission": 0.1})).json()
         one = await client.get(f"/v1/kols/{Shop.kol(10)}/report", params={"commission": 0.1})
+        slashed = await client.get(f"/v1/kols/{Shop.kol(11)}/report")  # studio/glow_11
         missing = await client.get("/v1/kols/nobody/report")
         bad = await client.get(f"/v1/kols/{'k' * 129}/report")
     assert [k["kol_id"] for k in board["kols"]] == [Shop.kol(10), Shop.kol(11)]
     assert one.status_code == 200 and one.json()["gmv"] == 30.0 and one.json()["roi"] == pytest.approx(0.5)
+    assert (
+        slashed.status_code == 200
+        and slashed.json()["kol_id"] == Shop.kol(11)
+        and slashed.json()["gmv"] == 5.0
+    )
     assert missing.status_code == 404 and "nobody" in missing.json()["detail"]
     assert bad.status_code == 422 and "path kol_id" in bad.json()["detail"] and "128" in bad.json()["detail"]
 

@@ -115,7 +115,7 @@ async def leaderboard(
 
 
 @router.get(
-    "/v1/kols/{kol_id}/report",
+    "/v1/kols/{kol_id:path}/report",
     response_model=KolReport,
     responses=ERRORS,
     summary="One KOL's attribution report",

@@ -78,6 +78,26 @@ class FeatureStore(Protocol):
         scores decayed to ``now`` (default: wall-clock time), best first."""
         ...
 
+    async def record_logged(
+        self, log_id: int, batch: Sequence[tuple[int, StoreEvent]], rebuilding: bool = False
+    ) -> None:
+        """Apply ``(seq, event)`` pairs of event log ``log_id`` EXACTLY ONCE: the store keeps, with
+        the counters and atomically with them, the highest seq of each log it applied, and skips
+        events at or below it. Raises :class:`~features.errors.StoreDataLost` (nothing applied where
+        the loss is) when the store lost that position, unless ``rebuilding`` (then a missing position
+        counts as 0: the log is being replayed from its start). See :mod:`features.logged_writes`."""
+        ...
+
+    async def log_intact(self, log_id: int) -> bool:
+        """True when the store holds the position of log ``log_id`` everywhere it keeps one (it was
+        sealed and nothing was lost since); False: the log must be replayed with ``rebuilding``."""
+        ...
+
+    async def seal_log(self, log_id: int, seq: int) -> None:
+        """After replaying log ``log_id`` up to ``seq`` from its start: mark the store as holding it
+        (every position still missing becomes ``seq``)."""
+        ...
+
     async def announce(self, name: str, value: str) -> None:
         """Publish a small service-wide value under ``name`` (e.g. the served run), replacing the
         previous one; every process sharing the store reads it with :meth:`announced`."""

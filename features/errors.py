@@ -26,3 +26,8 @@ class StoreAuthError(StoreUnavailable, StoreConfigError):
 
 class InvalidEventError(StoreError, ValueError):
     """An event the store cannot apply (e.g. an unknown action); the whole batch is rejected."""
+
+
+class StoreDataLost(StoreUnavailable):
+    """The store no longer holds what an event log put in it (a Redis or cluster primary restarted
+    empty): nothing was applied to the lost part; the log must be replayed with ``rebuilding=True``."""

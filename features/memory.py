@@ -15,7 +15,16 @@ from collections.abc import Callable, Sequence
 
 from features.base import StoreEvent, UserState
 from features.decay import DecayClock
-from features.layout import assemble, layout_of, merge_top, plan_writes, raw_user_read, user_read_keys
+from features.errors import StoreDataLost
+from features.layout import (
+    assemble,
+    layout_of,
+    merge_top,
+    plan_writes,
+    raw_user_read,
+    user_read_keys,
+    validate_events,
+)
 from features.options import StoreOptions
 
 SWEEP_EVERY_WRITES = 10_000
@@ -47,6 +56,7 @@ class MemoryStore:
         self._zsets: dict[str, dict[int, float]] = {}
         self._expires: dict[str, float] = {}
         self._announced: dict[str, str] = {}
+        self._log_positions: dict[int, int] = {}
         self._writes_since_sweep = 0
         self._lock = threading.Lock()
 
@@ -157,6 +167,25 @@ class MemoryStore:
         top = parts[0] if len(parts) == 1 else merge_top(parts, k)
         return [(item, score * factor) for item, score in top]
 
+    async def record_logged(
+        self, log_id: int, batch: Sequence[tuple[int, StoreEvent]], rebuilding: bool = False
+    ) -> None:
+        if not batch:
+            return
+        validate_events([ev for _, ev in batch])
+        held = self._log_positions.get(log_id)
+        if held is None and not rebuilding:
+            raise StoreDataLost(f"{self.url} holds no position of event log {log_id}; replay it")
+        start = held or 0
+        await self.record_events([ev for seq, ev in batch if seq > start])
+        self._log_positions[log_id] = max(start, max(seq for seq, _ in batch))
+
+    async def log_intact(self, log_id: int) -> bool:
+        return log_id in self._log_positions
+
+    async def seal_log(self, log_id: int, seq: int) -> None:
+        self._log_positions.setdefault(log_id, seq)
+
     async def announce(self, name: str, value: str) -> None:
         self._announced[name] = value
 
@@ -171,6 +200,7 @@ class MemoryStore:
         with self._lock:
             self._zsets.clear()
             self._expires.clear()
+            self._log_positions.clear()
 
     async def close(self) -> None:
         return None

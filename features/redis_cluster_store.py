@@ -30,10 +30,12 @@ from redis._parsers.commands import AsyncCommandsParser
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 
 from features.base import UserState
 from features.errors import StoreConfigError, StoreUnavailable
 from features.layout import user_read_keys
+from features.logged_writes import CLUSTER_SLOTS, slot_tags
 from features.options import StoreOptions
 from features.redis_store import FEED_STATE_LUA, USER_READ_REPLIES, RedisStore, _glob_escape, _id_set
 from features.urls import StoreURL
@@ -164,6 +166,41 @@ class RedisClusterStore(RedisStore):
             for i, reply in zip(indices, result, strict=True):
                 out[i] = reply
         return out
+
+    # -- exactly-once: one position per (log, slot); see features/logged_writes.py ---------------
+    def _position_key(self, log_id: int, group: int) -> str:
+        return f"{self.options.prefix}log:{{{slot_tags()[group]}}}:{log_id}"
+
+    def _group_of(self, key: str) -> int:
+        return int(key_slot(key.encode()))
+
+    async def log_intact(self, log_id: int) -> bool:
+        """One slot per primary is enough: a primary that restarted empty lost all its slots."""
+        client = await self._initialized()
+        probes: dict[str, int] = {}
+        for slot, nodes in sorted(client.nodes_manager.slots_cache.items()):
+            if nodes:
+                probes.setdefault(nodes[0].name, slot)
+
+        async def run() -> list[Any]:
+            pipe = client.pipeline()
+            for slot in probes.values():
+                pipe.exists(self._position_key(log_id, slot))
+            return list(await pipe.execute())
+
+        return all(await self._call("log_intact", run))
+
+    async def seal_log(self, log_id: int, seq: int) -> None:
+        client = await self._initialized()
+
+        async def run() -> None:
+            for start in range(0, CLUSTER_SLOTS, 2048):
+                pipe = client.pipeline()
+                for slot in range(start, start + 2048):
+                    pipe.set(self._position_key(log_id, slot), seq, nx=True)
+                await pipe.execute()
+
+        await self._call("seal_log", run)
 
     async def ping(self) -> bool:
         """True when at least one primary answers: a dead shard degrades its users, it does not make

@@ -26,8 +26,9 @@ from redis.backoff import NoBackoff
 
 from features.base import StoreEvent, UserState
 from features.decay import DecayClock
-from features.errors import StoreAuthError, StoreError, StoreUnavailable
+from features.errors import StoreAuthError, StoreDataLost, StoreError, StoreUnavailable
 from features.layout import assemble, layout_of, merge_top, plan_writes, raw_user_read, user_read_keys
+from features.logged_writes import LOGGED_APPLY_LUA, group_writes
 from features.options import StoreOptions
 from features.urls import StoreURL
 
@@ -226,6 +227,58 @@ class RedisStore:
 
         replies = await self._call("trending", fetch)
         return [[(int(m), float(s)) for m, s in reply] for reply in replies]
+
+    # -- exactly-once application of logged events (features/logged_writes.py) --------------------
+    def _position_key(self, log_id: int, group: int) -> str:
+        """Where group ``group`` keeps log ``log_id``'s position (one group on a single Redis)."""
+        return f"{self.options.prefix}log:{log_id}"
+
+    def _group_of(self, key: str) -> int:
+        return 0
+
+    async def record_logged(
+        self, log_id: int, batch: Sequence[tuple[int, StoreEvent]], rebuilding: bool = False
+    ) -> None:
+        if not batch:
+            return
+        groups = group_writes(batch, self.options, self._group_of)
+        last = max(seq for seq, _ in batch)
+
+        async def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for group, write in groups.items():
+                keys = [self._position_key(log_id, group), *write.keys]
+                pipe.eval(LOGGED_APPLY_LUA, len(keys), *keys, *write.args(rebuilding, last))
+            return list(await pipe.execute(raise_on_error=False))
+
+        replies = await self._call(f"record_logged({len(batch)} events)", run)
+        failures = [r for r in replies if isinstance(r, BaseException)]
+        if failures:
+            raise StoreUnavailable(
+                f"redis at {self.url}: {len(failures)} of {len(replies)} slot groups did not apply "
+                f"a logged batch (the others did, exactly once): {self._scrub(str(failures[0]))}"
+            )
+        if any(r == -1 for r in replies):
+            raise StoreDataLost(
+                f"redis at {self.url} lost the position of event log {log_id} (restarted empty?): "
+                "the log must be replayed"
+            )
+
+    async def log_intact(self, log_id: int) -> bool:
+        key = self._position_key(log_id, 0)
+
+        async def run() -> int:
+            return int(await self._redis.exists(key))
+
+        return bool(await self._call("log_intact", run))
+
+    async def seal_log(self, log_id: int, seq: int) -> None:
+        key = self._position_key(log_id, 0)
+
+        async def run() -> None:
+            await self._redis.set(key, seq, nx=True)
+
+        await self._call("seal_log", run)
 
     async def announce(self, name: str, value: str) -> None:
         key = self._keys.announcement(name)

@@ -26,11 +26,14 @@ Service contract (how serving wires it):
   ``result.applied_to_store`` tells whether reads already reflect them.
 * readiness/metrics: ``replayer.pending`` is the number of logged events not yet in the store.
 
-Idempotency bound: the store's counters (affinity, trending) are not idempotent. The position is
-advanced right after each batch the store accepted, and direct applies and replays are serialised
-by one lock, so a crash between "store accepted" and "position written" re-applies at most that one
-batch (≤ ``batch_size`` events, or one request's batch). With ``fsync=False`` a power loss may
-also lose recent position writes, re-applying everything since the last one that reached disk.
+Exactly once: the store's counters (affinity, trending) are not idempotent, so a replayer given the
+log's id (``log_id``, what the service and ``kolfeed store rebuild`` do) applies through
+``store.record_logged``: the store keeps each log's applied position beside the counters, written
+in the same script (:mod:`features.logged_writes`), and skips what it already holds. The position
+file here is then only where reading starts: a crash between "store accepted" and "position
+written", or a position file lost to a power loss (``fsync=False``), re-sends batches the store
+skips. Without ``log_id`` (plain ``record_events``) such a crash re-applies at most one batch.
+Direct applies and replays are serialised by one lock.
 
 Events the store rejects as invalid (:class:`~features.errors.InvalidEventError`) cannot become valid
 by retrying; the replayer then applies that batch event by event and skips only the rejected ones
@@ -54,7 +57,7 @@ from typing import Protocol
 from features.base import FeatureStore, StoreEvent
 from features.errors import InvalidEventError, StoreUnavailable
 from features.eventlog import Cursor, EventLog, EventLogError, log_dirs
-from features.markers import log_marker_id, write_marker
+from features.markers import log_marker_id
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +136,23 @@ def write_position(path: Path, seq: int, fsync: bool = True) -> None:
 class Replayer:
     """Tracks and advances the log position up to which events are in the store."""
 
-    def __init__(self, log_source: LogSource, *, batch_size: int = REPLAY_BATCH, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        log_source: LogSource,
+        *,
+        batch_size: int = REPLAY_BATCH,
+        fsync: bool = True,
+        log_id: int | None = None,
+    ) -> None:
+        """``log_id`` (the log's store marker, :func:`features.markers.log_marker_id`): apply
+        exactly once through ``store.record_logged``; None: plain ``record_events`` (a batch
+        re-applied after a crash counts twice)."""
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
         self.log = log_source
         self.batch_size = batch_size
         self.fsync = fsync
+        self.log_id = log_id
         self.path = Path(log_source.directory) / POSITION_FILE
         self._position = read_position(self.path)
         end = log_source.end_seq()
@@ -181,16 +195,26 @@ class Replayer:
             # The store has the events; only the crash bound widens until the next successful write.
             log.error("%s: could not persist replay position %d: %s", self.path, seq, exc)
 
+    async def _apply(
+        self, store: FeatureStore, batch: Sequence[tuple[int, StoreEvent]], rebuilding: bool
+    ) -> None:
+        if self.log_id is None:
+            await store.record_events([ev for _, ev in batch])
+        else:
+            await store.record_logged(self.log_id, batch, rebuilding)
+
     async def replay_pending(
         self,
         store: FeatureStore,
         *,
         until: int | None = None,
         on_batch: Callable[[int], object] | None = None,
+        rebuilding: bool = False,
     ) -> ReplayResult:
         """Apply every logged event after the position (up to ``until``), in order, in batches;
         never raises for an unavailable store (it stops and reports). Safe to call repeatedly and
-        concurrently. ``on_batch(n)`` is called after each batch (progress bars)."""
+        concurrently. ``on_batch(n)`` is called after each batch (progress bars). ``rebuilding``:
+        the log is being replayed from its start into a store that lost (part of) it."""
         async with self._lock:
             result = ReplayResult(position=self._position)
             end = await asyncio.to_thread(self.log.end_seq)
@@ -205,10 +229,9 @@ class Replayer:
                     raise EventLogError(
                         f"{self.log.directory}: no records from seq {start} although end is {end}"
                     )
-                events = [ev for _, ev in batch]
                 try:
-                    await store.record_events(events)
-                    applied = len(events)
+                    await self._apply(store, batch, rebuilding)
+                    applied = len(batch)
                 except StoreUnavailable as exc:
                     result.stopped = str(exc)
                     break
@@ -219,7 +242,7 @@ class Replayer:
                         batch[-1][0],
                         exc,
                     )
-                    done = await self._apply_one_by_one(store, batch, result)
+                    done = await self._apply_one_by_one(store, batch, result, rebuilding)
                     if not done:
                         break
                     applied = 0
@@ -235,12 +258,16 @@ class Replayer:
             return result
 
     async def _apply_one_by_one(
-        self, store: FeatureStore, batch: list[tuple[int, StoreEvent]], result: ReplayResult
+        self,
+        store: FeatureStore,
+        batch: list[tuple[int, StoreEvent]],
+        result: ReplayResult,
+        rebuilding: bool,
     ) -> bool:
         """Per-event fallback for a batch with a poison event; False if the store went away."""
         for seq, ev in batch:
             try:
-                await store.record_events([ev])
+                await self._apply(store, [(seq, ev)], rebuilding)
                 result.applied += 1
             except InvalidEventError as exc:
                 result.skipped_invalid += 1
@@ -261,9 +288,11 @@ class Replayer:
                 self.nudge()  # earlier events pending: let the replayer keep the order
                 return False
             try:
-                await store.record_events(events)
+                await self._apply(
+                    store, list(zip(range(first_seq, last_seq + 1), events, strict=True)), False
+                )
             except StoreUnavailable:
-                return False  # the replayer retries on its interval
+                return False  # the replayer retries on its interval (or rebuilds a store that lost data)
             except Exception as exc:  # the events are durable; never fail an acknowledged request
                 log.warning(
                     "direct store apply of seq %d..%d failed (%s); left to the replayer",
@@ -355,7 +384,7 @@ async def rebuild_store(
     dirs = log_dirs(log_dir)
     with contextlib.ExitStack() as stack:
         logs = [stack.enter_context(EventLog(d)) for d in dirs]
-        replayers = [Replayer(event_log) for event_log in logs]
+        replayers = [Replayer(event_log, log_id=log_marker_id(event_log.directory)) for event_log in logs]
         if clear:
             await store.clear()
         for replayer in replayers:
@@ -364,7 +393,7 @@ async def rebuild_store(
         total = sum(event_log.last_seq for event_log in logs)
         with progress_bar(total=total, desc="replaying event log", unit="ev", enabled=progress) as bar:
             for event_log, replayer in zip(logs, replayers, strict=True):
-                result = await replayer.replay_pending(store, on_batch=bar.update)
+                result = await replayer.replay_pending(store, on_batch=bar.update, rebuilding=True)
                 out.replayed += result.applied
                 out.skipped_invalid += result.skipped_invalid
                 out.position += result.position
@@ -376,5 +405,6 @@ async def rebuild_store(
                         f"(position {result.position}{where}): {result.stopped}"
                     )
                 # the store now holds this whole log: the service must not rebuild it again at start
-                await write_marker(store, log_marker_id(event_log.directory))
+                assert replayer.log_id is not None
+                await store.seal_log(replayer.log_id, result.position)
         return out

@@ -191,8 +191,8 @@ async def start_event_log(
         )
     # The position file is written without fsync: it is atomic (rename) anyway, and after a power loss
     # a stale position only re-applies a few batches; fsyncing it per request would double the cost.
-    replayer = Replayer(event_log, fsync=False)
     marker = await asyncio.to_thread(log_marker_id, log_dir)
+    replayer = Replayer(event_log, fsync=False, log_id=marker)
     # Replicas and workers share the store: a rebuild replays this log without clearing the others'
     # (a store that lost its data is empty anyway).
     outbox = Outbox(replayer, store, marker, clear_on_rebuild=False)

@@ -1,21 +1,18 @@
 """Keeps the feature store in step with the durable event log, including after the store lost its data.
 
-Why a marker: the replayer's position says "everything up to seq N is in the store", which is only
+Why: the replayer's position file says "everything up to seq N is in the store", which is only
 true of the store it was written against. A Redis without persistence comes back EMPTY after a
-restart (and a memory:// store is empty after every process start), so the position would lie and
-the events before it would be gone from the store for good. Each log therefore writes a marker into
-the store (an impression by a reserved user of an item id unique to this log: weight 0, so it
-touches nothing a feed reads) once the store holds the whole log. If a check finds the marker
-missing, the store is treated as new: its keys are cleared, the position reset to 0 and the log
-replayed from the start, then the marker is written again. With several worker processes
-(``kolfeed serve --workers``) each worker's log has its own marker, and a worker that finds its
-marker missing replays its own log without clearing the store (that would wipe the others' logs).
-The markers themselves live in :mod:`features.markers` (``kolfeed store rebuild`` writes them too).
+restart (and a memory:// store is empty after every process start). So the store itself keeps each
+log's applied position, beside the counters and written atomically with them (exactly once:
+:mod:`features.logged_writes`). If a check finds that position gone (``store.log_intact``), or an
+apply is refused because part of it is gone, the log is replayed from the start with
+``rebuilding=True``: what the store still holds is skipped, what it lost is applied again, once;
+then the log is sealed. With several worker processes or replicas each log has its own id, and a
+rebuild never clears the store (that would wipe the others' logs). The ids live in
+:mod:`features.markers` (``kolfeed store rebuild`` uses them too).
 
-Known bound: direct applies that land on a restarted store before the next check (at most one
-interval) are applied twice by the rebuild (with one process the store is cleared first; with
-workers it is not); set-valued state (seen, bought, hidden, recent) is unaffected, time-decayed
-counters (trending, KOL affinity) count those events twice.
+Direct applies that reach a restarted store before the next check are refused (the position is
+missing), so no event is counted twice: the restart test checks trending and KOL affinity totals.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from dataclasses import dataclass
 
 from features.base import FeatureStore
 from features.errors import StoreUnavailable
-from features.markers import log_marker_id, marker_present, write_marker
+from features.markers import log_marker_id
 from features.replay import Replayer, ReplayResult
 
 __all__ = ["Outbox", "OutboxStatus", "log_marker_id"]
@@ -54,7 +51,10 @@ class Outbox:
         self, replayer: Replayer, store: FeatureStore, marker_id: int, clear_on_rebuild: bool = True
     ) -> None:
         """``clear_on_rebuild=False`` for one of several worker logs sharing a store: clearing would
-        wipe what the other workers replayed, so this log alone is replayed from the start."""
+        wipe what the other workers replayed, so this log alone is replayed from the start. The
+        replayer applies exactly once under ``marker_id`` (its ``log_id``, set here if unset)."""
+        if replayer.log_id is None:
+            replayer.log_id = marker_id
         self.replayer = replayer
         self.store = store
         self.marker_id = marker_id
@@ -62,10 +62,7 @@ class Outbox:
         self.status = OutboxStatus()
 
     async def marker_present(self) -> bool:
-        return await marker_present(self.store, self.marker_id)
-
-    async def write_marker(self) -> None:
-        await write_marker(self.store, self.marker_id)
+        return await self.store.log_intact(self.marker_id)
 
     async def sync_once(self) -> ReplayResult:
         """One check + replay; raises StoreUnavailable when the store cannot be reached."""
@@ -81,10 +78,10 @@ class Outbox:
             if self.clear_on_rebuild:
                 await self.store.clear()
             await self.replayer.reset(0)
-            result = await self.replayer.replay_pending(self.store)
+            result = await self.replayer.replay_pending(self.store, rebuilding=True)
             if result.stopped is not None:
                 raise StoreUnavailable(result.stopped)
-            await self.write_marker()
+            await self.store.seal_log(self.marker_id, result.position)
             self.status.rebuilds += 1
         else:
             result = await self.replayer.replay_pending(self.store)

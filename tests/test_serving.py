@@ -323,7 +323,9 @@ async def test_events_fill_category_from_the_model(app: FastAPI, client: httpx.A
             recorded.extend(events)
             await super().record_events(events)
 
-    app.dependency_overrides[get_store] = lambda: Recording()
+    store = Recording()  # holds the app's log as the outbox would have sealed it (exactly-once position)
+    await store.seal_log(app.state.replayer.log_id, app.state.replayer.position)
+    app.dependency_overrides[get_store] = lambda: store
     r = await post_events(
         client,
         {"user_id": 1, "item_id": 1002, "action": "click", "ts": 1_700_000_000},

@@ -27,14 +27,14 @@ from typing import Any
 
 from redis import exceptions as rexc
 from redis._parsers.commands import AsyncCommandsParser
-from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
-from features.base import UserState
+from features.base import StoreEvent, UserState
 from features.errors import StoreConfigError, StoreUnavailable
-from features.layout import user_read_keys
+from features.layout import plan_writes, user_read_keys
 from features.logged_writes import CLUSTER_SLOTS, slot_tags
 from features.options import StoreOptions
 from features.redis_store import FEED_STATE_LUA, USER_READ_REPLIES, RedisStore, _glob_escape, _id_set
@@ -42,6 +42,8 @@ from features.urls import StoreURL
 
 log = logging.getLogger(__name__)
 
+NODE_DOWN_S = 1.0
+"""A node that failed is not asked again for this long (then one request tries it)."""
 CLUSTER_TRENDING_SHARDS = 16
 """Default trending partitions on a cluster: enough to spread over a few dozen primaries."""
 
@@ -92,6 +94,8 @@ class RedisClusterStore(RedisStore):
             health_check_interval=0,
         )
         client.commands_parser = _CommandTableOnce(client.get_primaries)
+        self._down_until: dict[str, float] = {}
+        """node name -> until when it is skipped (it failed; see _per_node_commands)"""
         return client
 
     async def _initialized(self) -> RedisCluster:
@@ -110,62 +114,108 @@ class RedisClusterStore(RedisStore):
         social proof but is not degraded for a failure on another user's shard."""
         gen, factor = self._affinity_clock.reader(time.time() if now is None else now)
         keys = list(user_read_keys(self._keys, user_id, gen))
-
-        async def run() -> list[Any]:
-            # EVAL, not EVALSHA: redis-py loads a missing script on EVERY primary, which fails
-            # while one is down; the body is 200 bytes and Redis caches its compiled form.
-            return list(await self._redis.eval(FEED_STATE_LUA, len(keys), *keys))
-
         friend_keys = [self._bought_key(f) for f in friend_ids]
+        # EVAL, not EVALSHA: redis-py loads a missing script on EVERY primary, which fails while one
+        # is down; the body is 200 bytes and Redis caches its compiled form.
         own, bought = await asyncio.gather(
-            self._call("feed_state", run),
-            self._read_per_node(friend_keys, lambda pipe, key: pipe.zrange(key, 0, -1)),
+            self._eval_each("feed_state", FEED_STATE_LUA, [(keys, [])]),
+            self._per_node_commands("friends' purchases", [("ZRANGE", k, 0, -1) for k in friend_keys]),
         )
-        flat = own[USER_READ_REPLIES - 1]
+        if isinstance(own[0], BaseException):
+            raise own[0]
+        flat = own[0][USER_READ_REPLIES - 1]
         state = self._user_from_replies(
-            [*own[: USER_READ_REPLIES - 1], list(zip(flat[::2], flat[1::2], strict=True))], factor
+            [*own[0][: USER_READ_REPLIES - 1], list(zip(flat[::2], flat[1::2], strict=True))], factor
         )
-        return state, [set() if members is None else _id_set(members) for members in bought]
+        return state, [set() if isinstance(m, BaseException) else _id_set(m) for m in bought]
 
     async def _trending_partitions(self, keys: list[str], k: int) -> list[list[tuple[int, float]]]:
-        replies = await self._read_per_node(
-            keys, lambda pipe, key: pipe.zrevrange(key, 0, k - 1, withscores=True)
+        replies = await self._per_node_commands(
+            "trending", [("ZREVRANGE", key, 0, k - 1, "WITHSCORES") for key in keys], withscores=True
         )
-        if keys and all(reply is None for reply in replies):
+        if keys and all(isinstance(reply, BaseException) for reply in replies):
             raise StoreUnavailable(f"redis cluster {self.url}: no node holding trending answered")
-        return [[(int(m), float(s)) for m, s in reply or ()] for reply in replies]
+        return [[] if isinstance(r, BaseException) else [(int(m), float(s)) for m, s in r] for r in replies]
 
-    async def _read_per_node(
-        self, keys: Sequence[str], queue: Callable[[ClusterPipeline, str], object]
-    ) -> list[Any | None]:
-        """One read command per key, one pipeline per node, all nodes at once; ``None`` for the keys
-        of a node that did not answer (logged), so one dead shard does not fail the whole read."""
-        if not keys:
+    async def record_events(self, events: Sequence[StoreEvent]) -> None:
+        """The write plan as one pipeline per node; a node that does not answer fails the call after
+        the other nodes applied their part (the replayer applies it again: use ``record_logged``)."""
+        if not events:
+            return
+        plan = plan_writes(events, self.options)
+        commands: list[tuple[Any, ...]] = []
+        for key, latest in plan.latest.items():
+            pairs = [x for m, ts in latest.items() for x in (repr(float(ts)), m)]
+            commands.append(("ZADD", key, "GT", *pairs))
+        for key, amounts in plan.incr.items():
+            commands += [("ZINCRBY", key, repr(float(a)), m) for m, a in amounts.items()]
+        for key, limit in plan.limits.items():
+            commands.append(("ZREMRANGEBYRANK", key, 0, -(limit + 1)))
+        for key, ttl in plan.ttls.items():
+            commands.append(("EXPIRE", key, ttl))
+        replies = await self._per_node_commands(f"record_events({len(events)} events)", commands)
+        failed = [r for r in replies if isinstance(r, BaseException)]
+        if failed:
+            raise StoreUnavailable(f"{len(failed)} of {len(replies)} writes failed: {failed[0]}")
+
+    async def _eval_each(
+        self, what: str, script: str, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Each call on the node of its first key (all its keys share a slot), one pipeline per node."""
+        commands = [("EVAL", script, len(keys), *keys, *args) for keys, args in calls]
+        return await self._per_node_commands(what, commands, key_at=3)
+
+    async def _per_node_commands(
+        self, what: str, commands: Sequence[tuple[Any, ...]], key_at: int = 1, **options: Any
+    ) -> list[Any]:
+        """Run each command (``(NAME, key, ...)``; ``key_at``: where its routing key is) on the node
+        serving that key: one pipeline per node, all nodes at once. A node that fails, or failed less
+        than NODE_DOWN_S ago, is not waited for: its commands' replies are a StoreUnavailable (why:
+        redis-py rediscovers the whole cluster after every failed command, and every request for a
+        dead shard's users would pay for that)."""
+        if not commands:
             return []
         client = await self._initialized()
+        unavailable = StoreUnavailable(f"redis cluster {self.url}: node down during {what}")
+        out: list[Any] = [unavailable] * len(commands)
         groups: dict[str, list[int]] = {}
-        for i, key in enumerate(keys):
-            node = client.get_node_from_key(key)
-            if node is not None:  # a slot no node serves stays None
+        now = time.monotonic()
+        for i, command in enumerate(commands):
+            node = client.get_node_from_key(command[key_at])
+            if node is not None and self._down_until.get(node.name, 0.0) <= now:
                 groups.setdefault(node.name, []).append(i)
 
         async def run(indices: list[int]) -> list[Any]:
             pipe = client.pipeline()
             for i in indices:
-                queue(pipe, keys[i])
-            return list(await self._call(f"read of {len(indices)} keys", pipe.execute))
+                pipe.execute_command(*commands[i], **options)
+            replies = list(await self._call(what, lambda: pipe.execute(raise_on_error=False)))
+            lost = next(
+                (r for r in replies if isinstance(r, (rexc.ConnectionError, rexc.TimeoutError))), None
+            )
+            if lost is not None:  # the node went away mid-pipeline
+                raise StoreUnavailable(f"redis cluster {self.url} during {what}: {self._scrub(str(lost))}")
+            return replies
 
         results = await asyncio.gather(*(run(ix) for ix in groups.values()), return_exceptions=True)
-        out: list[Any | None] = [None] * len(keys)
         for (name, indices), result in zip(groups.items(), results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, StoreUnavailable):
                     raise result
-                log.warning("redis cluster node %s did not answer a read: %s", name, result)
+                self._mark_down(name, result)
+                for i in indices:
+                    out[i] = result
                 continue
             for i, reply in zip(indices, result, strict=True):
                 out[i] = reply
         return out
+
+    def _mark_down(self, name: str, why: Exception) -> None:
+        if self._down_until.get(name, 0.0) <= time.monotonic():
+            log.warning(
+                "redis cluster node %s did not answer; skipped for %.1f s: %s", name, NODE_DOWN_S, why
+            )
+        self._down_until[name] = time.monotonic() + NODE_DOWN_S
 
     # -- exactly-once: one position per (log, slot); see features/logged_writes.py ---------------
     def _position_key(self, log_id: int, group: int) -> str:

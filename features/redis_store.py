@@ -244,14 +244,11 @@ class RedisStore:
         groups = group_writes(batch, self.options, self._group_of)
         last = max(seq for seq, _ in batch)
 
-        async def run() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            for group, write in groups.items():
-                keys = [self._position_key(log_id, group), *write.keys]
-                pipe.eval(LOGGED_APPLY_LUA, len(keys), *keys, *write.args(rebuilding, last))
-            return list(await pipe.execute(raise_on_error=False))
-
-        replies = await self._call(f"record_logged({len(batch)} events)", run)
+        calls = [
+            ([self._position_key(log_id, group), *write.keys], write.args(rebuilding, last))
+            for group, write in groups.items()
+        ]
+        replies = await self._eval_each(f"record_logged({len(batch)} events)", LOGGED_APPLY_LUA, calls)
         failures = [r for r in replies if isinstance(r, BaseException)]
         if failures:
             raise StoreUnavailable(
@@ -263,6 +260,19 @@ class RedisStore:
                 f"redis at {self.url} lost the position of event log {log_id} (restarted empty?): "
                 "the log must be replayed"
             )
+
+    async def _eval_each(
+        self, what: str, script: str, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Run ``script`` once per (keys, args), pipelined; a failed call's reply is its exception."""
+
+        async def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.eval(script, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+        return await self._call(what, run)
 
     async def log_intact(self, log_id: int) -> bool:
         key = self._position_key(log_id, 0)

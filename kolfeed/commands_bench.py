@@ -354,3 +354,51 @@ def ingest_command(
         f"{k['in_export_once']} in the export once, lost {k['lost']}; "
         f"load average {out['load_average_at_end']}"
     )
+
+
+@bench_app.command("cluster")
+def cluster_command(
+    run: str = typer.Option("", help="run directory to serve (default: build world tiny + graph filter)"),
+    results: str = typer.Option("bench/results", help="directory for cluster.json and cluster.png"),
+    concurrency: int = typer.Option(8, min=1, max=256, help="closed-loop feed clients"),
+    event_batches_per_s: float = typer.Option(20.0, min=0.1, help="event batches posted per second"),
+    events_per_batch: int = typer.Option(10, min=1, max=1000),
+    phase_seconds: float = typer.Option(10.0, min=2.0, max=120.0, help="seconds per measured phase"),
+) -> None:
+    """Two replicas on a local 3-primary Redis Cluster vs one replica on one Redis; then kill a
+    replica, then a primary, under load: feeds/s, p50/p99, CPU-ms per feed, events lost."""
+    from kolfeed.bench.cluster import ClusterBenchParams, run_cluster_bench
+    from kolfeed.bench.harness import HarnessError
+    from kolfeed.bench.local_cluster import LocalClusterError
+
+    params = ClusterBenchParams(
+        concurrency=concurrency,
+        event_batches_per_s=event_batches_per_s,
+        events_per_batch=events_per_batch,
+        steady_s=phase_seconds,
+        replica_down_s=phase_seconds * 0.8,
+        primary_down_s=phase_seconds * 0.8,
+    )
+    try:
+        out = run_cluster_bench(Path(run) if run else None, Path(results), params)
+    except (HarnessError, LocalClusterError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    base = out["baseline_single_redis_one_replica"]
+    rows = [
+        ("1 replica, 1 Redis", base),
+        *((ph["phase"], ph) for ph in out["cluster_two_replicas"]["phases"]),
+    ]
+    for name, ph in rows:
+        typer.echo(
+            f"{name:>20}: {ph['feeds_per_s']:7.1f} feeds/s  p50 {ph['latency']['p50_ms']} ms  "
+            f"p99 {ph['latency']['p99_ms']} ms  degraded {ph['degraded']}/{ph['feeds_answered']}  "
+            f"errors {ph['errors']}  replica CPU {ph['replicas_cpu_ms_per_feed']} ms/feed  "
+            f"events {ph['events_acknowledged_per_s']}/s"
+        )
+    ev = out["cluster_two_replicas"]["events"]
+    typer.echo(
+        f"events: acknowledged {ev['acknowledged']}  "
+        f"in store after recovery {ev['in_store_after_recovery']}  lost {ev['lost']}  "
+        f"in logs {ev['in_logs']}; ratios {out['ratios']}"
+    )

@@ -254,3 +254,14 @@ def test_cli_exports_and_reports_per_log(tmp_path: Path) -> None:
         cli_app, ["events", "export", "--log", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
     )
     assert r.exit_code == 1 and "does not exist" in r.output
+
+
+def test_the_written_contract_matches_the_export_schema() -> None:
+    text = (ROOT / "docs" / "DATA.md").read_text().split("## The service's event export", 1)[1]
+    rows = [line.split("|")[1:5] for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    documented = [(name.strip(), typ.strip(), null.strip()) for name, typ, null, _ in rows[1:]]
+    actual = [
+        (f.name, str(f.type).replace("double", "float64"), "yes" if f.nullable else "no")
+        for f in EXPORT_SCHEMA
+    ]
+    assert documented == actual

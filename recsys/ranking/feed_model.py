@@ -404,11 +404,12 @@ class FeedModel:
             if not len(hashed):
                 continue
             known = self.labels[kind]
-            missing = [int(k) for k in hashed.tolist() if k not in known]
-            if missing:
+            labelled = np.fromiter(known, dtype=np.int64, count=len(known))
+            missing = hashed[~np.isin(hashed, labelled)]
+            if len(missing):
                 raise A.ArtifactError(
                     f"{where}: {len(missing)} {kind} id(s) are string ids without a label in "
-                    f"{A.LABELS} (first key {missing[0]}); re-export the run"
+                    f"{A.LABELS} (first key {int(missing[0])}); re-export the run"
                 )
 
     def signals_off(self) -> list[str]:

@@ -31,7 +31,6 @@ from recsys.ids import MAX_ID_LENGTH, IdError, check_id, id_key
 from recsys.ranking.context import FeedEntry
 from recsys.schema import ACTION_NAMES
 
-INT64_MAX = 2**63 - 1
 MAX_EVENTS_PER_BATCH = 1_000
 MAX_FEED_LIMIT = 100
 MAX_EXCLUDE = 1_000

@@ -272,11 +272,10 @@ class Tuner:
         t0 = time.perf_counter()
         probe = GraphFilter({**base, "factors": probe_k, "early_merge": False, "sharpen_time": 0.0})
         probe.fit(self.data.train)
-        probe_s = time.perf_counter() - t0
-        self.probe_seconds = probe_s
+        fixed = time.perf_counter() - t0 - probe.svd_seconds  # normalisation etc., rank-independent
 
         def cost(k: int) -> float:
-            return probe_s * ((k + oversample) / (probe_k + oversample)) ** 1.5
+            return fixed + probe.svd_seconds * ((k + oversample) / (probe_k + oversample)) ** 1.5
 
         while kmax > probe_k and 2 * cost(kmax) > SVD_SHARE * self.budget:
             kmax = max(probe_k, int(kmax * 0.85))
@@ -286,8 +285,9 @@ class Tuner:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def final_estimate(self, model: str) -> float:
-        """Seconds the final ``kolfeed train`` of ``model`` is expected to take (with the safety factor)."""
+    def final_estimate(self, model: str, params: Mapping[str, Any] | None = None) -> float:
+        """Seconds the final ``kolfeed train`` of ``model`` (with ``params``, for the graph filter's
+        polynomial degree) is expected to take, with the safety factor."""
         scale = self.data.full_nnz / max(1, self.data.train.nnz)
         fit = self.fit_seconds.get(model, 0.0) * scale
         eval_users = self.data.n_users
@@ -295,7 +295,14 @@ class Tuner:
             eval_users = min(eval_users, self.cfg.eval.max_users)
         per_user = self.eval_seconds_per_user.get(model, 0.0)
         if model == "graphfilter" and self.sweep is not None:
-            per_user += self.sweep.seconds_per_user_scored * scale
+            share = 1.0
+            if params is not None:
+                from recsys.models.graphfilter import GraphFilterParams
+                from recsys.models.graphfilter_sweep import filter_polynomials
+
+                linear, _ = filter_polynomials(GraphFilterParams.model_validate(params))
+                share = max(1, len(linear) - 1) / max(1, self.sweep.degree)
+            per_user += self.sweep.seconds_per_user_scored * scale * share
         return SAFETY * (STARTUP_SECONDS + self.load_seconds + fit * 1.1 + per_user * eval_users)
 
     def expected_trial(self, model: str) -> float:
@@ -310,12 +317,13 @@ class Tuner:
 
         models = list(self.spaces)
         name = trial.suggest_categorical("model", models) if len(models) > 1 else models[0]
-        left = self.budget - self.elapsed() - max(reserve_for(name), self.final_estimate(name))
-        if self.expected_trial(name) > left and not must_finish:
-            raise _OutOfBudget(name)
         t0 = time.perf_counter()
         params = {p: _suggest(trial, f"{name}.{p}", dim) for p, dim in self.spaces[name].items()}
         merged = {**self._base_params(name), **params}
+        own = self.final_estimate(name, merged if name == "graphfilter" else None)
+        left = self.budget - self.elapsed() - max(reserve_for(name), own)
+        if self.expected_trial(name) > left and not must_finish:
+            raise _OutOfBudget(name)  # if it won, its final train would not fit either
 
         def report(value: float, step: int) -> None:
             trial.report(value, step)
@@ -465,20 +473,25 @@ def run_tune(
         except ValueError:
             return next(iter(tuner.spaces))
 
+    def best_estimate() -> float:
+        try:
+            best = study.best_trial
+        except ValueError:
+            return tuner.final_estimate(best_model())
+        return tuner.final_estimate(str(best.user_attrs["model"]), best.user_attrs["params"])
+
     stop_reason = "trials"
     done = len(_finished_numbers(storage))
     bar = _progress_bar(max(0, n_trials - done), progress)
     try:
         while done < n_trials:
             any_complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-            if any_complete and budget - tuner.elapsed() - tuner.final_estimate(best_model()) <= 0:
+            if any_complete and budget - tuner.elapsed() - best_estimate() <= 0:
                 stop_reason = "budget"
                 break
             trial = study.ask()
             try:
-                value = tuner.run_trial(
-                    trial, lambda _name: tuner.final_estimate(best_model()), must_finish=not any_complete
-                )
+                value = tuner.run_trial(trial, lambda _name: best_estimate(), must_finish=not any_complete)
             except _OutOfBudget:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 stop_reason = "budget"
@@ -556,7 +569,7 @@ def _summary(study: Any, tuner: Tuner, stop_reason: str, budget: float) -> dict[
         "stopped_by": stop_reason,
         "tune_seconds": tuner.elapsed(),
         "budget_seconds": budget,
-        "final_train_estimate_seconds": tuner.final_estimate(model),
+        "final_train_estimate_seconds": tuner.final_estimate(model, best.user_attrs["params"]),
         "validation": {
             "held_out_pairs": int(tuner.data.valid.nnz),
             "scored_users": len(tuner.data.users),

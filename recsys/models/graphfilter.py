@@ -134,6 +134,7 @@ class GraphFilter:
         self.sigma: np.ndarray | None = None  # (k,) singular values of R̃
         self.item_ideal: np.ndarray | None = None  # (n_items, k) h(P) D_i^{1/2} V
         self.fit_seconds = 0.0
+        self.svd_seconds = 0.0
         self._ops: Any = None  # torch sparse R̃ and R̃ᵀ, rebuilt lazily
         self._scales: tuple[sp.csr_matrix, np.ndarray, np.ndarray] | None = None
 
@@ -158,9 +159,11 @@ class GraphFilter:
             size=coo.shape,
             check_invariants=False,
         ).coalesce()
+        t_svd = time.perf_counter()
         with torch.random.fork_rng():
             torch.manual_seed(self.params.random_state)
             _, s, v = torch.svd_lowrank(rt, q=q, niter=self.params.svd_iterations)
+        self.svd_seconds = time.perf_counter() - t_svd
         self.sigma = s[:k].numpy().astype(np.float32)
         self.v = np.ascontiguousarray(v[:, :k].numpy(), dtype=np.float32)
         _, di_inv_sqrt = self._degree_scales()

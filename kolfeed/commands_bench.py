@@ -402,3 +402,41 @@ def cluster_command(
         f"in store after recovery {ev['in_store_after_recovery']}  lost {ev['lost']}  "
         f"in logs {ev['in_logs']}; ratios {out['ratios']}"
     )
+
+
+@bench_app.command("tune")
+def tune_command(
+    data: list[str] = typer.Option(
+        ["gowalla=../shared/data/gowalla:lightgcn", "ml-100k=../shared/data/ml-100k:recbole"],
+        help="NAME=PATH:FORMAT (repeatable)",
+    ),
+    results: str = typer.Option("bench/results", help="directory for tune.json and tune.png"),
+    timeout: float | None = typer.Option(None, help="kolfeed tune --timeout (default: auto.yaml's budget)"),
+    workdir: str = typer.Option("", help="keep tune and run directories here (default: a temp dir)"),
+) -> None:
+    """kolfeed tune + train of auto.yaml vs the shipped config, popularity, ALS, GF-CF and an SVD filter."""
+    from kolfeed.bench.tune import BenchTuneError, Dataset, run
+
+    try:
+        sets = [Dataset.parse(d) for d in data]
+        report = run(
+            sets,
+            Path(results),
+            timeout,
+            Path(workdir) if workdir else None,
+            lambda m: typer.echo(m, err=True),
+        )
+    except BenchTuneError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    for ds in report["datasets"]:
+        for r in ds["rows"]:
+            typer.echo(
+                f"{ds['dataset']:<8} {r['method']:<34} "
+                f"recall@20={r['recall@20']:.4f} ndcg@20={r['ndcg@20']:.4f} "
+                f"wall={r['wall_seconds']:.0f}s cpu={r['cpu_seconds']:.0f}s rss={r['peak_rss_mb']:.0f}MB"
+            )
+        typer.echo(
+            f"{ds['dataset']}: beats GF-CF/ALS/SVD on both = {ds['tuned_beats_gfcf_als_svd_on_both']}, "
+            f"within 15 min = {ds['within_15_minutes']} (load {ds['load_average_before']})"
+        )

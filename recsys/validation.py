@@ -26,6 +26,31 @@ class ValidationSplit:
     chronological: bool
 
 
+def pair_times(pattern: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, ts: np.ndarray) -> sp.csr_matrix:
+    """Float64 CSR with ``pattern``'s entries, each holding the latest ``ts`` of its (row, col) events;
+    an entry no event names gets the earliest time (it is never held out before a timed one)."""
+    out = sp.csr_matrix(pattern, dtype=np.float64, copy=True)
+    out.sort_indices()
+    n_cols = out.shape[1]
+    entry_keys = (
+        np.repeat(np.arange(out.shape[0], dtype=np.int64), np.diff(out.indptr)) * n_cols + out.indices
+    )
+    ts = np.asarray(ts, dtype=np.float64)
+    out.data[:] = ts.min() if len(ts) else 0.0
+    if len(ts) == 0:
+        return out
+    keys = np.asarray(rows, dtype=np.int64) * n_cols + np.asarray(cols, dtype=np.int64)
+    order = np.lexsort((ts, keys))
+    keys, ts = keys[order], ts[order]
+    last = np.ones(len(keys), dtype=bool)
+    last[:-1] = keys[1:] != keys[:-1]
+    keys, ts = keys[last], ts[last]  # unique pair keys, sorted, with their latest time
+    pos = np.clip(np.searchsorted(keys, entry_keys), 0, len(keys) - 1)
+    hit = keys[pos] == entry_keys
+    out.data[hit] = ts[pos[hit]]
+    return out
+
+
 def holdout_split(
     train: sp.csr_matrix,
     fraction: float = 0.2,

@@ -309,3 +309,25 @@ def test_kolfeed_models_lists_every_search_space() -> None:
         assert name in out.output
     assert "ideal_weight: float [0.02, 3] log" in out.output
     assert "data-adaptive" in out.output
+
+
+def test_pair_times_keep_each_pairs_latest_event_and_the_earliest_for_untimed_pairs() -> None:
+    from recsys.validation import pair_times
+
+    pattern = sp.csr_matrix(np.array([[1, 0, 1], [0, 1, 1]], dtype=np.float32))
+    times = pair_times(
+        pattern, np.array([0, 0, 1, 0]), np.array([0, 0, 1, 1]), np.array([5.0, 9.0, 3.0, 1.0])
+    )
+    assert times.toarray().tolist() == [[9.0, 0.0, 1.0], [0.0, 3.0, 1.0]]
+
+
+def test_a_world_validates_chronologically(tmp_path: Path) -> None:
+    from recsys.world.config import scale_config
+    from recsys.world.generate import generate_world
+    from training.tune import validation_data
+
+    generate_world(scale_config("tiny"), 2, tmp_path / "w", scale="tiny", progress=False)
+    cfg = load_config(AUTO, [f"data.path={tmp_path / 'w'}", "data.format=world", "eval.per_behaviour=false"])
+    data, _ = validation_data(cfg)
+    assert data.chronological
+    assert data.valid.nnz > 0

@@ -325,7 +325,14 @@ def _prepare_loaded_world(cfg: TrainConfig, world: World, holdout: bool) -> Prep
         for action in cfg.eval.behaviours:
             held = g.behaviour_matrix(test_ev, user_ids, item_ids, action)
             extra[action] = g.drop_seen(held, seen)
-    inter = Interactions(train=conf, test=test, user_ids=user_ids, item_ids=item_ids, extra_test=extra)
+    inter = Interactions(
+        train=conf,
+        test=test,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        extra_test=extra,
+        train_time=_train_times(conf, train_ev, user_ids, item_ids),
+    )
 
     n_u, n_k = len(user_ids), len(kol_ids)
     fu, fk = _pairs(follows_t, "user_id", "kol_id")
@@ -422,6 +429,18 @@ def _rows_used(world: Any, cfg: TrainConfig, intake: LogIntake | None) -> RowsRe
             skipped={reason: n for reason, n in intake.skipped.items() if n},
         )
     return RowsReport(tables)
+
+
+def _train_times(
+    conf: sp.csr_matrix, ev: g.EventArrays, user_ids: np.ndarray, item_ids: np.ndarray
+) -> sp.csr_matrix:
+    """Latest event time of each training pair (so `kolfeed tune` validates chronologically)."""
+    from recsys.validation import pair_times
+
+    known = np.isin(ev.user_id, user_ids) & np.isin(ev.item_id, item_ids)
+    rows = g.index_of(user_ids, ev.user_id[known], "user_id")
+    cols = g.index_of(item_ids, ev.item_id[known], "item_id")
+    return pair_times(conf, rows, cols, ev.ts[known])
 
 
 def _post_engagement(ev: g.EventArrays, post_ids: np.ndarray, weights: dict[str, float]) -> np.ndarray:

@@ -16,6 +16,7 @@ from recsys.id_labels import IdLabels
 from recsys.ids import IdError, id_keys
 from recsys.interactions import Interactions
 from recsys.io.errors import DatasetError
+from recsys.validation import pair_times
 
 
 def dense_ids(tokens: pa.Array, kind: str, labels: IdLabels) -> tuple[np.ndarray, np.ndarray]:
@@ -87,28 +88,5 @@ def chronological_split(
         user_ids=user_ids,
         item_ids=item_ids,
         labels=labels,
-        train_time=latest_time_csr(users[~is_test], items[~is_test], timestamps[~is_test], train),
+        train_time=pair_times(train, users[~is_test], items[~is_test], timestamps[~is_test]),
     )
-
-
-def latest_time_csr(
-    users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, pattern: sp.csr_matrix
-) -> sp.csr_matrix:
-    """The latest timestamp of each (user, item) pair, as a float64 CSR with ``pattern``'s structure."""
-    out = pattern.astype(np.float64, copy=True)
-    out.sort_indices()
-    if len(users) == 0:
-        return out
-    ts = np.asarray(timestamps, dtype=np.float64)
-    order = np.lexsort((ts, items, users))  # per pair, the latest timestamp comes last
-    u, i, t = users[order], items[order], ts[order]
-    last = np.ones(len(u), dtype=bool)
-    last[:-1] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
-    u, i, t = u[last], i[last], t[last]  # one row per pair, sorted by (user, item) like the CSR
-    out.data[:] = t
-    if not (
-        np.array_equal(out.indices, i)
-        and np.array_equal(np.repeat(np.arange(out.shape[0]), np.diff(out.indptr)), u)
-    ):
-        raise ValueError("timestamps do not match the pairs of the training matrix")
-    return out

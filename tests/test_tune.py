@@ -331,3 +331,10 @@ def test_a_world_validates_chronologically(tmp_path: Path) -> None:
     data, _ = validation_data(cfg)
     assert data.chronological
     assert data.valid.nnz > 0
+
+
+def test_a_converged_search_stops_on_patience(tmp_path: Path) -> None:
+    data = _clustered_lightgcn(tmp_path / "data")
+    result = _tune(data, tmp_path / "tune", trials=60, extra=["tune.patience=3"])
+    assert result.summary["stopped_by"] == "patience"
+    assert result.n_trials < 60

@@ -169,6 +169,8 @@ class TuneConfig(_Strict):
     """Validation users sampled (seeded) to score each trial."""
     memory_mb: Annotated[int, Field(ge=64)] = 2500
     """Memory of the graph filter's cached pieces (fewer sampled users when it would not fit)."""
+    patience: Annotated[int, Field(ge=1)] = 80
+    """Stop when this many finished trials in a row did not improve the best (a converged search)."""
 
     @field_validator("objective")
     @classmethod

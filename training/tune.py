@@ -504,6 +504,9 @@ def run_tune(
             bar.update(1)
             if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
                 bar.set_postfix(best=f"{study.best_value:.4f}", model=best_model())
+                if stalled(study, tc.patience):
+                    stop_reason = "patience"
+                    break
     finally:
         bar.close()
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -526,6 +529,22 @@ def run_tune(
         n_trials=len(study.trials),
         summary=summary,
     )
+
+
+def stalled(study: Any, patience: int) -> bool:
+    """True when the last ``patience`` finished trials did not improve the best by 1e-4 or more."""
+    import optuna
+
+    finished = [
+        t
+        for t in study.trials
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
+    if len(finished) <= patience:
+        return False
+    values = [t.value for t in finished[:-patience] if t.value is not None]
+    before = max(values) if values else float("-inf")
+    return float(study.best_value) < before + 1e-4
 
 
 def _finished_numbers(storage: str) -> list[int]:

@@ -410,7 +410,7 @@ def tune_command(
         ["gowalla=../shared/data/gowalla:lightgcn", "ml-100k=../shared/data/ml-100k:recbole"],
         help="NAME=PATH:FORMAT (repeatable)",
     ),
-    results: str = typer.Option("bench/results", help="directory for tune.json and tune.png"),
+    results: str = typer.Option("bench/results", help="directory for tune_<datasets>.json and .png"),
     timeout: float | None = typer.Option(None, help="kolfeed tune --timeout (default: auto.yaml's budget)"),
     workdir: str = typer.Option("", help="keep tune and run directories here (default: a temp dir)"),
 ) -> None:

@@ -41,6 +41,8 @@ USERS_FILE = "validation_users.npy"
 """The validation users the trials were scored on (so a check can score best.yaml the same way)."""
 FAST_GRAPHFILTER_PARAMS = frozenset({"factors", "ideal_weight", "blur_time", "sharpen_time"})
 """Graph-filter params a :class:`FilterSweep` varies without refitting."""
+MAX_REFUSED = 12
+"""Stop after this many settings in a row were refused because their final train would not fit."""
 CHUNKS = 4
 """A trial scores its user sample in this many chunks, reporting the running objective to the pruner."""
 STARTUP_SECONDS = 8.0
@@ -262,6 +264,9 @@ class Tuner:
             self.data.train, self.data.users, kmax, degree, ideal_degree, base={**base, "factors": kmax}
         )
         self.fit_seconds["graphfilter"] = self.sweep.seconds - self.sweep.block_seconds
+        top = self.sweep.max_factors
+        if isinstance(dim, IntRange) and dim.high > top:  # search only ranks the cached SVD holds
+            space["factors"] = IntRange(min(dim.low, top), top, dim.log)
 
     def _affordable_rank(self, kmax: int, base: Mapping[str, Any], oversample: int) -> int:
         """Shrink the sweep's SVD rank until two SVDs (the sweep's and the final train's) fit
@@ -481,6 +486,7 @@ def run_tune(
         return tuner.final_estimate(str(best.user_attrs["model"]), best.user_attrs["params"])
 
     stop_reason = "trials"
+    refused = 0
     done = len(_finished_numbers(storage))
     bar = _progress_bar(max(0, n_trials - done), progress)
     try:
@@ -493,13 +499,18 @@ def run_tune(
             try:
                 value = tuner.run_trial(trial, lambda _name: best_estimate(), must_finish=not any_complete)
             except _OutOfBudget:
+                # this setting's final train would not fit; cheaper settings may still
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                stop_reason = "budget"
-                break
+                refused += 1
+                if refused >= MAX_REFUSED:
+                    stop_reason = "budget"
+                    break
+                continue
             except optuna.TrialPruned:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             else:
                 study.tell(trial, value)
+            refused = 0
             done += 1
             bar.update(1)
             if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):

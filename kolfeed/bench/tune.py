@@ -12,7 +12,7 @@ alpha 0.3) and the pure SVD (ideal low-pass) filter. Test Recall@20 / NDCG@20 co
 metrics; ratios to GF-CF of the same run are the machine-stable figures. The load average is recorded
 before and after each dataset because the machine is shared.
 
-Results: ``bench/results/tune.json`` and ``tune.png``.
+Results: ``bench/results/tune_<datasets>.json`` and ``.png``.
 """
 
 from __future__ import annotations
@@ -221,6 +221,7 @@ def run(
             "command": " ".join(["kolfeed", *sys.argv[1:]]),
             "datasets": [bench_dataset(ds, work, timeout, say) for ds in datasets],
         }
-    (results / "tune.json").write_text(json.dumps(report, indent=2, default=str))
-    _plot(report, results / "tune.png")
+    stem = "tune_" + "_".join(ds.name for ds in datasets)
+    (results / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
+    _plot(report, results / f"{stem}.png")
     return report

@@ -31,6 +31,12 @@ MAX_ID_LENGTH = 128
 """Longest external id accepted (characters); keeps store keys and log records bounded."""
 
 _CANONICAL_INT = re.compile(r"0|[1-9][0-9]{0,18}")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+ID_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]+$"
+"""The id rule as a JSON-Schema/ECMA pattern (OpenAPI): no control characters, no line or paragraph
+separators (lone surrogates cannot travel in valid JSON text and are refused too)."""
+ID_LIST_PATTERN = "^(?:[^,\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]{0,128}(?:,|$))*$"
+"""A comma-separated list of ids (empty elements are skipped)."""
 _INT64_MAX = 2**63 - 1
 
 
@@ -41,7 +47,9 @@ class IdError(ValueError):
 def check_id(value: object, field: str = "id") -> str:
     """The external id as its canonical string, or :class:`IdError` naming ``field``.
 
-    Accepts ``str`` and ``int`` (not ``bool``); an int is its decimal string."""
+    Accepts ``str`` and ``int`` (not ``bool``); an int is its decimal string. Printable means: no
+    control characters (C0, DEL, C1), no line/paragraph separators, no lone surrogates; any other
+    Unicode text is a valid opaque id."""
     if isinstance(value, bool) or not isinstance(value, int | str | np.integer | np.str_):
         raise IdError(f"{field}: expected a string or integer id, got {type(value).__name__}")
     text = str(int(value)) if isinstance(value, int | np.integer) else str(value)
@@ -49,7 +57,7 @@ def check_id(value: object, field: str = "id") -> str:
         raise IdError(f"{field}: empty id")
     if len(text) > MAX_ID_LENGTH:
         raise IdError(f"{field}: id longer than {MAX_ID_LENGTH} characters ({len(text)})")
-    if not text.isprintable():
+    if _UNPRINTABLE.search(text):
         raise IdError(f"{field}: id {text[:40]!r} has non-printable characters")
     return text
 

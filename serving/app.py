@@ -31,6 +31,7 @@ from serving.errors import BodyLimitMiddleware, install_exception_handlers
 from serving.limits import ConcurrencyLimiter, LimitConfig, LimitMiddleware, register_reliability_metrics
 from serving.logs import configure_logging
 from serving.metrics import MetricsMiddleware, ServiceMetrics
+from serving.openapi import install_openapi
 from serving.outbox import Outbox, log_marker_id
 from serving.routers import admin, dashboard, events, experiments, feed, health, kols
 from serving.run_pointer import FileRunChannel, RunChannel, RunPointer, StoreRunChannel, catch_up, follow
@@ -221,6 +222,8 @@ def create_app(settings: Settings | None = None, preloaded: LoadedModel | None =
         summary="Personalised social-commerce feed: creators' posts ranked per user",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # serving/openapi.py serves /docs with packaged assets (no CDN)
+        redoc_url=None,
     )
     metrics = ServiceMetrics()
     app.state.settings = settings
@@ -254,4 +257,5 @@ def create_app(settings: Settings | None = None, preloaded: LoadedModel | None =
     app.include_router(experiments.router)  # its lifespan loads + checks experiments after variants
     app.include_router(kols.router)
     app.include_router(dashboard.router)
+    install_openapi(app)
     return app

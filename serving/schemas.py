@@ -27,19 +27,27 @@ from pydantic import (
 )
 from pydantic_core import to_json
 
-from recsys.ids import MAX_ID_LENGTH, IdError, check_id, id_key
+from recsys.ids import ID_LIST_PATTERN, ID_PATTERN, MAX_ID_LENGTH, IdError, check_id, id_key
 from recsys.ranking.context import FeedEntry
 from recsys.schema import ACTION_NAMES
 
 MAX_EVENTS_PER_BATCH = 1_000
 MAX_FEED_LIMIT = 100
 MAX_EXCLUDE = 1_000
+MAX_TS = 32_503_680_000.0
+"""2999-12-31T24:00Z: later timestamps are typos (milliseconds sent as seconds) and overflow int64 math."""
+MAX_VALUE = 1e12
 
 ID_DESCRIPTION = (
     f"the shop's id: a string of 1-{MAX_ID_LENGTH} printable characters, or an integer "
     '(42 and "42" are the same id)'
 )
-_ID_STRING_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+_ID_STRING_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_ID_LENGTH,
+    "pattern": ID_PATTERN,
+}
 
 
 def _id_problem(exc: IdError) -> ValueError:
@@ -106,17 +114,20 @@ class FeedQuery(BaseModel):
         min_length=1,
         max_length=MAX_ID_LENGTH,
         description="the user to build a page for (the shop's id; an unknown user gets a cold-start page)",
+        json_schema_extra={"pattern": ID_PATTERN},
+        examples=["alice", "42"],
     )
     limit: int = Field(default=20, ge=1, le=MAX_FEED_LIMIT, description="entries on the page")
     exclude: str | None = Field(
         default=None,
         description="comma-separated item ids not to show (ids containing a comma cannot be listed)",
+        json_schema_extra={"pattern": ID_LIST_PATTERN},
     )
     variant: str | None = Field(
         default=None,
         min_length=1,
         max_length=100,
-        description="debug: force a ranking variant",
+        description="debug: force a ranking variant (one of the loaded variants)",
     )
 
     @field_validator("user_id", mode="before")
@@ -143,6 +154,21 @@ class FeedQuery(BaseModel):
 
 
 class FeedItem(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "item_id": "sku-1151",
+                    "post_id": "post-473",
+                    "kol_id": "mia_beauty",
+                    "score": 2.41,
+                    "reasons": ["because you follow @mia_beauty", "2 friends bought this"],
+                    "source": "followed_kol",
+                }
+            ]
+        }
+    )
+
     item_id: str = Field(description="the shop's item id (SKU)")
     post_id: str | None = Field(description="the creator's post that promotes the item, if any")
     kol_id: str | None = Field(description="the creator (KOL) of that post, if any")
@@ -152,6 +178,30 @@ class FeedItem(BaseModel):
 
 
 class FeedResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "6f1d2c0e9b8a4f3e8d7c6b5a49382716",
+                    "user_id": "alice",
+                    "arm": "default",
+                    "degraded": False,
+                    "model_version": 3,
+                    "items": [
+                        {
+                            "item_id": "sku-1151",
+                            "post_id": "post-473",
+                            "kol_id": "mia_beauty",
+                            "score": 2.41,
+                            "reasons": ["because you follow @mia_beauty"],
+                            "source": "followed_kol",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     request_id: str = Field(description="uuid4 hex; send it back with the events this page caused")
     user_id: str = Field(description="the requested user id, as a string")
     arm: str = Field(description="ranking variant (experiment arm) that built the page")
@@ -216,17 +266,33 @@ def _plain_scalar(value: Any) -> Any:
 
 
 class EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"user_id": "alice", "item_id": "sku-1151", "action": "click", "kol_id": "mia_beauty"},
+                {"user_id": 42, "item_id": 7, "action": "buy", "value": 19.9, "request_id": "6f1d2c0e"},
+            ]
+        },
+    )
 
-    ts: float | None = Field(default=None, description="unix seconds; default: now")
+    ts: float | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=MAX_TS,
+        description="unix seconds (up to the year 3000); default: now",
+    )
     user_id: Id
     item_id: Id
-    action: str = Field(description="one of " + ", ".join(ACTION_NAMES))
+    action: str = Field(description="what the user did", json_schema_extra={"enum": list(ACTION_NAMES)})
     post_id: OptionalId = None
     kol_id: OptionalId = None
     to_user_id: OptionalId = Field(default=None, description="share: the friend it went to")
     request_id: str | None = Field(default=None, max_length=64, description="feed response that showed it")
-    value: float | None = Field(default=None, description="buy: order value")
+    value: float | None = Field(
+        default=None, strict=True, ge=-MAX_VALUE, le=MAX_VALUE, description="buy: order value"
+    )
 
     @field_validator("action")
     @classmethod
@@ -251,7 +317,24 @@ class EventIn(BaseModel):
 
 
 class EventBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "user_id": "alice",
+                            "item_id": "sku-1151",
+                            "action": "click",
+                            "kol_id": "mia_beauty",
+                        },
+                        {"user_id": "alice", "item_id": "sku-1151", "action": "buy", "value": 19.9},
+                    ]
+                }
+            ]
+        },
+    )
 
     events: list[EventIn] = Field(default=..., min_length=1, max_length=MAX_EVENTS_PER_BATCH)
 
@@ -269,16 +352,34 @@ class EventBatch(BaseModel):
 
 
 class EventsAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"accepted": 2}]})
+
     accepted: int
 
 
 class ReloadRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"run_dir": "20261203-132731-world_als-v2"}]},
+    )
 
     run_dir: str = Field(default=..., min_length=1, max_length=4_096, description="a run dir under runs_root")
 
 
+_MODEL_EXAMPLE: dict[str, Any] = {
+    "run_id": "20261203-132731-world_als-v2",
+    "version": 2,
+    "run_dir": "/srv/kolfeed/runs/20261203-132731-world_als-v2",
+    "loaded_at": 1796304972.17,
+}
+
+
+_PREVIOUS_EXAMPLE: dict[str, Any] = {**_MODEL_EXAMPLE, "version": 1}
+
+
 class ModelInfo(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_MODEL_EXAMPLE]})
+
     run_id: str
     version: int
     run_dir: str
@@ -286,9 +387,47 @@ class ModelInfo(BaseModel):
 
 
 class ReloadResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"previous": _PREVIOUS_EXAMPLE, "current": _MODEL_EXAMPLE}]}
+    )
+
     previous: ModelInfo | None
     current: ModelInfo
 
 
 class ErrorResponse(BaseModel):
+    """Every 4xx/5xx the service sends: one line saying what is wrong."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "no model loaded"}]})
+
     detail: str
+
+
+class FieldError(BaseModel):
+    loc: str = Field(description="where: 'query limit', 'body events.0.action', ...")
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """A 422: ``detail`` names every bad field in one line; ``errors`` lists them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": "query limit: Input should be less than or equal to 100",
+                    "errors": [
+                        {
+                            "loc": "query limit",
+                            "msg": "Input should be less than or equal to 100",
+                            "type": "less_than_equal",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    detail: str
+    errors: list[FieldError] = Field(default_factory=list)

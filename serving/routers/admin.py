@@ -12,7 +12,8 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from recsys.artifacts import ArtifactError
 from serving.deps import HolderDep, MetricsDep, SettingsDep
@@ -26,20 +27,36 @@ log = logging.getLogger(__name__)
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-async def require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+_bearer = HTTPBearer(auto_error=False, description="KOLFEED_ADMIN_TOKEN, as `Authorization: Bearer <token>`")
+
+
+async def require_admin(
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
     token = settings.admin_token.get_secret_value() if settings.admin_token is not None else ""
     if not token:
         if settings.dev_mode:
             return
         raise HTTPException(status_code=403, detail="admin API disabled: set KOLFEED_ADMIN_TOKEN")
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
+    given = credentials.credentials if credentials is not None else ""
+    if not given.strip():
         raise HTTPException(status_code=401, detail="missing bearer token", headers=_CHALLENGE)
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise HTTPException(status_code=401, detail="invalid bearer token", headers=_CHALLENGE)
 
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses={
+        401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
+        403: {
+            "model": ErrorResponse,
+            "description": "admin API disabled (no KOLFEED_ADMIN_TOKEN configured)",
+        },
+    },
+)
 
 
 def resolve_run_dir(raw: str, settings: Settings) -> Path:

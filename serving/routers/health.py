@@ -29,7 +29,38 @@ async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Model loaded and feature store reachable", response_model=None)
+_READY_BODY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "ready": {"type": "boolean"},
+                "reasons": {"type": "array", "items": {"type": "string"}},
+                "model_version": {"type": ["integer", "null"]},
+                "run_id": {"type": ["string", "null"]},
+                "store_ok": {"type": "boolean"},
+                "degraded": {"type": "boolean"},
+                "event_log": {"type": ["object", "null"]},
+                "pid": {"type": "integer"},
+            },
+            "required": ["ready", "reasons", "store_ok", "degraded"],
+        }
+    }
+}
+
+
+@router.get(
+    "/readyz",
+    summary="Model loaded and feature store reachable",
+    response_model=None,
+    responses={
+        200: {"description": "Ready", "content": _READY_BODY},
+        503: {
+            "description": "Not ready: `reasons` says why (no model, store unreachable)",
+            "content": _READY_BODY,
+        },
+    },
+)
 async def readyz(request: Request, holder: HolderDep, store: StoreDep, settings: SettingsDep) -> JSONResponse:
     reasons: list[str] = []
     loaded = holder.current

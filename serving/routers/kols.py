@@ -22,7 +22,7 @@ from recsys.attribution import (
     kol_attribution,
 )
 from recsys.experiments.events import EventTableError
-from recsys.ids import MAX_ID_LENGTH, IdError, check_id
+from recsys.ids import ID_PATTERN, MAX_ID_LENGTH, IdError, check_id
 from serving.deps import HolderDep, SettingsDep
 from serving.event_source import EventSource, EventSourceError, EventTables, get_event_source, load_costs
 from serving.schemas import ID_DESCRIPTION, ErrorResponse
@@ -121,7 +121,16 @@ async def leaderboard(
     summary="One KOL's attribution report",
 )
 async def kol_report(
-    kol_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LENGTH, description=ID_DESCRIPTION)],
+    kol_id: Annotated[
+        str,
+        PathParam(
+            min_length=1,
+            max_length=MAX_ID_LENGTH,
+            description=ID_DESCRIPTION,
+            json_schema_extra={"pattern": ID_PATTERN},
+            examples=["mia_beauty"],
+        ),
+    ],
     source: EventSourceDep,
     settings: SettingsDep,
     holder: HolderDep,

@@ -299,3 +299,36 @@ def test_parquet_date_time_columns_keep_their_own_unit(tmp_path: Path) -> None:
         1704070800,
         1704074400,
     ]
+
+
+@pytest.mark.parametrize(("n_ids", "span"), [(50, 100), (30_000, 3_000_000_000)])
+def test_repeats_are_removed_and_time_order_restored_however_the_sort_key_is_built(
+    n_ids: int, span: int
+) -> None:
+    import numpy as np
+
+    from recsys.io.shop_import import _dedup_sort
+
+    rng = np.random.default_rng(n_ids)
+    n = 40_000
+    ts = 700_000_000 + rng.integers(0, span, n)
+    users, items = rng.integers(0, n_ids, n), rng.integers(0, n_ids, n)
+    actions = rng.integers(0, 8, n).astype(np.int8)
+    repeat = rng.integers(0, n, 500)  # exact repeats of 500 rows
+    ts, users, items, actions = (np.concatenate([a, a[repeat]]) for a in (ts, users, items, actions))
+    table = pa.table(
+        {
+            "ts": ts,
+            "user_id": pa.array(users).cast(pa.string()),
+            "item_id": pa.array(items).cast(pa.string()),
+            "action": actions,
+        }
+    )
+    out, removed = _dedup_sort(table)
+    rows = list(
+        zip(*(out.column(c).to_pylist() for c in ("ts", "user_id", "item_id", "action")), strict=True)
+    )
+    expected = set(zip(ts.tolist(), map(str, users), map(str, items), actions.tolist(), strict=True))
+    assert len(rows) == len(set(rows)) == len(expected) and set(rows) == expected
+    assert removed == len(ts) - len(expected)
+    assert out.column("ts").to_pylist() == sorted(out.column("ts").to_pylist())

@@ -73,28 +73,46 @@ def _dedup_sort(events: pa.Table) -> tuple[pa.Table, int]:
     if events.num_rows == 0:
         return events, 0
     ts = events.column("ts").to_numpy()
-    user = pc.dictionary_encode(events.column("user_id").combine_chunks())
-    item = pc.dictionary_encode(events.column("item_id").combine_chunks())
+    order, same = _repeat_order(
+        ts,
+        pc.dictionary_encode(events.column("user_id").combine_chunks()),
+        pc.dictionary_encode(events.column("item_id").combine_chunks()),
+        events.column("action").to_numpy(),
+    )
+    keep = order[~same]
+    del order
+    return events.take(pa.array(keep)), int(same.sum())
+
+
+def _repeat_order(
+    ts: np.ndarray, user: pa.DictionaryArray, item: pa.DictionaryArray, action: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The time order of the rows and, in that order, which rows repeat the one before (in-place
+    arithmetic: a few int64 arrays of the row count at a time)."""
     n_items, n_actions = max(1, len(item.dictionary)), len(ACTION_NAMES)
-    action = events.column("action").to_numpy().astype(np.int64)
-    u, i = user.indices.to_numpy().astype(np.int64), item.indices.to_numpy().astype(np.int64)
     key_space = max(1, len(user.dictionary)) * n_items * n_actions
+    key = user.indices.to_numpy().astype(np.int64)
+    key *= n_items
+    key += item.indices.to_numpy()
+    key *= n_actions
+    key += action
     span = int(ts.max() - ts.min()) + 1
     if key_space * span < 2**63:
-        packed = (ts - ts.min()) * key_space + (u * n_items + i) * n_actions + action
-        order = np.argsort(packed, kind="stable")
-        repeat = packed[order[1:]] == packed[order[:-1]]
-    elif key_space < 2**63:
-        key = (u * n_items + i) * n_actions + action
+        key += (ts - ts.min()) * key_space
+        order = np.argsort(key, kind="stable")
+        ordered = key[order]
+        return order, np.concatenate([[False], ordered[1:] == ordered[:-1]])
+    if key_space < 2**63:
         order = np.lexsort((key, ts))
-        repeat = (ts[order[1:]] == ts[order[:-1]]) & (key[order[1:]] == key[order[:-1]])
-    else:  # too many distinct pairs to pack: sort on the four keys
-        order = np.lexsort((action, i, u, ts))
-        a, b = order[1:], order[:-1]
-        repeat = (ts[a] == ts[b]) & (u[a] == u[b]) & (i[a] == i[b]) & (action[a] == action[b])
-    same = np.concatenate([[False], repeat])
-    keep = order[~same]
-    return events.take(pa.array(keep)), int(same.sum())
+        same_ts = ts[order[1:]] == ts[order[:-1]]
+        ordered = key[order]
+        return order, np.concatenate([[False], same_ts & (ordered[1:] == ordered[:-1])])
+    # too many distinct (user, item) pairs to pack: sort on the four keys
+    u, i = user.indices.to_numpy(), item.indices.to_numpy()
+    order = np.lexsort((action, i, u, ts))
+    a, b = order[1:], order[:-1]
+    repeat = (ts[a] == ts[b]) & (u[a] == u[b]) & (i[a] == i[b]) & (action[a] == action[b])
+    return order, np.concatenate([[False], repeat])
 
 
 def _cut(ts_sorted: np.ndarray, opts: ImportOptions) -> int:

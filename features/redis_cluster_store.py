@@ -115,17 +115,16 @@ class RedisClusterStore(RedisStore):
         gen, factor = self._affinity_clock.reader(time.time() if now is None else now)
         keys = list(user_read_keys(self._keys, user_id, gen))
         friend_keys = [self._bought_key(f) for f in friend_ids]
-        # EVAL, not EVALSHA: redis-py loads a missing script on EVERY primary, which fails while one
-        # is down; the body is 200 bytes and Redis caches its compiled form.
-        own, bought = await asyncio.gather(
-            self._eval_each("feed_state", FEED_STATE_LUA, [(keys, [])]),
-            self._per_node_commands("friends' purchases", [("ZRANGE", k, 0, -1) for k in friend_keys]),
-        )
-        if isinstance(own[0], BaseException):
-            raise own[0]
-        flat = own[0][USER_READ_REPLIES - 1]
+        # One pipeline per node for the user's script and the friends' reads together (a feed touches
+        # each node once). EVAL, not EVALSHA: redis-py loads a missing script on EVERY primary, which
+        # fails while one is down; the body is 200 bytes and Redis caches its compiled form.
+        commands = [("EVAL", FEED_STATE_LUA, len(keys), *keys), *(("ZRANGE", k, 0, -1) for k in friend_keys)]
+        own, *bought = await self._per_node_commands("feed_state", commands)
+        if isinstance(own, BaseException):
+            raise own
+        flat = own[USER_READ_REPLIES - 1]
         state = self._user_from_replies(
-            [*own[0][: USER_READ_REPLIES - 1], list(zip(flat[::2], flat[1::2], strict=True))], factor
+            [*own[: USER_READ_REPLIES - 1], list(zip(flat[::2], flat[1::2], strict=True))], factor
         )
         return state, [set() if isinstance(m, BaseException) else _id_set(m) for m in bought]
 
@@ -163,13 +162,13 @@ class RedisClusterStore(RedisStore):
     ) -> list[Any]:
         """Each call on the node of its first key (all its keys share a slot), one pipeline per node."""
         commands = [("EVAL", script, len(keys), *keys, *args) for keys, args in calls]
-        return await self._per_node_commands(what, commands, key_at=3)
+        return await self._per_node_commands(what, commands)
 
     async def _per_node_commands(
-        self, what: str, commands: Sequence[tuple[Any, ...]], key_at: int = 1, **options: Any
+        self, what: str, commands: Sequence[tuple[Any, ...]], **options: Any
     ) -> list[Any]:
-        """Run each command (``(NAME, key, ...)``; ``key_at``: where its routing key is) on the node
-        serving that key: one pipeline per node, all nodes at once. A node that fails, or failed less
+        """Run each command (``(NAME, key, ...)``, or ``(EVAL, script, n, key, ...)``) on the node
+        serving its (first) key: one pipeline per node, all nodes at once. A node that fails, or failed less
         than NODE_DOWN_S ago, is not waited for: its commands' replies are a StoreUnavailable (why:
         redis-py rediscovers the whole cluster after every failed command, and every request for a
         dead shard's users would pay for that)."""
@@ -181,7 +180,7 @@ class RedisClusterStore(RedisStore):
         groups: dict[str, list[int]] = {}
         now = time.monotonic()
         for i, command in enumerate(commands):
-            node = client.get_node_from_key(command[key_at])
+            node = client.get_node_from_key(command[3] if command[0] == "EVAL" else command[1])
             if node is not None and self._down_until.get(node.name, 0.0) <= now:
                 groups.setdefault(node.name, []).append(i)
 
@@ -231,26 +230,21 @@ class RedisClusterStore(RedisStore):
         for slot, nodes in sorted(client.nodes_manager.slots_cache.items()):
             if nodes:
                 probes.setdefault(nodes[0].name, slot)
-
-        async def run() -> list[Any]:
-            pipe = client.pipeline()
-            for slot in probes.values():
-                pipe.exists(self._position_key(log_id, slot))
-            return list(await pipe.execute())
-
-        return all(await self._call("log_intact", run))
+        commands = [("EXISTS", self._position_key(log_id, slot)) for slot in probes.values()]
+        replies = await self._per_node_commands("log_intact", commands)
+        failed = next((r for r in replies if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise StoreUnavailable(
+                f"redis cluster {self.url}: cannot tell whether it holds log {log_id}: {failed}"
+            )
+        return all(replies)
 
     async def seal_log(self, log_id: int, seq: int) -> None:
-        client = await self._initialized()
-
-        async def run() -> None:
-            for start in range(0, CLUSTER_SLOTS, 2048):
-                pipe = client.pipeline()
-                for slot in range(start, start + 2048):
-                    pipe.set(self._position_key(log_id, slot), seq, nx=True)
-                await pipe.execute()
-
-        await self._call("seal_log", run)
+        commands = [("SET", self._position_key(log_id, slot), seq, "NX") for slot in range(CLUSTER_SLOTS)]
+        replies = await self._per_node_commands("seal_log", commands)
+        failed = next((r for r in replies if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise StoreUnavailable(f"redis cluster {self.url}: log {log_id} not sealed everywhere: {failed}")
 
     async def ping(self) -> bool:
         """True when at least one primary answers: a dead shard degrades its users, it does not make

@@ -10,8 +10,12 @@ directory holds their int64 keys (``recsys.ids.id_key``) in its arrays and table
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +23,8 @@ import pyarrow.parquet as pq
 from features.base import StoreEvent
 from recsys import artifacts as A
 from recsys.ids import id_key
+from serving.app import create_app
+from serving.settings import Settings
 from tests.ranking_fixtures import Tiny, make_tiny_run
 
 _USER_NAMESPACE = uuid.UUID("6f1c1f00-0000-4000-8000-00000000c0de")
@@ -136,3 +142,35 @@ def creator_sales_store_events() -> list[StoreEvent]:
 
 
 __all__ = ["Shop", "Tiny", "creator_sales_events", "creator_sales_store_events", "make_string_id_run"]
+
+
+def settings_for(runs_root: Path, ranking_dir: Path, **changes: Any) -> Settings:
+    data: dict[str, Any] = {
+        "runs_root": runs_root,
+        "ranking_dir": ranking_dir,
+        "store_url": "memory://",
+        "request_deadline_s": 5.0,  # generous: tests must not depend on machine speed
+        "experiments_dir": None,
+    }
+    data.update(changes)
+    return Settings(**data)
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kolfeed.test") as client:
+            yield client
+
+
+async def feed(client: httpx.AsyncClient, user_id: object, **params: Any) -> dict[str, Any]:
+    r = await client.get("/v1/feed", params={"user_id": user_id, **params})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def post_events(client: httpx.AsyncClient, *events: dict[str, Any]) -> httpx.Response:
+    return await client.post("/v1/events", json={"events": list(events)})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,38 +12,11 @@ import pytest
 
 from recsys.attribution import AttributionError, kol_attribution, share_paths
 from recsys.experiments.events import EventColumns
-from recsys.schema import EVENTS
-
-T0 = 1_704_067_200
-A, B, C, D, E, F = 1, 2, 3, 4, 5, 6
-
-# (user, item, action, post, kol, to_user, request_id, value) in file order; share numbers count shares.
-ROWS: list[tuple[int, int, str, int | None, int | None, int | None, str | None, float | None]] = [
-    (A, 10, "impression", 100, 7, None, "r1", None),
-    (A, 10, "click", 100, 7, None, "r1", None),
-    (A, 10, "buy", 100, 7, None, "r1", 20.0),  # direct buy from the feed
-    (A, 10, "share", 100, 7, B, "r1", None),  # share #0: A -> B
-    (B, 10, "impression", 100, 7, None, "s0", None),  # depth 1
-    (B, 10, "share", 100, 7, C, "s0", None),  # share #1: B -> C (depth 1)
-    (C, 10, "impression", 100, 7, None, "s1", None),  # depth 2
-    (C, 10, "buy", None, None, None, "s1", 30.0),  # depth 2; no kol on the row: inherited from share #1
-    (D, 11, "impression", 101, 8, None, "r2", None),
-    (D, 11, "buy", 101, 8, None, "r2", 5.0),
-    (E, 12, "buy", None, None, None, "r3", 12.0),  # no KOL anywhere: unattributed
-    (F, 11, "buy", 101, 8, None, None, None),  # no request id: unknown path; null value = 0 GMV
-]
-
-
-def _table(rows: Sequence[tuple[object, ...]] = ROWS, t0: int = T0) -> pa.Table:
-    names = ("user_id", "item_id", "action", "post_id", "kol_id", "to_user_id", "request_id", "value")
-    cols: dict[str, list[object]] = {"ts": [t0 + i for i in range(len(rows))]}
-    for j, name in enumerate(names):
-        cols[name] = [r[j] for r in rows]
-    return pa.table(cols, schema=EVENTS.arrow_schema())
+from tests.attribution_fixtures import T0, A, events_table
 
 
 def test_totals_equal_log_gmv_and_each_buy_is_credited_once() -> None:
-    rep = kol_attribution(_table())
+    rep = kol_attribution(events_table())
     assert rep.log_gmv == pytest.approx(67.0) and rep.log_buys == 5
     assert rep.attributed_gmv == pytest.approx(67.0) and rep.balanced
     assert sum(k.buys for k in rep.kols) + rep.unattributed.buys == rep.log_buys
@@ -56,12 +28,12 @@ def test_totals_equal_log_gmv_and_each_buy_is_credited_once() -> None:
 
 
 def test_share_cascade_buy_is_credited_to_the_original_kol_at_depth_two() -> None:
-    depth, parent, kol = share_paths(EventColumns.from_table(_table()))
+    depth, parent, kol = share_paths(EventColumns.from_table(events_table()))
     assert depth.tolist()[:8] == [0, 0, 0, 0, 1, 1, 2, 2]
     assert parent[7] == 5 and parent[4] == 3
     assert kol[7] == 7
 
-    k7 = kol_attribution(_table()).kol(7)
+    k7 = kol_attribution(events_table()).kol(7)
     assert (k7.impressions, k7.clicks, k7.shares, k7.buys) == (3, 1, 2, 2)
     assert k7.gmv == pytest.approx(50.0)
     assert (k7.direct_buys, k7.direct_gmv) == (1, 20.0)
@@ -73,7 +45,7 @@ def test_share_cascade_buy_is_credited_to_the_original_kol_at_depth_two() -> Non
 
 
 def test_buys_beyond_the_depth_limit_go_to_unattributed() -> None:
-    rep = kol_attribution(_table(), depth_limit=1)
+    rep = kol_attribution(events_table(), depth_limit=1)
     assert rep.kol(7).gmv == pytest.approx(20.0)
     assert rep.unattributed.by_reason == {"no_kol": 12.0, "beyond_depth": 30.0}
     assert rep.unattributed.buys_by_reason["beyond_depth"] == 1
@@ -85,42 +57,48 @@ def test_followers_vertical_fit_commission_and_roi() -> None:
     items = {"item_id": [10, 11, 12], "category": ["beauty", "food", "home"]}
     kols = {"kol_id": [7, 8], "verticals": ["beauty|home", "music"]}
     rep = kol_attribution(
-        _table(), items=items, kols=kols, follows=follows, commission_rate=0.1, costs={7: 2.5}, start_ts=T0
+        events_table(),
+        items=items,
+        kols=kols,
+        follows=follows,
+        commission_rate=0.1,
+        costs={7: 2.5},
+        start_ts=T0,
     )
     k7, k8 = rep.kol(7), rep.kol(8)
     assert (k7.followers_gained, k8.followers_gained) == (1, 1)
     assert (k7.followers_total, k8.followers_total) == (2, 1)
     # no window: "gained" means within the log's own time span, so the old follow still does not count
-    assert kol_attribution(_table(), follows=follows).kol(7).followers_gained == 1
+    assert kol_attribution(events_table(), follows=follows).kol(7).followers_gained == 1
     assert k7.vertical_fit == pytest.approx(1.0) and k8.vertical_fit == pytest.approx(0.0)
     assert k7.verticals == ["beauty", "home"]
     assert k7.commission == pytest.approx(5.0) and k7.roi == pytest.approx(2.0)
     assert k8.commission == pytest.approx(0.5) and k8.roi is None
-    assert kol_attribution(_table()).kol(7).followers_gained is None
+    assert kol_attribution(events_table()).kol(7).followers_gained is None
     with pytest.raises(KeyError):
         rep.kol(999)
 
 
 def test_window_keeps_share_numbers_valid() -> None:
     # Window starts at C's impression: the cascade is resolved on the full log, so C's buy keeps depth 2.
-    rep = kol_attribution(_table(), start_ts=T0 + 6, stop_ts=T0 + 9)
+    rep = kol_attribution(events_table(), start_ts=T0 + 6, stop_ts=T0 + 9)
     assert rep.log_buys == 1 and rep.log_gmv == pytest.approx(30.0)
     assert rep.kol(7).gmv_by_depth == {2: 30.0}
 
 
 def test_dangling_share_reference_is_an_unknown_path() -> None:
     rows = [(A, 10, "buy", 100, 7, None, "s5", 9.0)]
-    rep = kol_attribution(_table(rows))
+    rep = kol_attribution(events_table(rows))
     assert rep.buys_unknown_path == 1 and rep.kol(7).direct_gmv == pytest.approx(9.0)
 
 
 def test_bad_inputs_raise_clear_errors() -> None:
     with pytest.raises(AttributionError, match="depth_limit"):
-        kol_attribution(_table(), depth_limit=-1)
+        kol_attribution(events_table(), depth_limit=-1)
     with pytest.raises(AttributionError, match="commission rate"):
-        kol_attribution(_table(), commission_rate=1.5)
+        kol_attribution(events_table(), commission_rate=1.5)
     with pytest.raises(AttributionError, match="follows table lacks column 'ts'"):
-        kol_attribution(_table(), follows={"kol_id": [1]})
+        kol_attribution(events_table(), follows={"kol_id": [1]})
 
 
 def test_generated_world_balances_and_matches_the_generator_cascades(tmp_path: Path) -> None:

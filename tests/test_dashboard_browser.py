@@ -27,12 +27,8 @@ import uvicorn
 
 from recsys.experiments.config import load_experiments
 from serving.app import create_app
+from tests.experiment_fixtures import experiment_events, experiment_settings, write_experiment
 from tests.ranking_fixtures import copy_shipped_variants, make_tiny_run
-from tests.test_serving_experiments import (
-    experiment_events,
-    make_settings,
-    write_experiment,
-)
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -71,7 +67,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         keep_experiment=exps["skewed"],
     )
     pq.write_table(events, root / "events.parquet")
-    settings = make_settings(
+    settings = experiment_settings(
         root / "runs", ranking, experiments_dir=exp_dir, events_path=root / "events.parquet"
     )
     port = free_port()

@@ -120,9 +120,9 @@ def test_experiment_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_kols_report_from_a_world_directory(tmp_path: Path) -> None:
-    from tests.test_attribution import _table
+    from tests.attribution_fixtures import events_table
 
-    pq.write_table(_table(), tmp_path / "events.parquet")
+    pq.write_table(events_table(), tmp_path / "events.parquet")
     (tmp_path / "costs.csv").write_text("kol_id,cost\n7,2.5\n")
     args = [
         "report",

@@ -39,3 +39,14 @@ def test_features_knows_only_the_schema_of_recsys() -> None:
         for module in IMPORT.findall(path.read_text()):
             if module.startswith("recsys"):
                 assert module in allowed, f"{path.name} imports {module}"
+
+
+def test_tests_import_helpers_never_other_test_modules() -> None:
+    """Shared test code lives in helper modules (service_harness, ranking_fixtures, ...): importing a
+    test module from another runs its tests' module-level code twice and hides what is shared."""
+    bad = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for module in IMPORT.findall(path.read_text()):
+            if module.startswith("tests.test_"):
+                bad.append((path.name, module))
+    assert not bad, f"test modules importing other test modules: {bad}"

@@ -18,9 +18,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from tests.service_harness import TOKEN, auth, free_port, http_get, serve_process
 from tests.string_worlds import LABEL_OF, stringify_world
-from tests.test_serving import TOKEN, auth
-from tests.test_serving_workers import _free_port, _get, serve_process
 
 REPO = Path(__file__).resolve().parents[1]
 NEW_USER = "0b6e3f5c-8c1d-4f4e-b2a7-5d9e1c3a7f20"
@@ -74,7 +73,7 @@ def taste_of_one_category(world: Path, n: int) -> list[str]:
 
 
 def feed(base: str, user: str) -> dict[str, Any]:
-    status, page = _get(f"{base}/v1/feed?user_id={urllib.parse.quote(user)}&limit=20")
+    status, page = http_get(f"{base}/v1/feed?user_id={urllib.parse.quote(user)}&limit=20")
     assert status == 200, page
     return page
 
@@ -89,7 +88,7 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         assert proc.poll() is None, log.read_text()[-3000:]
         assert time.monotonic() < deadline, "kolfeed serve never became ready"
         try:
-            status, _ = _get(f"{base}/readyz")
+            status, _ = http_get(f"{base}/readyz")
         except OSError:
             status = 0
         if status == 200:
@@ -117,7 +116,7 @@ def test_a_new_string_id_customer_gets_a_personal_feed_after_the_retrain_from_th
     }
     first = train_run(world, runs, env)
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     args = [sys.executable, "-m", "kolfeed.cli", "serve", "--run", str(first), "--runs", str(runs)]
     args += ["--store", redis_url, "--port", str(port)]
@@ -131,7 +130,7 @@ def test_a_new_string_id_customer_gets_a_personal_feed_after_the_retrain_from_th
         events = [{"user_id": NEW_USER, "item_id": sku, "action": "click"} for sku in liked]
         events += [{"user_id": NEW_USER, "item_id": sku, "action": "cart"} for sku in liked[:3]]
         events.append({"user_id": NEW_USER, "item_id": bought, "action": "buy", "value": 19.9})
-        status, body = _get(f"{base}/v1/events", data=json.dumps({"events": events}).encode())
+        status, body = http_get(f"{base}/v1/events", data=json.dumps({"events": events}).encode())
         assert status == 202, body
         before = feed(base, NEW_USER)
         assert not sources(before) & MODEL_SOURCES  # the served model does not know them yet
@@ -148,7 +147,7 @@ def test_a_new_string_id_customer_gets_a_personal_feed_after_the_retrain_from_th
         metrics = json.loads((second / "metrics.json").read_text())
         assert metrics["data_log_new_users"] == 1
         assert metrics["data_log_events_kept"] == len(events)
-        status, body = _get(
+        status, body = http_get(
             f"{base}/v1/admin/reload", headers=auth(), data=json.dumps({"run_dir": second.name}).encode()
         )
         assert status == 200, body

@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,9 @@ from serving.deps import get_store
 from serving.schemas import FeedItem, FeedPage, FeedResponse
 from serving.settings import Settings
 from tests.ranking_fixtures import Tiny, category_of, copy_shipped_variants, make_tiny_run
-from tests.test_trending_cache import TrendingStore
+from tests.service_harness import TOKEN, auth, make_settings, running
+from tests.store_doubles import TrendingStore
 
-TOKEN = "test-admin-token"
 LOOSE = "loose"
 """A test variant: KOL 15 alone is a 'new creator', caps loose, so every source can show up."""
 
@@ -62,28 +61,6 @@ def runs_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(runs_root: Path, ranking_dir: Path) -> Settings:
     return make_settings(runs_root, ranking_dir)
-
-
-def make_settings(runs_root: Path, ranking_dir: Path, **changes: Any) -> Settings:
-    data: dict[str, Any] = {
-        "runs_root": runs_root,
-        "ranking_dir": ranking_dir,
-        "store_url": "memory://",
-        "admin_token": TOKEN,
-        "request_deadline_s": 5.0,  # generous: tests must not depend on machine speed
-        "experiments_dir": None,  # arms are tested in test_serving_experiments.py
-    }
-    data.update(changes)
-    return Settings(**data)
-
-
-@asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan and yield a client talking to it in-process."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://kolfeed.test") as client:
-            yield client
 
 
 @pytest.fixture
@@ -375,8 +352,6 @@ async def test_not_json_and_oversized_bodies(client: httpx.AsyncClient, app: Fas
 
 
 # ------------------------------------------------------------------ admin reload
-def auth(token: str = TOKEN) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_reload_bumps_the_version(client: httpx.AsyncClient, runs_root: Path) -> None:

@@ -5,27 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from kolfeed import commands_serve
 from tests.ranking_fixtures import make_tiny_run
-
-
-def serve_app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    commands_serve.register(app)
-    return app
-
-
-def run_serve(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(serve_app(), ["serve", *args])
-    return result.exit_code, result.output
+from tests.service_harness import run_serve
 
 
 def test_no_run_is_a_clear_error(tmp_path: Path) -> None:

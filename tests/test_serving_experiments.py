@@ -21,102 +21,28 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from fastapi import FastAPI
 
 from recsys.attribution import kol_attribution
 from recsys.experiments.assignment import assign
-from recsys.experiments.config import ExperimentConfig, ExperimentConfigError, load_experiments
+from recsys.experiments.config import ExperimentConfigError, load_experiments
 from recsys.experiments.readout import experiment_report
 from recsys.experiments.timeseries import experiment_timeseries
-from recsys.schema import EVENTS
 from serving import arms
 from serving.app import create_app
 from serving.event_source import EventSource, EventSourceError, source_kind
 from serving.settings import Settings
+from tests.experiment_fixtures import (
+    DAY,
+    KOLS,
+    START,
+    experiment_events,
+    experiment_settings,
+    write_experiment,
+)
 from tests.ranking_fixtures import Tiny, copy_shipped_variants, make_tiny_run
 
-DAY = 86_400
-START = 1_704_067_200  # 2024-01-01 UTC
-KOLS = (10, 11, 12, 13)
-
-
 # ------------------------------------------------------------------------------------ hand-made data
-
-
-def experiment_events(
-    experiment: ExperimentConfig,
-    *,
-    n_users: int = 600,
-    days: int = 5,
-    seed: int = 0,
-    ctr: dict[str, float] | None = None,
-    buy_per_click: float = 0.3,
-    keep_share: dict[str, float] | None = None,
-    keep_experiment: ExperimentConfig | None = None,
-    first_user: int = 1_000,
-) -> pa.Table:
-    """A plausible event log (``recsys.schema.EVENTS``) for users ``first_user..``: each user has one
-    session a day of 6 impressions; clicks with the arm's CTR, buys a fraction of clicks, shares some
-    clicks to a friend who may buy through the share (``request_id`` ``s<n>``). ``keep_share[arm]``
-    keeps only that fraction of the users in that arm of ``keep_experiment`` (default: ``experiment``),
-    to break the sample ratio on purpose."""
-    rng = np.random.default_rng(seed)
-    ctr = ctr or {}
-    keep_share = keep_share or {}
-    rows: dict[str, list[Any]] = {c.name: [] for c in EVENTS.columns}
-    n_shares = 0
-    n_requests = 0
-
-    def add(ts: int, user: int, item: int, action: str, kol: int | None, **extra: Any) -> None:
-        rows["ts"].append(ts)
-        rows["user_id"].append(user)
-        rows["item_id"].append(item)
-        rows["action"].append(action)
-        rows["post_id"].append(None if kol is None else 500 + item % 100)
-        rows["kol_id"].append(kol)
-        rows["to_user_id"].append(extra.get("to_user_id"))
-        rows["request_id"].append(extra.get("request_id"))
-        rows["value"].append(extra.get("value"))
-
-    users = [u for u in range(first_user, first_user + n_users)]
-    splitter = keep_experiment or experiment
-    users = [u for u in users if rng.random() < keep_share.get(assign(u, splitter), 1.0)]
-    for day in range(days):
-        for u in users:
-            arm = assign(u, experiment)
-            p_click = ctr.get(arm, 0.1)
-            ts = START + day * DAY + int(rng.integers(0, DAY - 600))
-            req = f"r{n_requests}"
-            n_requests += 1
-            for _ in range(6):
-                item = 1000 + int(rng.integers(0, 40))
-                kol = KOLS[item % len(KOLS)]
-                add(ts, u, item, "impression", kol, request_id=req)
-                if rng.random() >= p_click:
-                    continue
-                add(ts + 5, u, item, "click", kol, request_id=req)
-                if rng.random() < buy_per_click:
-                    add(ts + 30, u, item, "buy", kol, request_id=req, value=float(10 + item % 7))
-                if rng.random() < 0.2:
-                    friend = users[int(rng.integers(0, len(users)))]
-                    add(ts + 40, u, item, "share", kol, request_id=req, to_user_id=friend)
-                    if rng.random() < 0.5:
-                        add(ts + 90, friend, item, "buy", kol, request_id=f"s{n_shares}", value=20.0)
-                    n_shares += 1
-    arrays = [pa.array(rows[c.name], type=c.type) for c in EVENTS.columns]
-    return pa.Table.from_arrays(arrays, names=[c.name for c in EVENTS.columns])
-
-
-def write_experiment(directory: Path, name: str, arms_: list[tuple[str, str, float]], **extra: Any) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    body = {
-        "name": name,
-        "salt": f"{name}-salt",
-        "arms": [{"name": a, "variant": v, "share": s} for a, v, s in arms_],
-        **extra,
-    }
-    (directory / f"{name}.yaml").write_text(yaml.safe_dump(body))
 
 
 # ------------------------------------------------------------------------------------------- fixtures
@@ -149,18 +75,6 @@ def events_file(tmp_path: Path, exp_dir: Path) -> Path:
     return path
 
 
-def make_settings(runs_root: Path, ranking_dir: Path, **changes: Any) -> Settings:
-    data: dict[str, Any] = {
-        "runs_root": runs_root,
-        "ranking_dir": ranking_dir,
-        "store_url": "memory://",
-        "request_deadline_s": 5.0,
-        "event_log_dir": runs_root.parent / "eventlog",  # never the repo's var/eventlog
-    }
-    data.update(changes)
-    return Settings(**data)
-
-
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     app = create_app(settings)
@@ -181,7 +95,7 @@ async def feed(client: httpx.AsyncClient, user_id: int, **params: Any) -> dict[s
 
 
 async def test_arm_is_sticky_across_app_instances(runs_root: Path, ranking_dir: Path, exp_dir: Path) -> None:
-    settings = make_settings(runs_root, ranking_dir, experiments_dir=exp_dir)
+    settings = experiment_settings(runs_root, ranking_dir, experiments_dir=exp_dir)
     exp = load_experiments(exp_dir)["kolw"]
     users = [*Tiny.USERS, *range(100, 140)]
     seen: list[dict[int, str]] = []
@@ -216,7 +130,7 @@ def test_no_active_experiment_means_default(tmp_path: Path) -> None:
 
 
 async def test_arm_ranks_with_its_variant(runs_root: Path, ranking_dir: Path, exp_dir: Path) -> None:
-    settings = make_settings(runs_root, ranking_dir, experiments_dir=exp_dir)
+    settings = experiment_settings(runs_root, ranking_dir, experiments_dir=exp_dir)
     exp = load_experiments(exp_dir)["kolw"]
     async with running(settings) as (_app, client):
         pages: dict[str, list[tuple[int, float]]] = {}
@@ -239,7 +153,7 @@ async def test_single_arm_experiment_serves_that_variant(
 ) -> None:
     d = tmp_path / "one"
     write_experiment(d, "all_nokol", [("treat", "no_kol", 1.0)])
-    async with running(make_settings(runs_root, ranking_dir, experiments_dir=d)) as (_app, client):
+    async with running(experiment_settings(runs_root, ranking_dir, experiments_dir=d)) as (_app, client):
         body = await feed(client, Tiny.USER)
         forced = await feed(client, Tiny.USER, variant="no_kol")
         default = await feed(client, Tiny.USER, variant="default")
@@ -249,7 +163,7 @@ async def test_single_arm_experiment_serves_that_variant(
 
 
 async def test_no_experiments_dir_serves_default(runs_root: Path, ranking_dir: Path) -> None:
-    async with running(make_settings(runs_root, ranking_dir, experiments_dir=None)) as (_app, client):
+    async with running(experiment_settings(runs_root, ranking_dir, experiments_dir=None)) as (_app, client):
         assert (await feed(client, Tiny.USER))["arm"] == "default"
         assert (await client.get("/v1/experiments")).json() == []
 
@@ -259,7 +173,7 @@ async def test_unknown_variant_in_experiment_fails_startup(
 ) -> None:
     d = tmp_path / "bad"
     write_experiment(d, "broken", [("control", "default", 0.5), ("x", "no_such_variant", 0.5)])
-    app = create_app(make_settings(runs_root, ranking_dir, experiments_dir=d))
+    app = create_app(experiment_settings(runs_root, ranking_dir, experiments_dir=d))
     with pytest.raises(
         ExperimentConfigError, match=r"'broken' arm 'x' names ranking variant 'no_such_variant'"
     ):
@@ -273,7 +187,7 @@ async def test_unknown_variant_in_experiment_fails_startup(
 async def test_experiment_list_and_report(
     runs_root: Path, ranking_dir: Path, exp_dir: Path, events_file: Path
 ) -> None:
-    settings = make_settings(runs_root, ranking_dir, experiments_dir=exp_dir, events_path=events_file)
+    settings = experiment_settings(runs_root, ranking_dir, experiments_dir=exp_dir, events_path=events_file)
     exp = load_experiments(exp_dir)["kolw"]
     async with running(settings) as (app, client):
         listed = (await client.get("/v1/experiments")).json()
@@ -308,7 +222,7 @@ async def test_experiment_list_and_report(
 async def test_timeseries_ends_at_the_final_readout(
     runs_root: Path, ranking_dir: Path, exp_dir: Path, events_file: Path
 ) -> None:
-    settings = make_settings(runs_root, ranking_dir, experiments_dir=exp_dir, events_path=events_file)
+    settings = experiment_settings(runs_root, ranking_dir, experiments_dir=exp_dir, events_path=events_file)
     async with running(settings) as (_app, client):
         r = await client.get("/v1/experiments/kolw/timeseries")
         report = (await client.get("/v1/experiments/kolw/report")).json()
@@ -343,7 +257,7 @@ def test_timeseries_merges_buckets_beyond_max_points(exp_dir: Path, events_file:
 async def test_reports_without_event_source_are_503(
     runs_root: Path, ranking_dir: Path, exp_dir: Path
 ) -> None:
-    settings = make_settings(runs_root, ranking_dir, experiments_dir=exp_dir, event_log_dir=None)
+    settings = experiment_settings(runs_root, ranking_dir, experiments_dir=exp_dir, event_log_dir=None)
     async with running(settings) as (_app, client):
         for url in ("/v1/experiments/kolw/report", "/v1/kols/leaderboard", "/v1/kols/10/report"):
             r = await client.get(url)
@@ -371,7 +285,7 @@ async def test_kol_endpoints_known_answers(runs_root: Path, ranking_dir: Path, t
     pcsv.write_csv(pa.table(data), path)
     costs = tmp_path / "costs.csv"
     costs.write_text("kol_id,cost\n10,40\n")
-    settings = make_settings(
+    settings = experiment_settings(
         runs_root, ranking_dir, experiments_dir=None, events_path=path, kol_costs_path=costs
     )
     async with running(settings) as (_app, client):
@@ -392,7 +306,7 @@ async def test_kol_endpoints_known_answers(runs_root: Path, ranking_dir: Path, t
     assert bad.status_code == 422
 
     costs.write_text("kol,price\n10,40\n")
-    settings = make_settings(
+    settings = experiment_settings(
         runs_root, ranking_dir, experiments_dir=None, events_path=path, kol_costs_path=costs
     )
     async with running(settings) as (_app, client):
@@ -404,7 +318,7 @@ async def test_events_posted_to_the_service_reach_the_readout(
     runs_root: Path, ranking_dir: Path, exp_dir: Path
 ) -> None:
     """Feed → events with the page's request_id → the service's own event log → the arm's readout."""
-    settings = make_settings(runs_root, ranking_dir, experiments_dir=exp_dir, report_cache_s=0)
+    settings = experiment_settings(runs_root, ranking_dir, experiments_dir=exp_dir, report_cache_s=0)
     exp = load_experiments(exp_dir)["kolw"]
     expected: dict[str, list[int]] = {"control": [0, 0, 0], "nokol": [0, 0, 0]}  # users, impressions, clicks
     async with running(settings) as (_app, client):
@@ -542,7 +456,7 @@ def test_attribution_from_world_dir_uses_side_tables(tmp_path: Path, exp_dir: Pa
 
 
 async def test_dashboard_page_and_assets(runs_root: Path, ranking_dir: Path) -> None:
-    async with running(make_settings(runs_root, ranking_dir, experiments_dir=None)) as (_app, client):
+    async with running(experiment_settings(runs_root, ranking_dir, experiments_dir=None)) as (_app, client):
         page = await client.get("/dashboard")
         js = await client.get("/static/dashboard.js")
         css = await client.get("/static/dashboard.css")

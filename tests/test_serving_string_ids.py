@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -23,10 +20,17 @@ import yaml
 from recsys import artifacts as A
 from recsys.ids import id_key
 from recsys.ranking.feed_model import FeedModel
-from serving.app import create_app
-from serving.settings import Settings
 from tests.ranking_fixtures import copy_shipped_variants
-from tests.string_id_fixtures import Shop, Tiny, creator_sales_events, make_string_id_run
+from tests.string_id_fixtures import (
+    Shop,
+    Tiny,
+    creator_sales_events,
+    feed,
+    make_string_id_run,
+    post_events,
+    serving,
+    settings_for,
+)
 
 LOOSE = "loose"
 NEW_SHOPPER = "new-shopper-7f3a"
@@ -60,38 +64,6 @@ def store_url(request: pytest.FixtureRequest) -> str:
         return "memory://"
     redis_url: str = request.getfixturevalue("redis_url")  # the test db, emptied around the test
     return f"{redis_url}?prefix=kf:string-ids:{uuid.uuid4().hex}:"
-
-
-def settings_for(runs_root: Path, ranking_dir: Path, **changes: Any) -> Settings:
-    data: dict[str, Any] = {
-        "runs_root": runs_root,
-        "ranking_dir": ranking_dir,
-        "store_url": "memory://",
-        "request_deadline_s": 5.0,  # generous: tests must not depend on machine speed
-        "experiments_dir": None,
-    }
-    data.update(changes)
-    return Settings(**data)
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://kolfeed.test") as client:
-            yield client
-
-
-async def feed(client: httpx.AsyncClient, user_id: object, **params: Any) -> dict[str, Any]:
-    r = await client.get("/v1/feed", params={"user_id": user_id, **params})
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-async def post_events(client: httpx.AsyncClient, *events: dict[str, Any]) -> httpx.Response:
-    return await client.post("/v1/events", json={"events": list(events)})
 
 
 def by_item(body: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +22,16 @@ from fastapi import FastAPI
 from serving.app import create_app
 from serving.run_pointer import RunPointer, ServedRun
 from tests.ranking_fixtures import Tiny, copy_shipped_variants, make_tiny_run
-from tests.test_serving import TOKEN, auth, make_settings, running
-from tests.test_serving_cli import run_serve
+from tests.service_harness import (
+    TOKEN,
+    auth,
+    free_port,
+    http_get,
+    make_settings,
+    run_serve,
+    running,
+    serve_process,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,35 +128,6 @@ def test_workers_need_a_shared_store(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ the real thing
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _get(url: str, headers: dict[str, str] | None = None, data: bytes | None = None) -> tuple[int, Any]:
-    head = {"content-type": "application/json", **(headers or {})}
-    req = urllib.request.Request(url, data=data, headers=head)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # a new connection each time
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-@contextlib.contextmanager
-def serve_process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 @pytest.mark.redis
@@ -159,7 +135,7 @@ def serve_process(args: list[str], env: dict[str, str], log: Path) -> Iterator[s
 def test_serve_with_two_worker_processes(runs_root: Path, tmp_path: Path, redis_url: str) -> None:
     import os
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_dir = tmp_path / "eventlog"
     env = {**os.environ, "KOLFEED_ADMIN_TOKEN": TOKEN, "KOLFEED_EVENT_LOG_DIR": str(log_dir)}
@@ -172,20 +148,20 @@ def test_serve_with_two_worker_processes(runs_root: Path, tmp_path: Path, redis_
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             assert time.monotonic() < deadline, f"only workers {pids} answered"
             try:
-                status, body = _get(f"{base}/readyz")
+                status, body = http_get(f"{base}/readyz")
             except OSError:
                 time.sleep(0.2)
                 continue
             if status == 200:
                 pids.add(body["pid"])
-        status, page = _get(f"{base}/v1/feed?user_id={Tiny.USER}")
+        status, page = http_get(f"{base}/v1/feed?user_id={Tiny.USER}")
         assert status == 200 and page["items"] and page["model_version"] == 1
         for _ in range(10):  # events reach whichever worker accepts them; each logs in its own dir
             ev = {"events": [{"user_id": Tiny.USER, "item_id": Tiny.ANN_ITEM, "action": "click"}]}
-            status, _ = _get(f"{base}/v1/events", data=json.dumps(ev).encode())
+            status, _ = http_get(f"{base}/v1/events", data=json.dumps(ev).encode())
             assert status == 202
         assert sorted(p.name for p in log_dir.iterdir()) == ["worker-0", "worker-1"]
-        status, body = _get(
+        status, body = http_get(
             f"{base}/v1/admin/reload", headers=auth(), data=json.dumps({"run_dir": "run2"}).encode()
         )
         assert status == 200, body
@@ -193,6 +169,6 @@ def test_serve_with_two_worker_processes(runs_root: Path, tmp_path: Path, redis_
         seen: dict[int, int] = {}
         while set(seen) != pids or set(seen.values()) != {2}:
             assert time.monotonic() < deadline, f"versions by worker: {seen}"
-            _, ready = _get(f"{base}/readyz")
+            _, ready = http_get(f"{base}/readyz")
             seen[ready["pid"]] = ready["model_version"]
         assert proc.poll() is None

@@ -24,7 +24,7 @@ from features.urls import parse_store_url
 from kolfeed.bench.local_cluster import LocalRedisCluster
 from serving.app import create_app
 from tests.ranking_fixtures import make_tiny_run
-from tests.test_serving import make_settings, running
+from tests.service_harness import make_settings, running
 
 REPO = Path(__file__).resolve().parents[1]
 SLOW_OK = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}

@@ -13,36 +13,12 @@ import time
 import pytest
 
 from features.base import StoreEvent
-from features.errors import StoreUnavailable
 from features.memory import MemoryStore
 from serving.trending_cache import STORE_TIMEOUT, STORE_UNAVAILABLE, TrendingCache
+from tests.store_doubles import TrendingStore
 
 LONG = 30.0
 """A deadline no healthy read comes near (seconds from now)."""
-
-
-class TrendingStore(MemoryStore):
-    """A real memory store counting trending reads, which can fail them, hang them, or hold them
-    until released."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-        self.down = False
-        self.hang = False
-        self.gate: asyncio.Event | None = None
-
-    async def trending(
-        self, k: int, category: str | None = None, now: float | None = None
-    ) -> list[tuple[int, float]]:
-        self.reads += 1
-        if self.down:
-            raise StoreUnavailable("connection refused")
-        if self.hang:
-            await asyncio.sleep(3600)
-        if self.gate is not None:
-            await self.gate.wait()
-        return await super().trending(k, category, now)
 
 
 class Clock:

@@ -41,8 +41,8 @@ from recsys.simulate.schedule import sample_users
 from recsys.world.config import DAY
 from recsys.world.events import EventChunk
 from recsys.world.truth import GroundTruth
+from serving.feed_service import context_from_state
 from serving.lookups import friend_ids, item_categories
-from serving.routers.feed import context_from_state
 
 DEFAULT_TRAIN_CONFIG = Path("configs/train/world_als.yaml")  # best on worlds (kolfeed bench train)
 

@@ -50,3 +50,19 @@ def test_tests_import_helpers_never_other_test_modules() -> None:
             if module.startswith("tests.test_"):
                 bad.append((path.name, module))
     assert not bad, f"test modules importing other test modules: {bad}"
+
+
+def test_routers_hold_no_logic_that_others_import() -> None:
+    """Routers are thin HTTP adapters: nothing outside serving/routers imports a name from a router
+    module except the ``router`` objects the app mounts (the logic lives in serving/*_service.py)."""
+    pattern = re.compile(r"^\s*from\s+serving\.routers\.(\w+)\s+import\s+([^\n]+)", re.MULTILINE)
+    bad = []
+    for package in ("recsys", "training", "features", "serving", "kolfeed", "tests"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "routers" in path.parts:
+                continue
+            for module, names in pattern.findall(path.read_text()):
+                imported = {n.strip(" ()").split(" as ")[0] for n in names.split(",")} - {""}
+                if imported - {"router"}:
+                    bad.append((str(path.relative_to(ROOT)), module, sorted(imported)))
+    assert not bad, f"logic imported from router modules: {bad}"

@@ -291,7 +291,7 @@ async def _time_app(cfg: ServeBenchConfig, run_dir: Path, url: str, loaded: Any)
     from pydantic import SecretStr
 
     from serving.app import create_app
-    from serving.routers.feed import get_feed
+    from serving.feed_service import get_feed
     from serving.schemas import FeedQuery
     from serving.settings import Settings
 

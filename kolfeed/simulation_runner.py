@@ -42,7 +42,6 @@ from recsys.world.config import DAY
 from recsys.world.events import EventChunk
 from recsys.world.truth import GroundTruth
 from serving.feed_service import context_from_state
-from serving.lookups import friend_ids, item_categories
 
 DEFAULT_TRAIN_CONFIG = Path("configs/train/world_als.yaml")  # best on worlds (kolfeed bench train)
 
@@ -56,7 +55,7 @@ class SimulationResult:
 
 def store_events(ev: EventChunk, model: FeedModel) -> list[StoreEvent]:
     """Columnar events → the store's event objects (what the service's POST /v1/events produces)."""
-    cats = item_categories(model, ev.item)
+    cats = model.item_categories(ev.item)
     names = ACTION_NAMES
     out = []
     for ts, u, i, a, p, k, to, v, cat in zip(
@@ -187,7 +186,7 @@ async def _simulate(
         per_user_friends = []
         for u in users:
             if u not in friends_cache:
-                friends_cache[u] = friend_ids(model, u, cfg.friends_limit)
+                friends_cache[u] = model.friend_ids(u, cfg.friends_limit)
             per_user_friends.append(friends_cache[u])
         all_friends = sorted({f for fs in per_user_friends for f in fs})
         bought_by: dict[int, set[int]] = {}

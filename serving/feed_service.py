@@ -24,7 +24,6 @@ from recsys.ranking.context import UserContext
 from recsys.ranking.variants import RankingVariant
 from serving.arms import choose_arm
 from serving.logs import current_request_id
-from serving.lookups import friend_ids
 from serving.metrics import ServiceMetrics
 from serving.schemas import FeedPage, FeedQuery
 from serving.settings import Settings
@@ -99,7 +98,7 @@ async def _live_inputs(
     Any other exception is a bug and propagates (500).
     """
     deadline = asyncio.get_running_loop().time() + deadline_s
-    friends = friend_ids(loaded.model, user_id, friends_limit)
+    friends = loaded.model.friend_ids(user_id, friends_limit)
     trending = trending_cache.fresh(store, trending_k) if trending_k > 0 else []
     pending: asyncio.Future[TrendingRead] | None = None
     if trending is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -580,6 +581,39 @@ class FeedModel:
             self.user_buys = _Csr.build(pairs[:, 0], pairs[:, 1], n_su)
         else:
             self.user_buys = _Csr.empty(n_su)
+
+    def item_categories(self, item_ids: Sequence[int] | np.ndarray) -> list[str | None]:
+        """Category name of each item key, None when the run does not know the item or its category
+        (what the service stamps on logged events; short lists one by one, where numpy's per-call
+        overhead would dominate: an event batch is usually one event)."""
+        if len(item_ids) <= _SHORT_LIST:
+            return [self._item_category(int(i)) for i in item_ids]
+        ids = np.asarray(item_ids, dtype=np.int64)
+        if ids.size == 0:
+            return []
+        rows = self.items.rows(ids)
+        n_codes = len(self.item_category)
+        known = (rows >= 0) & (rows < n_codes)
+        codes = np.where(known, self.item_category[np.where(known, rows, 0)] if n_codes else -1, -1)
+        cats = self.categories
+        return [cats[c] if 0 <= c < len(cats) else None for c in codes.tolist()]
+
+    def _item_category(self, item_id: int) -> str | None:
+        row = self.items.row(item_id)
+        if not 0 <= row < len(self.item_category):
+            return None
+        code = int(self.item_category[row])
+        return self.categories[code] if 0 <= code < len(self.categories) else None
+
+    def friend_ids(self, user_id: int, limit: int) -> list[int]:
+        """Keys of the user's friends in the run's share graph (at most ``limit``)."""
+        if limit <= 0:
+            return []
+        row = self.social_users.row(user_id)
+        if row < 0:
+            return []
+        friend_rows = self.user_friends.get(row)[:limit]
+        return [int(x) for x in self.social_users.ids[friend_rows].tolist()]
 
     def item_posts_and_category(
         self, items: np.ndarray

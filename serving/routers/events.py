@@ -25,7 +25,6 @@ from features.errors import InvalidEventError, StoreUnavailable
 from features.eventlog import EventLogError
 from features.group_commit import GroupCommitter
 from serving.deps import StoreDep
-from serving.lookups import item_categories
 from serving.metrics import ServiceMetrics
 from serving.schemas import ErrorResponse, EventBatch, EventsAccepted
 from serving.state import LoadedModel, ModelHolder
@@ -39,7 +38,7 @@ def to_store_events(batch: EventBatch, loaded: LoadedModel | None, now: float) -
     """API events → StoreEvents, with the item's category filled in from the model when it knows it."""
     out: list[StoreEvent] = []
     ids = [e.item_id for e in batch.events]
-    categories = item_categories(loaded.model, ids) if loaded is not None else [None] * len(ids)
+    categories = loaded.model.item_categories(ids) if loaded is not None else [None] * len(ids)
     for e, category in zip(batch.events, categories, strict=True):
         out.append(
             StoreEvent(

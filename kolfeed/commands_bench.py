@@ -396,6 +396,12 @@ def cluster_command(
             f"errors {ph['errors']}  replica CPU {ph['replicas_cpu_ms_per_feed']} ms/feed  "
             f"events {ph['events_acknowledged_per_s']}/s"
         )
+        if "victim_shard_users" in ph:
+            v, o = ph["victim_shard_users"], ph["other_users"]
+            typer.echo(
+                f"{'':>22}degraded: users on the killed primary {v['degraded']}/{v['answered']}, "
+                f"other users {o['degraded']}/{o['answered']}"
+            )
     ev = out["cluster_two_replicas"]["events"]
     typer.echo(
         f"events: acknowledged {ev['acknowledged']}  "

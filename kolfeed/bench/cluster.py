@@ -102,8 +102,8 @@ class Balancer:
 @dataclass
 class Recorder:
     t0: float
-    feeds: list[tuple[float, float, int, bool]] = field(default_factory=list)
-    """(at_s, latency_ms, status, degraded)"""
+    feeds: list[tuple[float, float, int, bool, int]] = field(default_factory=list)
+    """(at_s, latency_ms, status, degraded, user)"""
     acks: list[tuple[int, float, Reply]] = field(default_factory=list)
     """(batch index, sent at_s, reply)"""
     marks: dict[str, float] = field(default_factory=dict)
@@ -118,8 +118,10 @@ async def drive(
     p: ClusterBenchParams,
     phases: list[tuple[str, float, Callable[[], None] | None]],
     cpu_pids: Callable[[], dict[str, list[int]]],
+    victim_users: frozenset[int] = frozenset(),
 ) -> tuple[Recorder, list[dict[str, Any]]]:
-    """Run the load through ``phases`` (name, seconds, action at its start) and measure each."""
+    """Run the load through ``phases`` (name, seconds, action at its start) and measure each;
+    ``victim_users``: users whose keys live on the primary that gets killed."""
     rec = Recorder(time.perf_counter())
     stop = asyncio.Event()
     rng = np.random.default_rng(11)
@@ -130,13 +132,14 @@ async def drive(
             at = rec.at()
             r = await lb.request("GET", f"/v1/feed?user_id={user}&limit={p.feed_limit}")
             degraded = r.status == 200 and bool(r.json().get("degraded"))
-            rec.feeds.append((at, r.latency_s * 1000, r.status, degraded))
+            rec.feeds.append((at, r.latency_s * 1000, r.status, degraded, user))
 
     async def writer() -> None:
         i = 0
-        start = time.perf_counter()
+        due = time.perf_counter()
         while not stop.is_set():
-            due = start + i / p.event_batches_per_s
+            # paced, without catching up: a slow phase must not make the next one a burst
+            due = max(due + 1 / p.event_batches_per_s, time.perf_counter())
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             batch = make_batch(i, p.events_per_batch, EVENT_USERS)
             at = rec.at()
@@ -157,14 +160,20 @@ async def drive(
         end = rec.at()
         cpu1 = {k: cpu_seconds(v) for k, v in pids.items()}
         cpu = {k: cpu1[k] - cpu0[k] for k in pids}
-        stats.append(phase_stats(name, rec, begin, end, cpu, p.events_per_batch))
+        stats.append(phase_stats(name, rec, begin, end, cpu, p.events_per_batch, victim_users))
     stop.set()
     await asyncio.gather(*tasks)
     return rec, stats
 
 
 def phase_stats(
-    name: str, rec: Recorder, begin: float, end: float, cpu_s: dict[str, float], per_batch: int
+    name: str,
+    rec: Recorder,
+    begin: float,
+    end: float,
+    cpu_s: dict[str, float],
+    per_batch: int,
+    victim_users: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
     rows = [f for f in rec.feeds if begin <= f[0] < end]
     ok = [f for f in rows if f[2] == 200]
@@ -181,6 +190,11 @@ def phase_stats(
         "latency": percentiles([f[1] / 1000 for f in ok]),
         "events_acknowledged_per_s": round(acked * per_batch / seconds, 1),
     }
+    if victim_users:  # pages of users on the primary that gets killed vs everyone else's
+        mine = [f for f in ok if f[4] in victim_users]
+        others = [f for f in ok if f[4] not in victim_users]
+        out["victim_shard_users"] = {"answered": len(mine), "degraded": sum(1 for f in mine if f[3])}
+        out["other_users"] = {"answered": len(others), "degraded": sum(1 for f in others if f[3])}
     for who, spent in cpu_s.items():
         out[f"{who}_cpu_ms_per_feed"] = round(spent * 1000 / max(len(ok), 1), 3)
     return out
@@ -261,7 +275,9 @@ async def _cluster(run_dir: Path, work: Path, p: ClusterBenchParams) -> dict[str
             ("replica killed", p.replica_down_s, replicas[1].kill),
             ("primary killed", p.primary_down_s, kill_primary),
         ]
-        rec, stats = await drive(lb, user_sample(run_dir), p, phases, pids)
+        users = user_sample(run_dir)
+        victims = await _users_on_node(cluster.url, users, cluster.ports[victim_primary])
+        rec, stats = await drive(lb, users, p, phases, pids, victims)
         retried = lb.retried
         await lb.close()
 
@@ -274,8 +290,8 @@ async def _cluster(run_dir: Path, work: Path, p: ClusterBenchParams) -> dict[str
         events = [ev for i, _ in acked for ev in make_batch(i, p.events_per_batch, EVENT_USERS)]
         store = open_store(cluster.url, socket_timeout=2.0, socket_connect_timeout=2.0)
         try:
-            users = sorted({ev["user_id"] for ev in events})
-            states = dict(zip(users, await store.user_states(users), strict=True)) if users else {}
+            owners = sorted({ev["user_id"] for ev in events})
+            states = dict(zip(owners, await store.user_states(owners), strict=True)) if owners else {}
         finally:
             await store.close()
         in_store = sum(
@@ -305,8 +321,23 @@ async def _cluster(run_dir: Path, work: Path, p: ClusterBenchParams) -> dict[str
         "balancer_retries": retried,
         "recovered_after_s": recovered_s,
         "timeline_s": {k: round(v, 2) for k, v in rec.marks.items()},
-        "feed_points": [(round(a, 3), round(lat, 2), s, d) for a, lat, s, d in rec.feeds],
+        "feed_points": [(round(a, 3), round(lat, 2), s, d) for a, lat, s, d, _ in rec.feeds],
     }
+
+
+async def _users_on_node(url: str, users: np.ndarray, port: int) -> frozenset[int]:
+    """The users whose keys the primary on ``port`` serves (the layout hash-tags keys per user)."""
+    from features.factory import open_store
+    from features.redis_cluster_store import RedisClusterStore
+
+    store = open_store(url)
+    assert isinstance(store, RedisClusterStore)
+    try:
+        client = await store._initialized()
+        nodes = {int(u): client.get_node_from_key(store._bought_key(int(u))) for u in users}
+        return frozenset(u for u, node in nodes.items() if node is not None and int(node.port) == port)
+    finally:
+        await store.close()
 
 
 def _statuses(replies: Any) -> dict[str, int]:

@@ -28,6 +28,7 @@ from features.replay import Replayer
 from recsys.artifacts import ArtifactError, newest_run
 from recsys.ranking.variants import VariantError, load_variants
 from serving.errors import BodyLimitMiddleware, install_exception_handlers
+from serving.experiments import experiments_context
 from serving.limits import ConcurrencyLimiter, LimitConfig, LimitMiddleware, register_reliability_metrics
 from serving.logs import configure_logging
 from serving.metrics import MetricsMiddleware, ServiceMetrics
@@ -83,6 +84,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(store.close)
         stack.callback(app.state.trending_cache.close)
         await check_store_credentials(store)
+        await stack.enter_async_context(experiments_context(app))  # arm labels become variant aliases
         await serve_the_announced_run(channels, holder, metrics)
         current = holder.current
         if current is not None:
@@ -229,6 +231,7 @@ def create_app(settings: Settings | None = None, preloaded: LoadedModel | None =
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.trending_cache = TrendingCache(settings.trending_cache_s, settings.trending_stale_s)
+    app.state.experiments = {}
     app.state.preloaded = preloaded
     app.state.event_log = None
     app.state.run_pointer = None
@@ -254,7 +257,7 @@ def create_app(settings: Settings | None = None, preloaded: LoadedModel | None =
     app.include_router(events.router)
     app.include_router(admin.router)
     app.include_router(health.router)
-    app.include_router(experiments.router)  # its lifespan loads + checks experiments after variants
+    app.include_router(experiments.router)
     app.include_router(kols.router)
     app.include_router(dashboard.router)
     install_openapi(app)

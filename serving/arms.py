@@ -10,8 +10,8 @@ Arm labels (the feed response's ``arm``): ``"<experiment>:<arm>"`` inside an exp
 At startup ``serving.experiments`` registers every label as an alias of its arm's ranking variant in
 ``app.state.variants``, so ``variants[label]`` is the variant to rank with.
 
-The experiments come from ``experiments=`` when the caller has them (``request.app.state.experiments``),
-else from the table the running app installed with :func:`install` at startup (one app per process).
+The experiments are passed in: the app's lifespan loads them into ``app.state.experiments`` and the
+feed reads them from there (no process-wide table, so two apps in one process never share arms).
 """
 
 from __future__ import annotations
@@ -22,18 +22,6 @@ from datetime import datetime
 from recsys.experiments.assignment import ArmChoice, choose_variant
 from recsys.experiments.config import ExperimentConfig
 from recsys.ranking.variants import DEFAULT_VARIANT_NAME
-
-_installed: dict[str, ExperimentConfig] = {}
-
-
-def install(experiments: Mapping[str, ExperimentConfig]) -> None:
-    """Make ``experiments`` the ones :func:`choose_arm` uses by default (called by the app's lifespan)."""
-    _installed.clear()
-    _installed.update(experiments)
-
-
-def installed() -> dict[str, ExperimentConfig]:
-    return dict(_installed)
 
 
 def arm_label_for(experiment: str, arm: str) -> str:
@@ -52,8 +40,7 @@ def choose(
     now: datetime | float | int | None = None,
 ) -> ArmChoice:
     """The full choice (experiment, arm, variant) for one user."""
-    table = _installed if experiments is None else experiments
-    return choose_variant(user_id, table, default_arm, now)
+    return choose_variant(user_id, experiments or {}, default_arm, now)
 
 
 def choose_arm(

@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from features.base import FeatureStore
+from recsys.experiments.config import ExperimentConfig
 from recsys.ranking.variants import RankingVariant
 from serving.metrics import ServiceMetrics
 from serving.settings import Settings
@@ -56,11 +57,12 @@ class FeedEnv:
     variants: dict[str, RankingVariant]
     metrics: ServiceMetrics
     trending_cache: TrendingCache
+    experiments: dict[str, ExperimentConfig]
 
 
 async def get_feed_env(request: Request) -> FeedEnv:
     st = request.app.state
-    return FeedEnv(st.settings, st.holder, st.variants, st.metrics, st.trending_cache)
+    return FeedEnv(st.settings, st.holder, st.variants, st.metrics, st.trending_cache, st.experiments)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -79,15 +79,15 @@ def describe(experiments: Mapping[str, ExperimentConfig]) -> list[dict[str, obje
 
 
 @asynccontextmanager
-async def experiments_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Runs after the app's own lifespan (variants loaded): experiments + the report event source."""
+async def experiments_context(app: FastAPI) -> AsyncIterator[None]:
+    """Entered by the app's lifespan once the variants are loaded: experiments (their arm labels become
+    variant aliases) and the report event source, closed at shutdown."""
     settings: Settings = app.state.settings
     variants: dict[str, RankingVariant] = app.state.variants
     experiments = load_serving_experiments(settings.experiments_dir, variants)
     variants.update(arm_aliases(experiments, variants))
     app.state.experiments = experiments
     app.state.event_source = event_source_for(settings)
-    arms.install(experiments)
     running = [e.name for e in experiments.values() if active(e)]
     log.info(
         "experiments loaded: %s (active: %s)", ", ".join(experiments) or "none", ", ".join(running) or "none"
@@ -95,5 +95,5 @@ async def experiments_lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        arms.install({})
+        app.state.experiments = {}
         app.state.event_source.close()

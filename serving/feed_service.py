@@ -17,9 +17,11 @@ import asyncio
 import functools
 import logging
 import uuid
+from collections.abc import Mapping
 
 from features.base import FeatureStore, UserState
 from features.errors import StoreUnavailable
+from recsys.experiments.config import ExperimentConfig
 from recsys.ranking.context import UserContext
 from recsys.ranking.variants import RankingVariant
 from serving.arms import choose_arm
@@ -140,6 +142,7 @@ async def get_feed(
     variants: dict[str, RankingVariant],
     metrics: ServiceMetrics,
     trending_cache: TrendingCache | None = None,
+    experiments: Mapping[str, ExperimentConfig] | None = None,
 ) -> FeedPage:
     """One page, without HTTP (serving/routers/feed.py serves it; benchmarks call it directly).
 
@@ -156,7 +159,7 @@ async def get_feed(
         if arm not in variants:
             raise UnknownVariant(f"unknown variant {arm!r}; known: {', '.join(sorted(variants))}")
     else:
-        arm = choose_arm(user_key, settings.default_variant)
+        arm = choose_arm(user_key, settings.default_variant, experiments)
         if arm not in variants:  # a misconfigured arm must not take the feed down
             log.error("arm %r has no ranking variant; using %r", arm, settings.default_variant)
             arm = settings.default_variant

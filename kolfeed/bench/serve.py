@@ -321,6 +321,7 @@ async def _time_app(cfg: ServeBenchConfig, run_dir: Path, url: str, loaded: Any)
                 st.variants,
                 st.metrics,
                 st.trending_cache,
+                st.experiments,
             )
             if j >= 20:  # the first 20 warm up
                 handler[j - 20] = time.perf_counter() - t0

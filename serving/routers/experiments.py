@@ -2,7 +2,7 @@
 
 Why computed on request: the readout must reflect the events logged so far; ``serving.event_source``
 runs it in a worker thread and reuses it for a short while, so a dashboard refresh costs nothing.
-The router's lifespan (``serving.experiments``) loads and checks the experiments at startup.
+The app's lifespan loads and checks the experiments at startup (``serving.experiments``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from recsys.experiments.events import EventTableError
 from recsys.experiments.readout import ExperimentReport, experiment_report
 from recsys.experiments.timeseries import Bucket, ExperimentTimeseries, experiment_timeseries
 from serving.event_source import EventSource, EventSourceError, EventTables, get_event_source
-from serving.experiments import describe, experiments_lifespan
+from serving.experiments import describe
 from serving.schemas import ErrorResponse
 
-router = APIRouter(tags=["experiments"], lifespan=experiments_lifespan)
+router = APIRouter(tags=["experiments"])
 
 EventSourceDep = Annotated[EventSource, Depends(get_event_source)]
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}

@@ -23,7 +23,14 @@ router = APIRouter(tags=["feed"])
 async def feed_endpoint(params: Annotated[FeedQuery, Query()], env: FeedEnvDep, store: StoreDep) -> Response:
     try:
         page = await get_feed(
-            params, env.settings, env.holder, store, env.variants, env.metrics, env.trending_cache
+            params,
+            env.settings,
+            env.holder,
+            store,
+            env.variants,
+            env.metrics,
+            env.trending_cache,
+            env.experiments,
         )
     except FeedError as exc:
         raise HTTPException(status_code=exc.status, detail=str(exc)) from None

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from kolfeed.failure import EXIT_FAILED, fail
+
 data_app = typer.Typer(help="Check input data: table files, world directories, benchmark datasets.")
 
 
@@ -101,7 +103,7 @@ def check(
                     f"split: {'yes' if world.has_split else 'none'}; {refs}; checked in {seconds:.2f} s"
                 )
             if problems:
-                raise typer.Exit(code=1)
+                raise typer.Exit(code=EXIT_FAILED)
             return
         name = _table_name(path, table)
         result = load_table(path, TABLES[name])
@@ -112,8 +114,7 @@ def check(
             typer.echo(result.report.summary())
             typer.echo(f"checked in {seconds:.2f} s")
     except DataError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1) from None
+        fail(exc)
 
 
 @data_app.command("import")
@@ -180,8 +181,7 @@ def import_(
         )
         report = import_shop(opts)
     except DataError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1) from None
+        fail(exc)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -202,8 +202,7 @@ def shop_export(
     from recsys.world.shop_export import IMPORT_ACTIONS, IMPORT_MAP, ShopExportConfig, write_shop_export
 
     if not (world / "events.parquet").is_file():
-        typer.echo(f"error: {world}: no events.parquet (not a world directory)", err=True)
-        raise typer.Exit(code=1)
+        fail(f"{world}: no events.parquet (not a world directory)")
     counts = write_shop_export(world, out, ShopExportConfig(seed=seed, string_ids=not integer_ids))
     typer.echo(
         f"wrote {out / 'events.csv.gz'} ({counts['events']:,} rows, {counts['duplicates']:,} duplicates, "

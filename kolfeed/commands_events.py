@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from kolfeed.failure import fail
+
 events_app = typer.Typer(help="The service's event logs: export them to date-partitioned Parquet.")
 
 
@@ -44,8 +46,7 @@ def export(
                 log_dir, out, fallback_replica=fallback, chunk_rows=chunk_rows, on_events=bar.update
             )
     except EventLogError as exc:
-        typer.echo(f"error: export of {log_dir} into {out}: {exc}", err=True)
-        raise typer.Exit(code=1) from None
+        fail(f"export of {log_dir} into {out}: {exc}")
     per_log = ", ".join(f"{key}: +{n} (to seq {result.positions[key]})" for key, n in result.per_log.items())
     dates = sorted(result.dates)
     span = f"{dates[0]} … {dates[-1]}" if len(dates) > 1 else (dates[0] if dates else "none")

@@ -6,6 +6,8 @@ import json
 
 import typer
 
+from kolfeed.failure import fail
+
 index_app = typer.Typer(help="FAISS retrieval index over a run's item embeddings.", no_args_is_help=True)
 
 
@@ -33,8 +35,7 @@ def build(
             run_dir, factory, ef_search=ef_search, nprobe=nprobe, recall_queries=recall_queries
         )
     except (ArtifactError, IndexBuildError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1) from None
+        fail(exc)
     typer.echo(json.dumps(info, sort_keys=True))
 
 

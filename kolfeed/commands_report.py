@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from kolfeed.failure import fail
+
 if TYPE_CHECKING:
     from recsys.attribution import AttributionReport
     from recsys.experiments.readout import Estimate, ExperimentReport
@@ -18,11 +20,6 @@ if TYPE_CHECKING:
 report_app = typer.Typer(
     help="Reports: A/B experiment readout and per-KOL attribution.", no_args_is_help=True
 )
-
-
-def _fail(message: object) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
 
 
 # --------------------------------------------------------------------------------------- formatting
@@ -134,7 +131,7 @@ def experiment_cmd(
         tables = load_event_tables(events)
         report = experiment_report(tables.events, exp, alpha=alpha, bootstrap_resamples=bootstrap)
     except (ExperimentConfigError, EventSourceError, EventTableError, ValueError, OSError) as exc:
-        raise _fail(exc) from None
+        fail(exc)
     if report.srm_warning:
         typer.secho(f"WARNING: {report.srm.message}", err=True, fg=typer.colors.RED, bold=True)
     typer.echo(report.model_dump_json(indent=2) if json_out else format_experiment(report))
@@ -188,7 +185,7 @@ def kols_cmd(
             kol_labels=kol_labels,
         )
     except (AttributionError, ArtifactError, EventSourceError, EventTableError, ValueError, OSError) as exc:
-        raise _fail(exc) from None
+        fail(exc)
     if not report.balanced:
         typer.secho(
             f"WARNING: attributed GMV {report.attributed_gmv} != log GMV {report.log_gmv}",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from kolfeed.failure import fail
 from serving.runner import MAX_WORKERS
 
 
@@ -25,11 +26,6 @@ class LogLevel(StrEnum):
 class LogFormat(StrEnum):
     json = "json"
     console = "console"
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"kolfeed serve: {message}", err=True)
-    raise typer.Exit(code=1)
 
 
 def register(app: typer.Typer) -> None:
@@ -109,7 +105,7 @@ def register(app: typer.Typer) -> None:
         try:
             run_dir = run if run is not None else newest_run(runs)
         except ArtifactError as exc:
-            _fail(f"{exc}; train one with `kolfeed train CONFIG --out {runs}` or pass --run DIR")
+            fail(f"{exc}; train one with `kolfeed train CONFIG --out {runs}` or pass --run DIR")
             return
         try:
             settings = Settings(
@@ -124,15 +120,15 @@ def register(app: typer.Typer) -> None:
                 settings = settings.model_copy(update={"event_log_dir": event_log_dir})
         except ValidationError as exc:
             first = exc.errors()[0]
-            _fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+            fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
             return
         try:
             variants = load_variants(settings.ranking_dir)
         except VariantError as exc:
-            _fail(str(exc))
+            fail(str(exc))
             return
         if settings.default_variant not in variants:
-            _fail(f"default variant {settings.default_variant!r} not in {settings.ranking_dir}")
+            fail(f"default variant {settings.default_variant!r} not in {settings.ranking_dir}")
 
         async def check_store() -> bool:
             st = open_store(store)
@@ -151,10 +147,10 @@ def register(app: typer.Typer) -> None:
         try:
             store_ok = asyncio.run(check_store())
         except StoreAuthError as exc:
-            _fail(f"store {redact_url(store)} refused our credentials: {exc}")
+            fail(f"store {redact_url(store)} refused our credentials: {exc}")
             return
         except StoreConfigError as exc:
-            _fail(f"bad --store URL: {exc}")
+            fail(f"bad --store URL: {exc}")
             return
         if not store_ok:
             typer.echo(
@@ -190,6 +186,6 @@ def register(app: typer.Typer) -> None:
                 on_listening=lambda url: typer.echo(f"kolfeed: listening on {url}  (docs: {url}/docs)"),
             )
         except ArtifactError as exc:
-            _fail(f"cannot serve {run_dir}: {exc}")
+            fail(f"cannot serve {run_dir}: {exc}")
         except ServeError as exc:
-            _fail(str(exc))
+            fail(str(exc))

@@ -2,7 +2,7 @@
 
 Feeds come from the production ranker and feature store (memory://), reactions from the world's hidden
 ground truth; the readout is the experiment readout of the live service. Bad input prints one line and
-exits 2; the last stdout line is the output directory.
+exits 1 (kolfeed/failure.py); the last stdout line is the output directory.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+
+from kolfeed.failure import fail
 
 
 def register(app: typer.Typer) -> None:
@@ -87,8 +89,7 @@ def register(app: typer.Typer) -> None:
             result = run_simulation(world, exp, variants, model, cfg, progress=not quiet)
             write_result(result, out)
         except errors as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(code=2) from None
+            fail(exc)
         typer.echo(format_readout(result.report))
         meta, st = result.meta, result.meta["stats"]
         typer.echo(

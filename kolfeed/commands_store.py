@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from kolfeed.failure import fail
+
 store_app = typer.Typer(help="Online feature store: check connectivity, rebuild it from the event log.")
 
 
@@ -22,8 +24,7 @@ def ping(
     try:
         backend = open_store(store)
     except StoreConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        fail(exc)
 
     async def run() -> str | None:
         """None when the store answers, else the reason it did not."""
@@ -41,8 +42,7 @@ def ping(
     if problem is None:
         typer.echo(f"ok {redact_url(store)}")
         return
-    typer.echo(f"error: store {redact_url(store)}: {problem}", err=True)
-    raise typer.Exit(code=1)
+    fail(f"store {redact_url(store)}: {problem}")
 
 
 @store_app.command("rebuild")
@@ -73,8 +73,7 @@ def rebuild(
     try:
         backend = open_store(store)
     except StoreConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        fail(exc)
 
     async def run() -> RebuildResult:
         try:
@@ -85,8 +84,7 @@ def rebuild(
     try:
         result = asyncio.run(run())
     except (StoreError, EventLogError) as exc:
-        typer.echo(f"error: rebuild of {redact_url(store)} from {log_dir}: {exc}", err=True)
-        raise typer.Exit(code=1) from None
+        fail(f"rebuild of {redact_url(store)} from {log_dir}: {exc}")
     per_log = ""
     if len(result.positions) > 1:
         per_log = " (" + ", ".join(f"{name}={pos}" for name, pos in result.positions.items()) + ")"

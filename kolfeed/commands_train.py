@@ -1,6 +1,7 @@
 """`kolfeed train`, `kolfeed eval`, `kolfeed runs`: config-run training and run comparison.
 
-Errors the user can fix (bad config, bad data, corrupt run dir) print one line and exit 2; the last
+Errors the user can fix (bad config, bad data, corrupt run dir) print one line and exit 1
+(kolfeed/failure.py); the last
 line of `train`'s stdout is the run directory so scripts can capture it.
 """
 
@@ -11,10 +12,7 @@ from pathlib import Path
 
 import typer
 
-
-def _fail(exc: BaseException) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code=2)
+from kolfeed.failure import fail
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -60,7 +58,7 @@ def register(app: typer.Typer) -> None:
             cfg = load_config(config, set_)
             result = run_train(cfg, out, quiet=quiet)
         except _user_errors() as exc:
-            raise _fail(exc) from None
+            fail(exc)
         if result.data_rows is not None:
             for line in result.data_rows.lines():
                 typer.echo(line)
@@ -89,7 +87,7 @@ def register(app: typer.Typer) -> None:
             try:
                 served, full = reevaluate_pipeline(run_dir, variant, ranking_dir)
             except expected as exc:
-                raise _fail(exc) from None
+                fail(exc)
             if as_json:
                 typer.echo(json.dumps({"pipeline": served, "model": full}, indent=2, sort_keys=True))
                 return
@@ -104,7 +102,7 @@ def register(app: typer.Typer) -> None:
         try:
             metrics, recorded, same_data = reevaluate(run_dir)
         except _user_errors() as exc:
-            raise _fail(exc) from None
+            fail(exc)
         if not same_data:
             typer.echo("warning: the data changed since training (fingerprint differs)", err=True)
         if was_refit(run_dir):

@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
         """Search the models' declared spaces (see `kolfeed models`) with seeded TPE and pruning, on a
         validation split carved from the training data only; write OUT/best.yaml for `kolfeed train`.
         Re-running with the same --out resumes the study."""
-        from kolfeed.commands_train import _fail, _user_errors
+        from kolfeed.commands_train import _user_errors
+        from kolfeed.failure import fail
         from training.tune import TuneError, tune_from_file
 
         def say(msg: str) -> None:
@@ -44,7 +45,7 @@ def register(app: typer.Typer) -> None:
         try:
             result = tune_from_file(config, set_, out, trials, timeout, progress=not quiet, log=say)
         except errors as exc:
-            raise _fail(exc) from None
+            fail(exc)
         s = result.summary
         typer.echo(
             f"trials: {s['trials']['complete']} complete, {s['trials']['pruned']} pruned "

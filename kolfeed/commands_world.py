@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from kolfeed.failure import fail
+
 
 def _parse_sets(sets: list[str]) -> dict[str, int | float]:
     from recsys.world.config import WorldError
@@ -39,8 +41,7 @@ def register(app: typer.Typer) -> None:
             cfg = scale_config(scale, _parse_sets(set_))
             report = generate_world(cfg, seed, out, scale=scale, progress=progress)
         except (WorldError, OSError) as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(code=1) from None
+            fail(e)
         counts = ", ".join(f"{k}={v}" for k, v in report.counts.items())
         split = report.split
         typer.echo(f"world written to {out}: {counts}; split train={split['n_train']} test={split['n_test']}")

@@ -157,8 +157,8 @@ def test_cli_train_eval_runs(tiny_world: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["runs", "--out", str(out)])
     assert res.exit_code == 0 and "als" in res.stdout and "cli" in res.stdout
     bad = runner.invoke(app, ["train", str(cfg), "--out", str(out), "--set", "model.parms.x=1"])
-    assert bad.exit_code == 2
+    assert bad.exit_code == 1
     assert "unknown key 'model.parms'" in bad.stderr
     missing = runner.invoke(app, ["train", str(cfg), "--out", str(out), "--set", f"data.path={tmp_path}/no"])
-    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    assert missing.exit_code == 1 and "does not exist" in missing.stderr
     assert len(list_runs(out)) == 1

@@ -634,7 +634,17 @@ async def test_rank_in_thread_or_inline_gives_the_same_pages(runs_root: Path, ra
                 for variant, limit in ((LOOSE, 40), ("default", 10))
             ]
         threads[in_thread] = seen
-    assert pages[True] == pages[False] and all(pages[True])
+
+    # trending decays with the wall clock, which moves between the two apps: scores agree closely,
+    # everything else exactly
+    def without_scores(ps: list[Any]) -> list[Any]:
+        return [[{k: v for k, v in e.items() if k != "score"} for e in page] for page in ps]
+
+    def scores(ps: list[Any]) -> list[float]:
+        return [e["score"] for page in ps for e in page]
+
+    assert without_scores(pages[True]) == without_scores(pages[False]) and all(pages[True])
+    assert scores(pages[True]) == pytest.approx(scores(pages[False]), rel=1e-3)
     loop_thread = threading.get_ident()
     assert threads[False] == {loop_thread} and loop_thread not in threads[True]
 

@@ -338,3 +338,14 @@ def test_a_converged_search_stops_on_patience(tmp_path: Path) -> None:
     result = _tune(data, tmp_path / "tune", trials=60, extra=["tune.patience=3"])
     assert result.summary["stopped_by"] == "patience"
     assert result.n_trials < 60
+
+
+def test_bench_tune_datasets_are_named_paths_with_a_format(tmp_path: Path) -> None:
+    from kolfeed.bench.tune import BenchTuneError, Dataset
+
+    ds = Dataset.parse(f"small={tmp_path}:lightgcn")
+    assert (ds.name, ds.path, ds.format) == ("small", tmp_path, "lightgcn")
+    with pytest.raises(BenchTuneError, match="NAME=PATH:FORMAT"):
+        Dataset.parse(str(tmp_path))
+    with pytest.raises(BenchTuneError, match="does not exist"):
+        Dataset.parse(f"x={tmp_path / 'missing'}:lightgcn")

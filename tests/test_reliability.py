@@ -156,5 +156,5 @@ async def test_password_redis_works_and_the_password_never_shows(run_dir: Path, 
         )
     assert proc.returncode != 0
     message = proc.stderr.strip().splitlines()[-1]
-    assert message.startswith("kolfeed serve:") and "credentials" in message, proc.stderr
+    assert message.startswith("error:") and "credentials" in message, proc.stderr
     assert wrong not in proc.stdout + proc.stderr and password not in proc.stdout + proc.stderr

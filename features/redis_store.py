@@ -109,6 +109,14 @@ class RedisStore:
         except (rexc.ConnectionError, rexc.TimeoutError, TimeoutError, OSError) as exc:
             reason = f"{type(exc).__name__}: {self._scrub(str(exc))}"
             raise StoreUnavailable(f"redis unavailable at {self.url} during {what}: {reason}") from None
+        except RuntimeError as exc:
+            # uvloop: a connection whose socket the server just closed (Redis going down) raises
+            # RuntimeError("unable to perform operation on <TCPTransport closed=True ...>")
+            if not _closed_transport(exc):
+                raise
+            raise StoreUnavailable(
+                f"redis unavailable at {self.url} during {what}: connection closed"
+            ) from None
         except rexc.RedisError as exc:
             msg = self._scrub(str(exc))
             if "NOAUTH" in msg or "WRONGPASS" in msg:
@@ -341,3 +349,9 @@ class RedisStore:
     async def close(self) -> None:
         await self._redis.aclose()
         await self._redis.connection_pool.disconnect()
+
+
+def _closed_transport(exc: RuntimeError) -> bool:
+    """uvloop's error for writing to a connection that was closed under us (not a bug of ours)."""
+    text = str(exc)
+    return "unable to perform operation on" in text and "closed" in text

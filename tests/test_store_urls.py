@@ -157,3 +157,24 @@ def test_cli_store_ping() -> None:
     assert down.exit_code == 1 and "unavailable" in down.output and "hunter2" not in down.output
     bad = runner.invoke(app, ["store", "ping", "--store", "mongo://x"])
     assert bad.exit_code == 1 and "unknown store scheme" in bad.output
+
+
+async def test_a_connection_closed_under_uvloop_is_an_outage_not_a_bug() -> None:
+    from features.errors import StoreUnavailable
+    from features.factory import open_store
+
+    store = open_store("redis://127.0.0.1:1/0")
+
+    async def closed() -> None:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+
+    async def bug() -> None:
+        raise RuntimeError("something else")
+
+    try:
+        with pytest.raises(StoreUnavailable, match="connection closed"):
+            await store._call("feed_state", closed)  # type: ignore[attr-defined]
+        with pytest.raises(RuntimeError, match="something else"):
+            await store._call("feed_state", bug)  # type: ignore[attr-defined]
+    finally:
+        await store.close()

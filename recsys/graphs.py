@@ -270,10 +270,15 @@ def kol_category_fit(
     c = item_cat[index_of(item_ids, ev.item_id, "item_id")]
     counts = np.zeros((len(kol_ids), len(categories)), dtype=np.float64)
     np.add.at(counts, (k, c), w[keep])
+    return smoothed_fit(counts, smoothing)
+
+
+def smoothed_fit(counts: np.ndarray, smoothing: float) -> np.ndarray:
+    """KOLs x categories weighted conversion counts → rows that sum to 1, pulled towards the global
+    category mix by ``smoothing`` pseudo-conversions (shared by the local and the Spark engine)."""
+    n_categories = counts.shape[1]
     total = counts.sum(axis=0)
-    prior = (
-        total / total.sum() if total.sum() > 0 else np.full(len(categories), 1.0 / max(len(categories), 1))
-    )
+    prior = total / total.sum() if total.sum() > 0 else np.full(n_categories, 1.0 / max(n_categories, 1))
     fit = (counts + smoothing * prior[None, :]) / (counts.sum(axis=1, keepdims=True) + smoothing)
     return fit.astype(np.float32)
 

@@ -191,6 +191,58 @@ class TuneConfig(_Strict):
         return value
 
 
+SPARK_MODELS: tuple[str, ...] = ("als", "popularity")
+"""Models the Spark engine trains (MLlib ALS; popularity is a Spark SQL count)."""
+LOCAL_ENGINE_SIZE = "about 100k users x 100k items x 3M interactions in 11 min and 3.9 GB on 2 cores"
+"""What the local engine handles, as measured by ``kolfeed bench scale`` (bench/results/scale.json)."""
+
+
+class EngineConfig(_Strict):
+    """Where the data side and the fit run: ``local`` (one process, the default) or Apache ``spark``.
+
+    ``master`` is a Spark master URL (``local[2]``, ``spark://host:7077``, ``yarn``, ``k8s://…``);
+    None takes the one ``spark-submit --master`` gave, else ``local[2]``. ``conf`` holds Spark
+    properties (``spark.executor.memory: 8g``) passed to the session as they are."""
+
+    name: Literal["local", "spark"] = "local"
+    master: str | None = None
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _flatten(cls, value: Any) -> Any:
+        """Nested mappings become dotted Spark property names, so YAML may nest them and
+        ``--set engine.conf.spark.executor.memory=8g`` (split at every dot) still works."""
+        if not isinstance(value, dict):
+            return value
+        flat: dict[str, Any] = {}
+
+        def walk(prefix: str, node: dict[str, Any]) -> None:
+            for key, item in node.items():
+                name = f"{prefix}.{key}" if prefix else str(key)
+                if isinstance(item, dict):
+                    walk(name, item)
+                else:
+                    flat[name] = item
+
+        walk("", value)
+        return flat
+
+    @field_validator("conf")
+    @classmethod
+    def _spark_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in value if not k.startswith("spark.")]
+        if bad:
+            raise ValueError(f"engine.conf: {bad[0]!r} is not a Spark property (they start with 'spark.')")
+        return value
+
+    @model_validator(mode="after")
+    def _spark_only(self) -> EngineConfig:
+        if self.name == "local" and (self.master is not None or self.conf):
+            raise ValueError("engine.master and engine.conf apply to engine.name 'spark' only")
+        return self
+
+
 class TrainConfig(_Strict):
     name: str = "run"
     seed: int = 0
@@ -282,4 +334,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None, cwd: Path 
     if not data_path.is_absolute():
         data_path = (base / data_path).resolve()
     cfg.data.path = str(data_path)
+    if cfg.data.events_path is not None:
+        events_path = Path(cfg.data.events_path).expanduser()
+        cfg.data.events_path = str(
+            events_path if events_path.is_absolute() else (base / events_path).resolve()
+        )
     return cfg

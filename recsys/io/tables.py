@@ -167,7 +167,7 @@ class _CsvLines:
         return lines[~np.isin(lines, skipped)]
 
 
-def _check_header(path: Path, schema: TableSchema, names: list[str]) -> tuple[list[str], tuple[str, ...]]:
+def check_header(path: Path, schema: TableSchema, names: list[str]) -> tuple[list[str], tuple[str, ...]]:
     """Columns to read and extra columns; raises when a required column is missing or doubled."""
     wanted = set(schema.column_names)
     doubled = sorted({n for n in names if n in wanted and names.count(n) > 1})
@@ -194,7 +194,7 @@ def _read_parquet(path: Path, schema: TableSchema) -> _Source:
         names = list(parquet.schema_arrow.names)
     except (pa.ArrowException, OSError) as exc:
         raise TableError(path, f"not a readable Parquet file ({exc})") from None
-    present, extra = _check_header(path, schema, names)
+    present, extra = check_header(path, schema, names)
     try:
         table = parquet.read(columns=present)
     except (pa.ArrowException, OSError) as exc:
@@ -229,7 +229,7 @@ def _csv_header(path: Path) -> list[str]:
 
 def _read_csv(path: Path, schema: TableSchema) -> _Source:
     names = _csv_header(path)
-    present, extra = _check_header(path, schema, names)
+    present, extra = check_header(path, schema, names)
     invalid: list[tuple[int | None, str, int, int]] = []
 
     def on_invalid(row: pcsv.InvalidRow) -> str:
@@ -518,39 +518,47 @@ def _raise_first_problem(path: Path, source: _Source, problems: list[tuple[str, 
         if best is not None and best[0] <= row:
             continue
         if reason.startswith("null "):
-            error = TableError(
-                path,
-                f"empty value, expected {_describe_type(col)}",
-                row=row,
-                column=col.name,
-                expected=str(col.type),
-            )
-        elif col.id_kind is not None:
-            value = source.columns[col.name][index].as_py()
-            error = TableError(
-                path,
-                f"value {_shown(value)} is not {_describe_type(col)}: {_id_problem(value, col.name)}",
-                row=row,
-                column=col.name,
-                value=value,
-                expected="id",
-            )
+            error = row_error(path, col, row)
         else:
-            value = source.columns[col.name][index].as_py()
-            error = TableError(
-                path,
-                f"value {_shown(value)} is not {_describe_type(col)}",
-                row=row,
-                column=col.name,
-                value=value,
-                expected=str(col.type),
-            )
+            error = row_error(path, col, row, source.columns[col.name][index].as_py(), empty=False)
         best = (row, error)
     for line, problem in source.invalid_lines[:1]:
         if best is None or line < best[0]:
             best = (line, TableError(path, problem, row=line))
     if best is not None:
         raise best[1]
+
+
+def row_error(
+    path: str | Path, col: Column, row: int | None, value: object = None, empty: bool = True
+) -> TableError:
+    """The error of a strict table's bad row: an empty required value, or a value that is not of the
+    column's type (ids say why). Shared with the Spark engine so both engines word bad input alike."""
+    if empty:
+        return TableError(
+            path,
+            f"empty value, expected {_describe_type(col)}",
+            row=row,
+            column=col.name,
+            expected=str(col.type),
+        )
+    if col.id_kind is not None:
+        return TableError(
+            path,
+            f"value {_shown(value)} is not {_describe_type(col)}: {_id_problem(value, col.name)}",
+            row=row,
+            column=col.name,
+            value=value,
+            expected="id",
+        )
+    return TableError(
+        path,
+        f"value {_shown(value)} is not {_describe_type(col)}",
+        row=row,
+        column=col.name,
+        value=value,
+        expected=str(col.type),
+    )
 
 
 def _id_problem(value: object, field: str) -> str:

@@ -124,6 +124,21 @@ def _world_exports(prepared: Prepared, cfg: TrainConfig, item_emb: np.ndarray, u
     return kol_emb, affinity
 
 
+def open_engine(cfg: TrainConfig, log: Any = None) -> Any:
+    """The Spark engine for ``engine.name: spark`` (imported only then), None for the local engine."""
+    if cfg.engine.name == "local":
+        return None
+    from training.spark.engine import SparkEngine
+
+    return SparkEngine(cfg, log)
+
+
+def prepare_with_engine(cfg: TrainConfig) -> Prepared:
+    """The run's data, rebuilt by the engine that trained it (``kolfeed eval`` of a Spark run uses Spark)."""
+    engine = open_engine(cfg)
+    return engine.prepare() if engine is not None else prepare(cfg)
+
+
 def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str | None = None) -> RunResult:
     """Run the pipeline and return the finished run directory. ``fail_after`` (tests only) raises after
     the named stage to prove that a failed run leaves nothing behind."""
@@ -150,8 +165,9 @@ def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str
             cfg.data.format,
         )
         np.random.seed(cfg.seed)
+        engine = open_engine(cfg, log)
         with stages.stage("load"):
-            prepared = prepare(cfg)
+            prepared = engine.prepare() if engine is not None else prepare(cfg)
             fingerprint = data_fingerprint(Path(cfg.data.path), cfg.data.events_log, cfg.data.events_path)
             log.info("data: %s", prepared.stats)
             if prepared.log_intake is not None:
@@ -160,7 +176,10 @@ def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str
         _maybe_fail(fail_after, "load")
         with stages.stage("fit"):
             t0 = time.perf_counter()
-            model.fit(prepared.interactions.train)
+            if engine is not None:
+                engine.fit(model, prepared)
+            else:
+                model.fit(prepared.interactions.train)
             fit_seconds = time.perf_counter() - t0
         _maybe_fail(fail_after, "fit")
         with stages.stage("evaluate"):
@@ -286,7 +305,7 @@ def reevaluate(run_dir: Path) -> tuple[dict[str, float], dict[str, Any], bool]:
 
     manifest = art.verify_run_dir(Path(run_dir))
     cfg = config_from_dict(manifest.config, source=f"{run_dir}/manifest.json")
-    prepared = prepare(cfg)
+    prepared = prepare_with_engine(cfg)
     same_data = (
         data_fingerprint(Path(cfg.data.path), cfg.data.events_log, cfg.data.events_path)
         == manifest.data_fingerprint
@@ -315,7 +334,7 @@ def reevaluate_pipeline(
     if variant_name not in variants:
         raise ValueError(f"unknown ranking variant {variant_name!r}; have {', '.join(sorted(variants))}")
     cfg = config_from_dict(manifest.config, source=f"{run_dir}/manifest.json")
-    prepared = prepare(cfg)
+    prepared = prepare_with_engine(cfg)
     model = load_model(Path(run_dir) / art.MODEL_DIR)
     full = evaluate_all(model, prepared, cfg)
     inter = prepared.interactions

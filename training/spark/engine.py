@@ -1,0 +1,57 @@
+"""The Spark engine as the training pipeline sees it: ``prepare`` (data side) and ``fit``.
+
+Why an object: one SparkSession serves both stages, and the confidences stay in Spark between them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from recsys.io.errors import DataError
+from training.config import ConfigError, TrainConfig
+from training.data import Prepared
+
+
+class SparkEngine:
+    def __init__(self, cfg: TrainConfig, log: logging.Logger | None = None) -> None:
+        from training.spark.session import spark_session
+
+        if cfg.data.format != "world":
+            raise ConfigError(
+                f"data.format: engine spark reads world directories (kolfeed world, kolfeed data import), "
+                f"not {cfg.data.format!r}; train {cfg.data.format} data with engine.name=local"
+            )
+        self.cfg = cfg
+        self.log = log or logging.getLogger("kolfeed.train")
+        self.spark = spark_session(cfg.engine)
+        self._confidences: Any = None
+
+    def prepare(self) -> Prepared:
+        from training.spark.graphs import build
+        from training.spark.tables import spark_errors
+        from training.spark.world import read_world
+
+        cfg = self.cfg
+        root = Path(cfg.data.path)
+        if not root.exists():
+            raise DataError(f"{cfg.data.path}: data path does not exist (data.path)")
+        events_path = Path(cfg.data.events_path) if cfg.data.events_path is not None else None
+        self.log.info("spark %s (master %s)", self.spark.version, self.spark.sparkContext.master)
+        with spark_errors(str(root)):
+            world = read_world(self.spark, root, events_path, cfg.data.test_fraction)
+            built = build(self.spark, world, cfg)
+        for source, reasons in world.skipped.items():
+            if reasons:
+                self.log.warning("%s: skipped bad rows %s", source, reasons)
+        self._confidences = built.confidences
+        return built.prepared
+
+    def fit(self, model: Any, prepared: Prepared) -> None:
+        from training.spark.fit import fit
+
+        if self._confidences is None:
+            raise RuntimeError("SparkEngine.fit before prepare")
+        inter = prepared.interactions
+        fit(self.spark, model, self._confidences, inter.n_users, inter.n_items)

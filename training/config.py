@@ -254,6 +254,29 @@ class TrainConfig(_Strict):
     export: ExportConfig = Field(default_factory=ExportConfig)
     tune: TuneConfig | None = None
     """Only read by ``kolfeed tune``; a tuned ``best.yaml`` has none."""
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+    @model_validator(mode="after")
+    def _engine_trains_model(self) -> TrainConfig:
+        if self.engine.name != "spark":
+            return self
+        if self.model.name not in SPARK_MODELS:
+            raise ValueError(
+                f"model {self.model.name!r} has no Spark implementation (engine spark trains "
+                f"{', '.join(SPARK_MODELS)}); train it with engine.name=local, which handles "
+                f"{LOCAL_ENGINE_SIZE}"
+            )
+        if self.export.refit_on_all_events:
+            raise ValueError(
+                "export.refit_on_all_events is done by the local engine only; train with engine.name=local "
+                "or leave it off (the Spark run exports the model fitted on the training split)"
+            )
+        if self.data.events_log is not None:
+            raise ValueError(
+                "data.events_log is read by the local engine; for Spark export the log first "
+                "(kolfeed events export) and set data.events_path"
+            )
+        return self
 
     @field_validator("name")
     @classmethod

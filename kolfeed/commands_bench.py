@@ -249,8 +249,23 @@ def scale_command(
     interactions: int = typer.Option(3_000_000, min=100),
     seed: int = typer.Option(0),
     results: str = typer.Option("bench/results", help="directory for scale.json and scale.png"),
+    engine: list[str] = typer.Option(
+        [], help="compare training engines instead (repeatable: --engine spark --engine local)"
+    ),
+    events: list[str] = typer.Option(
+        ["10M"], help="with --engine: event-export sizes (repeatable: 10M, 30M)"
+    ),
+    work: str = typer.Option("", help="with --engine: keep generated data here (default: a temp dir)"),
+    timeout_min: float = typer.Option(20.0, help="with --engine: stop a run after this many minutes"),
+    budget_min: float = typer.Option(30.0, help="with --engine: total time budget of the benchmark"),
 ) -> None:
-    """The shipped config on a generated ~100k x 100k x 3M LightGCN split: time, RSS, quality."""
+    """The shipped config on a generated ~100k x 100k x 3M LightGCN split: time, RSS, quality.
+
+    With --engine: world_als.yaml on generated event exports (--events), per engine: wall time, peak
+    memory of driver, JVM and workers, Recall@20 (bench/results/scale_engines.json/.png)."""
+    if engine:
+        _engines_bench(engine, events, config, results, work, timeout_min, budget_min)
+        return
     from kolfeed.bench.scale import BenchError, run
 
     try:
@@ -445,4 +460,40 @@ def tune_command(
         typer.echo(
             f"{ds['dataset']}: beats GF-CF/ALS/SVD on both = {ds['tuned_beats_gfcf_als_svd_on_both']}, "
             f"within 15 min = {ds['within_15_minutes']} (load {ds['load_average_before']})"
+        )
+
+
+def _engines_bench(
+    engines: list[str],
+    events: list[str],
+    config: str,
+    results: str,
+    work: str,
+    timeout_min: float,
+    budget_min: float,
+) -> None:
+    import tempfile
+
+    from kolfeed.bench.engines import parse_count, run
+
+    bad = [e for e in engines if e not in ("local", "spark")]
+    if bad:
+        raise typer.BadParameter(f"unknown engine {bad[0]!r}; expected local or spark", param_hint="--engine")
+    try:
+        counts = [parse_count(e) for e in events]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--events") from None
+    if config == "configs/train/gowalla.yaml":  # the legacy default: the engines compare on world ALS
+        config = "configs/train/world_als.yaml"
+    with tempfile.TemporaryDirectory(prefix="kolfeed-bench-engines-") as tmp:
+        root = Path(work) if work else Path(tmp)
+        out = run(engines, counts, Path(config), Path(results), root, timeout_min * 60, budget_min * 60)
+    for r in out["rows"]:
+        if "wall_seconds" not in r:
+            typer.echo(f"{r['events']:>12,} events  {r['engine']:<6} {r['status']}")
+            continue
+        typer.echo(
+            f"{r['events']:>12,} events  {r['engine']:<6} {r['status']:<10} wall={r['wall_seconds']:.0f}s "
+            f"peak={r['peak_total_mb']:.0f}MB (driver {r['peak_driver_mb']:.0f}, jvm {r['peak_jvm_mb']:.0f}, "
+            f"workers {r['peak_workers_mb']:.0f}) recall@20={r.get('recall@20') or 0:.4f}"
         )

@@ -31,3 +31,29 @@ def test_structured_split_is_learnable_beyond_popularity(tmp_path: Path) -> None
         model.fit(data.train)
         scores[name] = evaluate(model, data.train, data.test, ks=(20,))["recall@20"]
     assert scores["graphfilter"] > 2 * scores["popularity"], scores
+
+
+def test_engine_bench_data_is_a_world_with_an_event_export_both_engines_read(tmp_path: Path) -> None:
+    from kolfeed.bench.engines import generate, parse_count
+    from recsys.io.world import load_world
+    from training.config import config_from_dict
+    from training.data import prepare
+
+    sizes = generate(tmp_path, 20_000, days=4, seed=1)
+    assert sizes["events"] == 20_000 and len(list((tmp_path / "export").glob("date=*/*.parquet"))) == 4
+    assert load_world(tmp_path).events.num_rows == 0  # all events come through data.events_path
+    cfg = config_from_dict(
+        {"data": {"path": str(tmp_path), "events_path": str(tmp_path / "export")}, "model": {"name": "als"}}
+    )
+    prepared = prepare(cfg)
+    assert prepared.stats["n_train_events"] + prepared.stats["n_test_events"] == 20_000
+    assert parse_count("10M") == 10_000_000 and parse_count("500k") == 500_000
+
+
+def test_engine_bench_refuses_a_count_it_cannot_read() -> None:
+    import pytest
+
+    from kolfeed.bench.engines import parse_count
+
+    with pytest.raises(ValueError, match="--events 'ten'"):
+        parse_count("ten")

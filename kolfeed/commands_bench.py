@@ -497,3 +497,24 @@ def _engines_bench(
             f"peak={r['peak_total_mb']:.0f}MB (driver {r['peak_driver_mb']:.0f}, jvm {r['peak_jvm_mb']:.0f}, "
             f"workers {r['peak_workers_mb']:.0f}) recall@20={r.get('recall@20') or 0:.4f}"
         )
+
+
+@bench_app.command("sizing")
+def sizing_command(
+    run_dir: Path = typer.Argument(..., help="a trained run directory (its item and user embeddings)"),
+    redis: str = typer.Option("redis://127.0.0.1:6379/15", help="Redis db to measure per-user memory in"),
+    users: int = typer.Option(5000, min=100, help="users whose day of activity is written"),
+    results: str = typer.Option("bench/results", help="directory for sizing.json and sizing.png"),
+) -> None:
+    """Per-unit figures for docs/SCALING.md: IVF-PQ recall and bytes per item, Redis bytes per user."""
+    from kolfeed.bench.sizing import run
+
+    out = run(run_dir, redis, users, Path(results))
+    for cat in out["index"]["catalogues"]:
+        best = cat["sweep"][-1]
+        typer.echo(
+            f"{cat['factory']} on {cat['items']:,} items: {cat['bytes_per_item']:.1f} B/item, "
+            f"recall@100 {best['recall@100']:.3f} at nprobe {best['nprobe']}"
+        )
+    r = out["redis"]
+    typer.echo(f"redis: {r['bytes_per_user']:.0f} B per user ({r['user_keys']} keys for {r['users']} users)")

@@ -29,7 +29,8 @@ class SparkEngine:
         self._confidences: Any = None
 
     def prepare(self) -> Prepared:
-        from training.spark.graphs import build
+        from recsys.graphs import UnknownIdError
+        from training.spark.graphs import build, collect_labels
         from training.spark.tables import spark_errors
         from training.spark.world import read_world
 
@@ -41,7 +42,16 @@ class SparkEngine:
         self.log.info("spark %s (master %s)", self.spark.version, self.spark.sparkContext.master)
         with spark_errors(str(root)):
             world = read_world(self.spark, root, events_path, cfg.data.test_fraction)
-            built = build(self.spark, world, cfg)
+            try:
+                built = build(self.spark, world, cfg)
+            except UnknownIdError as exc:  # name a string id as the data spells it, as locally
+                kind = exc.id_kind
+                labels = collect_labels(world.labels)
+                if kind is not None and exc.key in labels.get(kind)[0]:
+                    raise exc.named(labels.label(kind, exc.key)) from None
+                raise
+        if world.intake:
+            self.log.info("event export: %s", world.intake)
         for source, reasons in world.skipped.items():
             if reasons:
                 self.log.warning("%s: skipped bad rows %s", source, reasons)
@@ -53,5 +63,6 @@ class SparkEngine:
 
         if self._confidences is None:
             raise RuntimeError("SparkEngine.fit before prepare")
-        inter = prepared.interactions
-        fit(self.spark, model, self._confidences, inter.n_users, inter.n_items)
+        from recsys.models.adaptive import DataShape
+
+        fit(self.spark, model, self._confidences, DataShape.of(prepared.interactions.train))

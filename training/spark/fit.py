@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recsys.models.adaptive import DataShape, adaptive_factors
 from recsys.models.als import ALS, ALSParams
 from recsys.models.popularity import Popularity
 from training.spark.tables import spark_errors
@@ -25,29 +26,31 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-def fit(spark: SparkSession, model: Any, confidences: DataFrame, n_users: int, n_items: int) -> None:
-    """Fill ``model`` (an unfitted ALS or Popularity) from the (u, i, c) confidences in Spark."""
+def fit(spark: SparkSession, model: Any, confidences: DataFrame, shape: DataShape) -> None:
+    """Fill ``model`` (an unfitted ALS or Popularity) from the (u, i, c) confidences in Spark;
+    ``shape`` is the confidence matrix's (users, items, non-zeros)."""
     with spark_errors("spark fit"):
         if isinstance(model, ALS):
-            _fit_als(spark, model, confidences, n_users, n_items)
+            _fit_als(spark, model, confidences, shape)
         elif isinstance(model, Popularity):
-            _fit_popularity(model, confidences, n_users, n_items)
+            _fit_popularity(model, confidences, shape.n_users, shape.n_items)
         else:  # the config validator refuses these first; this guards direct callers
             raise TypeError(f"no Spark implementation of {type(model).__name__}")
 
 
-def _fit_als(spark: SparkSession, model: ALS, confidences: DataFrame, n_users: int, n_items: int) -> None:
+def _fit_als(spark: SparkSession, model: ALS, confidences: DataFrame, shape: DataShape) -> None:
     from pyspark.ml.recommendation import ALS as SparkALS
 
     p = model.params
     assert isinstance(p, ALSParams)
+    rank = p.factors or adaptive_factors(model.name, shape)  # data-adaptive when unset, as locally
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kolfeed-als-checkpoints-") as checkpoints:
         # long lineages of many iterations are cut every checkpointInterval iterations (local runs)
         if spark.sparkContext.getCheckpointDir() is None:
             spark.sparkContext.setCheckpointDir(checkpoints)
         estimator = SparkALS(
-            rank=p.factors,
+            rank=rank,
             regParam=p.regularization,
             alpha=p.alpha,
             maxIter=p.iterations,
@@ -59,8 +62,8 @@ def _fit_als(spark: SparkSession, model: ALS, confidences: DataFrame, n_users: i
             coldStartStrategy="nan",
         )
         fitted = estimator.fit(confidences)
-        model.user_factors = _factors(fitted.userFactors, n_users, p.factors)
-        model.item_factors = _factors(fitted.itemFactors, n_items, p.factors)
+        model.user_factors = _factors(fitted.userFactors, shape.n_users, rank)
+        model.item_factors = _factors(fitted.itemFactors, shape.n_items, rank)
     model.fit_seconds = time.perf_counter() - start
 
 

@@ -22,7 +22,8 @@ import scipy.sparse as sp
 
 from recsys import graphs as g
 from recsys.affinity import friend_buys_via_kol
-from recsys.graphs import GraphError
+from recsys.graphs import UnknownIdError
+from recsys.id_labels import IdLabels
 from recsys.ids import IdError
 from recsys.interactions import Interactions
 from recsys.schema import ACTION_CODE, ACTION_NAMES, CATEGORIES, TABLES
@@ -106,7 +107,7 @@ def _check_known(frame: DataFrame, checks: list[tuple[Column, str, str, str, int
     row = frame.agg(*[f.alias(f"c{n}") for n, f in enumerate(firsts)]).collect()[0]
     for n, (_, _, _, what, known) in enumerate(checks):
         if row[f"c{n}"] is not None:
-            raise GraphError(f"{what} {int(row[f'c{n}'])} is not in the id map ({known} known)")
+            raise UnknownIdError(what, int(row[f"c{n}"]), known)
 
 
 class _Edges:
@@ -183,7 +184,10 @@ def build(spark: SparkSession, world: SparkWorld, cfg: TrainConfig) -> SparkPrep
 
     gc = cfg.graphs
     t = world.tables
-    users, user_ids = dense_index(spark, t["users"].df, "user_id")
+    user_keys = t["users"].df.select("user_id")
+    if world.new_users is not None:  # users first seen in the event export join the map (local rule)
+        user_keys = user_keys.unionByName(world.new_users.select("user_id"))
+    users, user_ids = dense_index(spark, user_keys, "user_id")
     items, item_ids = dense_index(spark, t["items"].df, "item_id")
     kols, kol_ids = dense_index(spark, t["kols"].df, "kol_id")
     n_u, n_i, n_k = len(user_ids), len(item_ids), len(kol_ids)
@@ -247,6 +251,7 @@ def build(spark: SparkSession, world: SparkWorld, cfg: TrainConfig) -> SparkPrep
         "train_nnz": int(conf.nnz),
         "test_nnz": int(test_m.nnz),
         **{f"test_{k}_nnz": int(v.nnz) for k, v in extra.items()},
+        **world.intake,
     }
     prepared = Prepared(
         interactions=inter, seen=seen, world=wg, stats=stats, labels=collect_labels(world.labels)
@@ -445,12 +450,12 @@ def _schema_cast(table: pa.Table, name: str) -> pa.Table:
     return pa.Table.from_arrays([table.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
-def collect_labels(frames: Sequence[DataFrame]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{kind: (keys, labels)}`` of the hashed ids; two labels with one key are an IdError."""
+def collect_labels(frames: Sequence[DataFrame]) -> IdLabels:
+    """The labels of the hashed ids, per kind; two labels with one key are an IdError."""
     from pyspark.sql import functions as F
 
     if not frames:
-        return {}
+        return IdLabels()
     union = frames[0]
     for f in frames[1:]:
         union = union.unionByName(f)
@@ -466,11 +471,11 @@ def collect_labels(frames: Sequence[DataFrame]) -> dict[str, tuple[np.ndarray, n
         r = clash[0]
         raise IdError(f"{r['kind']}: ids {r['a']!r} and {r['b']!r} hash to the same key; rename one")
     table = distinct.orderBy("kind", "key").toArrow()
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    out = IdLabels()
     kinds = np.asarray(table.column("kind").to_pylist(), dtype=object)
     keys = np.asarray(table.column("key").to_numpy(), dtype=np.int64)
     labels = np.asarray(table.column("label").to_pylist(), dtype=np.str_)
     for kind in sorted(set(kinds.tolist())):
         mask = kinds == kind
-        out[str(kind)] = (keys[mask], labels[mask])
+        out.add(str(kind), keys[mask], labels[mask])
     return out

@@ -38,16 +38,6 @@ ROW = "__row"
 """Helper column: 1-based Parquet row number, or an ordinal of the CSV row (see :func:`_row_number`)."""
 TEXT = "__text"
 
-ID_KINDS: dict[str, str | None] = {
-    "user_id": "user",
-    "to_user_id": "user",
-    "friend_id": "user",
-    "item_id": "item",
-    "kol_id": "kol",
-    "post_id": "post",
-    "merchant_id": None,
-}
-"""Id columns (keyed by recsys/ids.py) and the label kind of a run directory they belong to."""
 
 _CANONICAL = r"^(0|[1-9][0-9]{0,18})$"
 
@@ -146,7 +136,7 @@ def validate(raw: DataFrame, schema: TableSchema, where: str, csv: bool = False)
         if col.name not in raw.columns:  # absent nullable column (the header check allows only those)
             converted[col.name] = F.lit(None).cast(_spark_type(col))
             continue
-        if col.name in ID_KINDS:
+        if col.id_kind is not None:
             df, value, bad, lab = _id_column(df, col, csv, col.name in negative)
             if lab is not None:
                 labels.append(lab)
@@ -183,7 +173,7 @@ def _negative_integer_ids(raw: DataFrame, schema: TableSchema) -> set[str]:
     names = [
         c.name
         for c in schema.columns
-        if c.name in ID_KINDS
+        if c.id_kind is not None
         and c.name in raw.columns
         and isinstance(raw.schema[c.name].dataType, T.IntegralType)
     ]
@@ -278,7 +268,7 @@ def _id_column(
     if isinstance(dtype, T.IntegralType):
         text = raw.cast("string")
     elif isinstance(dtype, T.StringType):
-        text = F.trim(raw) if csv else raw
+        text = F.trim(raw)  # the local loader strips whitespace around string ids too
     else:  # floats, booleans, …: not ids (the local loader refuses them too)
         return df, F.lit(None).cast("bigint"), raw.isNotNull(), None
     canonical = text.rlike(_CANONICAL) & text.try_cast("bigint").isNotNull()
@@ -297,7 +287,7 @@ def _id_column(
     joined = joined.join(hashed, on=text_col, how="left")
     value = F.coalesce(direct, F.col(key_col))
     bad = F.col(text_col).isNotNull() & value.isNull()
-    kind = ID_KINDS[col.name]
+    kind = col.id_kind
     labels = None
     if kind is not None:
         labels = hashed.where(F.col(key_col).isNotNull()).select(

@@ -15,7 +15,6 @@ from recsys.io.errors import DataError, TableError
 from recsys.io.tables import SUFFIXES
 from recsys.io.world import OPTIONAL_TABLES, REQUIRED_TABLES, SPLIT_DIR
 from recsys.schema import EVENTS, TABLES
-from training.data import EXPORT_GLOB, event_export_files
 from training.spark.tables import ROW, SparkTable, empty_table, find_table, read_table, spark_errors, validate
 
 if TYPE_CHECKING:
@@ -31,6 +30,10 @@ class SparkWorld:
     labels: list[DataFrame] = field(default_factory=list)
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)
     """Dropped event rows per source and reason (lenient tables)."""
+    new_users: DataFrame | None = None
+    """(user_id) first seen in the event export: they join the user map (the local intake rule)."""
+    intake: dict[str, int] = field(default_factory=dict)
+    """The local engine's ``LogIntake.stats()`` of the event export (empty without one)."""
 
 
 def read_world(
@@ -61,27 +64,83 @@ def read_world(
     history = tables.pop("events")
     labels = [lab for t in (*tables.values(), history) for lab in t.labels]
     skipped = {"events": history.skipped}
+    new_users = None
+    intake: dict[str, int] = {}
     if events_path is not None:
-        exported = read_event_export(spark, events_path)
+        exported, total = read_event_export(spark, events_path)
         labels += exported.labels
         skipped["events_path"] = exported.skipped
-        train, test = split_by_time(history.df.unionByName(exported.df), test_fraction, events_path)
+        kept, new_users, intake = take_in(exported.df, tables, total)
+        train, test = split_by_time(history.df.unionByName(kept), test_fraction, events_path)
     elif split["train"] is not None and split["test"] is not None:
         train, test = split["train"].df, split["test"].df
         labels += split["train"].labels + split["test"].labels
         skipped["split/train"], skipped["split/test"] = split["train"].skipped, split["test"].skipped
     else:
         raise DataError(f"{root}: world has no split/{{train,test}} (needed to train and evaluate)")
-    return SparkWorld(tables=tables, train=train, test=test, labels=labels, skipped=skipped)
+    return SparkWorld(
+        tables=tables,
+        train=train,
+        test=test,
+        labels=labels,
+        skipped=skipped,
+        new_users=new_users,
+        intake=intake,
+    )
 
 
-def read_event_export(spark: SparkSession, directory: Path) -> SparkTable:
-    """The ``date=YYYY-MM-DD/*.parquet`` files of ``kolfeed events export``, validated as events."""
+def take_in(
+    exported: DataFrame, tables: dict[str, SparkTable], total: int
+) -> tuple[DataFrame, DataFrame, dict[str, int]]:
+    """The local engine's rule for the service's events (``training.data.LogIntake``): events on items
+    the catalogue lacks are skipped, a creator missing from the creators table is dropped from the
+    event, and users first seen in them (as user or share recipient) join the user map.
+    Returns the kept events, the new users and the intake counts."""
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    files = event_export_files(directory)
+    items = tables["items"].df.select(F.col("item_id").alias("__item"))
+    kols = tables["kols"].df.select(F.col("kol_id").alias("__kol"), F.lit(True).alias("__known_kol"))
+    kept = exported.join(items, exported["item_id"] == items["__item"], "left_semi")
+    kept = kept.join(kols, kept["kol_id"] == kols["__kol"], "left")
+    unknown_kol = F.col("kol_id").isNotNull() & F.col("__known_kol").isNull()
+    kept = kept.withColumn("__drop_kol", unknown_kol)
+    kept = kept.withColumn("kol_id", F.when(~F.col("__drop_kol"), F.col("kol_id"))).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    seen = kept.select(F.col("user_id")).unionByName(
+        kept.where(F.col("to_user_id").isNotNull()).select(F.col("to_user_id").alias("user_id"))
+    )
+    new_users = seen.distinct().join(tables["users"].df.select("user_id"), "user_id", "left_anti")
+    counts = kept.agg(
+        F.count(F.lit(1)).alias("kept"), F.sum(F.col("__drop_kol").cast("int")).alias("kol")
+    ).collect()[0]
+    valid = int(exported.count())
+    n_new = int(new_users.count())
+    intake = {
+        "log_events_read": total,
+        "log_events_kept": int(counts["kept"]),
+        "log_new_users": n_new,
+        "log_skipped_unknown_item": valid - int(counts["kept"]),
+        "log_unknown_kol_dropped": int(counts["kol"] or 0),
+    }
+    return kept.drop("__kol", "__known_kol", "__drop_kol"), new_users, intake
+
+
+def read_event_export(spark: SparkSession, directory: Path) -> tuple[SparkTable, int]:
+    """The ``date=YYYY-MM-DD/*.parquet`` files of ``kolfeed events export``, validated as events, one
+    of each repeated ``(replica, worker, seq)`` kept (as ``features.event_export.read_export``); and
+    the number of rows the files hold."""
+    from pyspark.sql import functions as F
+
+    from features.event_export import ExportError, export_files
+
+    try:
+        files = export_files(directory)
+    except ExportError as exc:
+        raise DataError(f"data.events_path: {exc}") from None
     if not files:
-        raise DataError(f"{directory}: no {EXPORT_GLOB} files (data.events_path)")
+        raise DataError(f"{directory}: no date=YYYY-MM-DD/*.parquet files (data.events_path)")
     with spark_errors(str(directory)):
         raw = spark.read.option("basePath", str(directory)).parquet(str(directory / "date=*"))
         missing = [c.name for c in EVENTS.columns if not c.nullable and c.name not in raw.columns]
@@ -90,7 +149,22 @@ def read_event_export(spark: SparkSession, directory: Path) -> SparkTable:
                 directory, f"missing required column(s) {', '.join(map(repr, missing))} in the event export"
             )
         raw = raw.withColumn(ROW, F.col("_metadata.row_index") + F.lit(1)).drop("date")
-        return validate(raw, EVENTS, str(directory))
+        total = int(raw.count())
+        origin: list[str] = [c for c in ("replica", "worker", "seq") if c in raw.columns]
+        complete = raw
+        for c in origin:
+            complete = complete.where(F.col(c).isNotNull())
+        once = complete.dropDuplicates(origin) if origin else raw
+        table = validate(once, EVENTS, str(directory))
+        missing_origin = total - int(complete.count()) if origin else 0
+        repeated = int(complete.count()) - int(once.count()) if origin else 0
+        for reason, n in (
+            ("missing replica/worker/seq", missing_origin),
+            ("repeated (replica, worker, seq)", repeated),
+        ):
+            if n:
+                table.skipped[reason] = n
+        return table, total
 
 
 def split_by_time(events: DataFrame, test_fraction: float, where: Path) -> tuple[DataFrame, DataFrame]:

@@ -318,13 +318,36 @@ def run(
                 continue
             print(f"[bench scale] {engine} on {n:,} events ...", file=sys.stderr, flush=True)
             row = run_engine(engine, config, data, work, min(timeout, left), f"{engine}_{n}")
-            row = {**sizes, **row, "loadavg_after": list(os.getloadavg())}
+            row = {
+                **sizes,
+                **row,
+                "loadavg_after": list(os.getloadavg()),
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
             report["rows"].append(row)
             print(f"[bench scale]   {json.dumps(row)}", file=sys.stderr, flush=True)
     report["loadavg_end"] = list(os.getloadavg())
+    report["rows"] = _keep_earlier_rows(results / "scale_engines.json", report["rows"])
     (results / "scale_engines.json").write_text(json.dumps(report, indent=2))
     plot(report, results / "scale_engines.png")
     return report
+
+
+def _keep_earlier_rows(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This invocation's rows plus the earlier result file's rows for the (events, engine) pairs it
+    did not run, so engines and sizes can be measured in separate invocations (each row keeps its
+    own ``measured_at`` and load average)."""
+    if not path.is_file():
+        return rows
+    done = {(r["events"], r["engine"]) for r in rows if "wall_seconds" in r}
+    earlier = json.loads(path.read_text()).get("rows", [])
+    kept = [r for r in earlier if (r["events"], r["engine"]) not in done and "wall_seconds" in r]
+    mine = [
+        r
+        for r in rows
+        if "wall_seconds" in r or (r["events"], r["engine"]) not in {(k["events"], k["engine"]) for k in kept}
+    ]
+    return sorted(kept + mine, key=lambda r: (r["events"], r["engine"]))
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

@@ -245,10 +245,10 @@ def string_id_world(root: Path) -> dict[str, list[str]]:
     )
     rng = np.random.default_rng(0)
     rows = []
-    for t in range(200):
-        u, i = users[rng.integers(5)], items[rng.integers(6)]
-        k = kols[rng.integers(2)]
-        rows.append((1_000 + t * 60, u, i, ["click", "buy", "like"][t % 3], k))
+    for t in range(200):  # the first 150 events (train) touch the first 4 items, the rest (test) others
+        u = users[rng.integers(5)]
+        i = items[rng.integers(4)] if t < 150 else items[4 + rng.integers(2)]
+        rows.append((1_000 + t * 60, u, i, ["click", "buy", "like"][t % 3], kols[rng.integers(2)]))
     ts, us, its, acts, ks = (list(c) for c in zip(*rows, strict=True))
     events = pa.table(
         {"ts": pa.array(ts, pa.int64()), "user_id": us, "item_id": its, "action": acts, "kol_id": ks}

@@ -232,6 +232,9 @@ class TreeMemory:
 
 BENCH_SETS = ("eval.max_users=5000", "model.params.iterations=10", "model.params.factors=64")
 """Overrides of every bench run (both engines): a seeded 5000-user evaluation sample, 10 ALS sweeps."""
+SPARK_SETS = ("engine.conf.spark.driver.memory=8g",)
+"""With ``local[N]`` the driver JVM is also the executor: Spark's default 1 GB heap runs out at 10M
+events (measured: OutOfMemoryError in the first aggregation), so the bench gives it 8 GB."""
 
 
 def run_engine(engine: str, config: Path, data: Path, work: Path, timeout: float, tag: str) -> dict[str, Any]:
@@ -241,7 +244,7 @@ def run_engine(engine: str, config: Path, data: Path, work: Path, timeout: float
         "--set", f"data.path={data}", "--set", f"data.events_path={data / 'export'}",
         "--set", f"engine.name={engine}",
     ]  # fmt: skip
-    for extra in BENCH_SETS:
+    for extra in BENCH_SETS + (SPARK_SETS if engine == "spark" else ()):
         args += ["--set", extra]
     out_path, err_path = work / f"{tag}.stdout", work / f"{tag}.stderr"
     row: dict[str, Any] = {"engine": engine}

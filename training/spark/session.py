@@ -25,6 +25,11 @@ DEFAULTS: dict[str, str] = {
 }
 
 
+LOCAL_DRIVER_MEMORY = "4g"
+"""``local[N]`` runs the executors inside the driver JVM: Spark's 1 GB default heap fails at ~10M events
+(``kolfeed bench scale --engine spark``), so local masters default to 4 GB (``engine.conf`` overrides)."""
+
+
 def spark_session(engine: EngineConfig, app_name: str = "kolfeed-train") -> SparkSession:
     """The active session, or a new one from ``engine`` (master, then ``engine.conf`` over DEFAULTS)."""
     from pyspark import SparkConf
@@ -37,7 +42,11 @@ def spark_session(engine: EngineConfig, app_name: str = "kolfeed-train") -> Spar
         builder = builder.master(engine.master)
     elif not submitted:
         builder = builder.master(DEFAULT_MASTER)
-    for key, value in {**DEFAULTS, **{k: _conf_value(v) for k, v in engine.conf.items()}}.items():
+    defaults = dict(DEFAULTS)
+    master = engine.master if engine.master is not None else (None if submitted else DEFAULT_MASTER)
+    if master is not None and master.startswith("local"):
+        defaults["spark.driver.memory"] = LOCAL_DRIVER_MEMORY
+    for key, value in {**defaults, **{k: _conf_value(v) for k, v in engine.conf.items()}}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")

@@ -36,6 +36,7 @@ from serving.openapi import install_openapi
 from serving.outbox import Outbox, log_marker_id
 from serving.routers import admin, dashboard, events, experiments, feed, health, kols
 from serving.run_pointer import FileRunChannel, RunChannel, RunPointer, StoreRunChannel, catch_up, follow
+from serving.service_state import ServiceState, service_state
 from serving.settings import Settings
 from serving.state import LoadedModel, ModelHolder, load_model
 from serving.trending_cache import TrendingCache
@@ -54,21 +55,22 @@ def run_dir_to_serve(settings: Settings) -> Path:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    metrics: ServiceMetrics = app.state.metrics
+    state = service_state(app)
+    settings = state.settings
+    metrics = state.metrics
     variants = load_variants(settings.ranking_dir)
     if settings.default_variant not in variants:
         raise VariantError(
             f"{settings.ranking_dir}: default variant {settings.default_variant!r} not found "
             f"(have {', '.join(sorted(variants))})"
         )
-    holder = ModelHolder()
+    holder = state.holder
     pointer = RunPointer(settings.served_run_file) if settings.served_run_file is not None else None
-    app.state.run_pointer = pointer
-    loaded: LoadedModel | None = app.state.preloaded
+    state.run_pointer = pointer
+    loaded: LoadedModel | None = state.preloaded
     if loaded is None:
         loaded = await asyncio.to_thread(initial_model, settings, pointer)
-    app.state.preloaded = None  # the holder owns it from now on
+    state.preloaded = None  # the holder owns it from now on
     holder.set(loaded)
     metrics.model_version.set(loaded.version)
     store = open_store(settings.store_url.get_secret_value())
@@ -76,13 +78,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     channels: list[RunChannel] = [FileRunChannel(pointer)] if pointer is not None else []
     if settings.announce_run:
         channels.append(StoreRunChannel(store))
-    app.state.run_channels = channels
-    app.state.variants = variants
-    app.state.holder = holder
-    app.state.store = store
+    state.run_channels = channels
+    state.variants = variants
+    state.store = store
     async with AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
-        stack.callback(app.state.trending_cache.close)
+        stack.callback(state.trending_cache.close)
         await check_store_credentials(store)
         await stack.enter_async_context(experiments_context(app))  # arm labels become variant aliases
         await serve_the_announced_run(channels, holder, metrics)
@@ -201,10 +202,11 @@ async def start_event_log(
     outbox = Outbox(replayer, store, marker, clear_on_rebuild=False)
     committer = GroupCommitter(event_log, replayer)
     stack.push_async_callback(committer.aclose)  # runs before the log is closed
-    app.state.event_log = event_log
-    app.state.replayer = replayer
-    app.state.outbox = outbox
-    app.state.committer = committer
+    state = service_state(app)
+    state.event_log = event_log
+    state.replayer = replayer
+    state.outbox = outbox
+    state.committer = committer
     run_until_shutdown(stack, "kolfeed-outbox", lambda stop: outbox.run(settings.replay_interval_s, stop))
     log.info(
         "event log %s: last seq %d, %d pending for the store",
@@ -228,17 +230,6 @@ def create_app(settings: Settings | None = None, preloaded: LoadedModel | None =
         redoc_url=None,
     )
     metrics = ServiceMetrics()
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.trending_cache = TrendingCache(settings.trending_cache_s, settings.trending_stale_s)
-    app.state.experiments = {}
-    app.state.preloaded = preloaded
-    app.state.event_log = None
-    app.state.run_pointer = None
-    app.state.run_channels = []
-    app.state.replayer = None
-    app.state.committer = None
-    app.state.outbox = None
     limiter = ConcurrencyLimiter(
         LimitConfig(
             max_inflight=settings.max_inflight,
@@ -247,7 +238,14 @@ def create_app(settings: Settings | None = None, preloaded: LoadedModel | None =
             request_timeout_s=settings.request_timeout_s,
         )
     )
-    app.state.limiter = limiter
+    app.state.service = ServiceState(
+        settings=settings,
+        metrics=metrics,
+        trending_cache=TrendingCache(settings.trending_cache_s, settings.trending_stale_s),
+        holder=ModelHolder(),
+        limiter=limiter,
+        preloaded=preloaded,
+    )
     register_reliability_metrics(metrics, app)
     install_exception_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -8,9 +8,9 @@ so it is deterministic and sticky across restarts, replicas and machines. The fi
 Arm labels (the feed response's ``arm``): ``"<experiment>:<arm>"`` inside an experiment (e.g.
 ``"feed_mix:no_kol"``), else the default variant's name (``"default"`` unless configured otherwise).
 At startup ``serving.experiments`` registers every label as an alias of its arm's ranking variant in
-``app.state.variants``, so ``variants[label]`` is the variant to rank with.
+the app's variants (``ServiceState.variants``), so ``variants[label]`` is the variant to rank with.
 
-The experiments are passed in: the app's lifespan loads them into ``app.state.experiments`` and the
+The experiments are passed in: the app's lifespan loads them into ``ServiceState.experiments`` and the
 feed reads them from there (no process-wide table, so two apps in one process never share arms).
 """
 
@@ -49,5 +49,5 @@ def choose_arm(
     experiments: Mapping[str, ExperimentConfig] | None = None,
     now: datetime | float | int | None = None,
 ) -> str:
-    """The arm label of ``user_id``; also a key of ``app.state.variants`` (see the module docstring)."""
+    """The arm label of ``user_id``; also a key of ``ServiceState.variants`` (module docstring)."""
     return arm_label(choose(user_id, default_arm, experiments, now))

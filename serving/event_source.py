@@ -36,6 +36,7 @@ from fastapi import Request
 from recsys.id_labels import IdLabels
 from recsys.io.tables import find_table_file
 from recsys.schema import EVENTS
+from serving.service_state import service_state
 
 T = TypeVar("T")
 SourceKind = Literal["file", "world", "eventlog"]
@@ -261,8 +262,8 @@ def event_source_for(settings: Any) -> EventSource:
 
 async def get_event_source(request: Request) -> EventSource:
     """The app's event source (created on first use from the settings if the lifespan did not)."""
-    source: EventSource | None = getattr(request.app.state, "event_source", None)
+    source: EventSource | None = service_state(request.app).event_source
     if source is None:
-        source = event_source_for(request.app.state.settings)
-        request.app.state.event_source = source
+        source = event_source_for(service_state(request.app).settings)
+        service_state(request.app).event_source = source
     return source

@@ -20,7 +20,7 @@ from recsys.experiments.config import ExperimentConfig, ExperimentConfigError, l
 from recsys.ranking.variants import RankingVariant
 from serving import arms
 from serving.event_source import event_source_for
-from serving.settings import Settings
+from serving.service_state import service_state
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,12 @@ def describe(experiments: Mapping[str, ExperimentConfig]) -> list[dict[str, obje
 async def experiments_context(app: FastAPI) -> AsyncIterator[None]:
     """Entered by the app's lifespan once the variants are loaded: experiments (their arm labels become
     variant aliases) and the report event source, closed at shutdown."""
-    settings: Settings = app.state.settings
-    variants: dict[str, RankingVariant] = app.state.variants
+    state = service_state(app)
+    settings, variants = state.settings, state.variants
     experiments = load_serving_experiments(settings.experiments_dir, variants)
     variants.update(arm_aliases(experiments, variants))
-    app.state.experiments = experiments
-    app.state.event_source = event_source_for(settings)
+    state.experiments = experiments
+    source = state.event_source = event_source_for(settings)
     running = [e.name for e in experiments.values() if active(e)]
     log.info(
         "experiments loaded: %s (active: %s)", ", ".join(experiments) or "none", ", ".join(running) or "none"
@@ -95,5 +95,5 @@ async def experiments_context(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        app.state.experiments = {}
-        app.state.event_source.close()
+        state.experiments = {}
+        source.close()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from serving.metrics import ASGIApp, Message, Receive, Scope, Send, ServiceMetrics
+from serving.service_state import service_state
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class _ReliabilityCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        state = self.app.state
+        state = service_state(self.app)
         limiter: ConcurrencyLimiter | None = getattr(state, "limiter", None)
         if limiter is not None:
             yield GaugeMetricFamily(

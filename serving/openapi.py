@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from serving.schemas import ErrorResponse, ValidationErrorResponse
+from serving.service_state import service_state
 
 DOCS_ASSETS = "/docs-assets"
 _VALIDATION_REF = "#/components/schemas/ValidationErrorResponse"
@@ -69,7 +70,7 @@ def contract_schema(app: FastAPI) -> dict[str, Any]:
     for unused in ("HTTPValidationError", "ValidationError"):
         if not _referenced(schema, f"#/components/schemas/{unused}"):
             components.pop(unused, None)
-    variants = getattr(app.state, "variants", None)
+    variants = service_state(app).variants
     if variants:
         _set_variant_enum(schema, sorted(variants))
     return schema
@@ -99,7 +100,7 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = contract_schema(app)
-            if getattr(app.state, "variants", None):  # complete: cache it
+            if service_state(app).variants:  # complete: cache it
                 app.openapi_schema = document
             return document
         return app.openapi_schema

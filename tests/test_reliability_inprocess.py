@@ -23,6 +23,7 @@ from features.memory import MemoryStore
 from serving.app import create_app
 from serving.limits import ConcurrencyLimiter, LimitConfig, LimitMiddleware
 from serving.metrics import Receive, Scope, Send
+from serving.service_state import service_state
 from serving.settings import Settings
 from tests.ranking_fixtures import Tiny, make_tiny_run
 
@@ -137,8 +138,8 @@ async def service(
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         store = FlakyStore()
-        app.state.store = store  # the outbox and the request path share it
-        app.state.outbox.store = store
+        service_state(app).store = store  # the outbox and the request path share it
+        service_state(app).outbox.store = store
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://kolfeed.test") as client:
             yield app, client, store
@@ -201,13 +202,13 @@ async def test_store_that_comes_back_empty_is_rebuilt_from_the_log(tmp_path: Pat
         assert (await client.post("/v1/events", json={"events": events})).status_code == 202
         assert len((await store.user_state(5)).seen) == 7
         await store.clear()  # what a Redis restart without persistence looks like
-        before = app.state.outbox.status.rebuilds
+        before = service_state(app).outbox.status.rebuilds
         for _ in range(200):  # the outbox checks the marker every replay interval (50 ms here)
-            if app.state.outbox.status.rebuilds > before:
+            if service_state(app).outbox.status.rebuilds > before:
                 break
             await asyncio.sleep(0.05)
         body = await wait_until_synced(client)
-        assert app.state.outbox.status.rebuilds == before + 1
+        assert service_state(app).outbox.status.rebuilds == before + 1
         assert body["event_log"]["store_rebuilds"] == before + 1
         assert (await store.user_state(5)).seen == {1000 + i for i in range(7)}
     # the log is the source of truth: all 7 events there, in order
@@ -241,7 +242,7 @@ async def test_the_service_records_its_replica_id_in_a_new_event_log(tmp_path: P
     from serving.runner import ServeError, check_event_log_free
 
     async with service(tmp_path, replica="eu-1") as (app, client, _store):
-        assert app.state.event_log.replica == "eu-1"
+        assert service_state(app).event_log.replica == "eu-1"
         batch = {"events": [{"user_id": 1, "item_id": 1000, "action": "click"}]}
         assert (await client.post("/v1/events", json=batch)).status_code == 202
     assert read_replica(tmp_path / "eventlog") == "eu-1"

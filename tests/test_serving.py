@@ -28,6 +28,7 @@ from recsys.ranking.context import FeedEntry
 from serving.app import create_app
 from serving.deps import get_store
 from serving.schemas import FeedItem, FeedPage, FeedResponse
+from serving.service_state import service_state
 from serving.settings import Settings
 from tests.ranking_fixtures import Tiny, category_of, copy_shipped_variants, make_tiny_run
 from tests.service_harness import TOKEN, auth, make_settings, running
@@ -301,7 +302,7 @@ async def test_events_fill_category_from_the_model(app: FastAPI, client: httpx.A
             await super().record_events(events)
 
     store = Recording()  # holds the app's log as the outbox would have sealed it (exactly-once position)
-    await store.seal_log(app.state.replayer.log_id, app.state.replayer.position)
+    await store.seal_log(service_state(app).replayer.log_id, service_state(app).replayer.position)
     app.dependency_overrides[get_store] = lambda: store
     r = await post_events(
         client,
@@ -344,7 +345,7 @@ async def test_event_batch_limit(client: httpx.AsyncClient) -> None:
 async def test_not_json_and_oversized_bodies(client: httpx.AsyncClient, app: FastAPI) -> None:
     r = await client.post("/v1/events", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["detail"]
-    limit = app.state.settings.max_body_bytes
+    limit = service_state(app).settings.max_body_bytes
     r = await client.post(
         "/v1/events", content=b" " * (limit + 1), headers={"content-type": "application/json"}
     )
@@ -619,7 +620,7 @@ async def test_rank_in_thread_or_inline_gives_the_same_pages(runs_root: Path, ra
         app = create_app(make_settings(runs_root, ranking_dir, rank_in_thread=in_thread))
         app.dependency_overrides[get_store] = lambda: store
         async with running(app) as client:
-            ranker = app.state.holder.current.ranker
+            ranker = service_state(app).holder.current.ranker
             rank = ranker.rank
             seen: set[int] = set()
 

@@ -31,6 +31,7 @@ from recsys.experiments.timeseries import experiment_timeseries
 from serving import arms
 from serving.app import create_app
 from serving.event_source import EventSource, EventSourceError, source_kind
+from serving.service_state import service_state
 from serving.settings import Settings
 from tests.experiment_fixtures import (
     DAY,
@@ -105,7 +106,7 @@ async def test_arm_is_sticky_across_app_instances(runs_root: Path, ranking_dir: 
     assert seen[0] == seen[1]
     assert seen[0] == {u: f"kolw:{assign(u, exp)}" for u in users}
     assert set(seen[0].values()) == {"kolw:control", "kolw:nokol"}
-    assert _app.state.experiments == {}  # the app dropped its experiments on shutdown
+    assert service_state(_app).experiments == {}  # the app dropped its experiments on shutdown
 
 
 def test_shares_are_honoured_over_many_users(tmp_path: Path) -> None:
@@ -213,7 +214,7 @@ async def test_experiment_list_and_report(
         assert nokol["vs_control"]["ctr"]["significant"] is True and nokol["vs_control"]["ctr"]["lift"] > 0.3
         assert r.json()["srm_warning"] is False
         again = await client.get("/v1/experiments/kolw/report")
-        assert again.json() == r.json() and app.state.event_source.computations == 1  # cached
+        assert again.json() == r.json() and service_state(app).event_source.computations == 1  # cached
         missing = await client.get("/v1/experiments/nope/report")
         assert missing.status_code == 404 and "nope" in missing.json()["detail"]
         assert (await client.get("/v1/experiments/kolw/report", params={"alpha": 2})).status_code == 422

@@ -23,6 +23,7 @@ from features.redis_cluster_store import RedisClusterStore
 from features.urls import parse_store_url
 from kolfeed.bench.local_cluster import LocalRedisCluster
 from serving.app import create_app
+from serving.service_state import service_state
 from tests.ranking_fixtures import make_tiny_run
 from tests.service_harness import make_settings, running
 
@@ -154,7 +155,7 @@ async def test_the_feed_answers_every_user_while_a_primary_is_dead(
     )
     app = create_app(settings)
     async with running(app) as client:
-        store = app.state.store
+        store = service_state(app).store
         assert isinstance(store, RedisClusterStore)
         await store._initialized()
         placement = users_by_node(store, range(1, 80))

@@ -19,6 +19,7 @@ from recsys.artifacts import ArtifactError
 from serving.deps import HolderDep, MetricsDep, SettingsDep
 from serving.run_pointer import RunChannel, ServedRun, announce
 from serving.schemas import ErrorResponse, ModelInfo, ReloadRequest, ReloadResponse
+from serving.service_state import service_state
 from serving.settings import Settings
 from serving.state import LoadedModel
 
@@ -113,6 +114,6 @@ async def reload_model(
     metrics.reloads.labels(outcome="ok").inc()
     metrics.model_version.set(new.version)
     # the other workers and replicas follow the announcement (serving/run_pointer.py)
-    channels: list[RunChannel] = request.app.state.run_channels
+    channels: list[RunChannel] = service_state(request.app).run_channels
     await announce(channels, ServedRun(new.run_dir, new.run_id, new.version))
     return ReloadResponse(previous=model_info(previous) if previous else None, current=model_info(new))

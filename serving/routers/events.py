@@ -27,6 +27,7 @@ from features.group_commit import GroupCommitter
 from serving.deps import StoreDep
 from serving.metrics import ServiceMetrics
 from serving.schemas import ErrorResponse, EventBatch, EventsAccepted
+from serving.service_state import service_state
 from serving.state import LoadedModel, ModelHolder
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class EventsEnv:
 
 
 async def get_events_env(request: Request) -> EventsEnv:
-    st = request.app.state
+    st = service_state(request.app)
     return EventsEnv(st.holder, st.metrics, st.committer)
 
 

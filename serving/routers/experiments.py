@@ -18,6 +18,7 @@ from recsys.experiments.timeseries import Bucket, ExperimentTimeseries, experime
 from serving.event_source import EventSource, EventSourceError, EventTables, get_event_source
 from serving.experiments import describe
 from serving.schemas import ErrorResponse
+from serving.service_state import service_state
 
 router = APIRouter(tags=["experiments"])
 
@@ -26,7 +27,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}, 503: {
 
 
 async def _experiments(request: Request) -> dict[str, ExperimentConfig]:
-    experiments: dict[str, ExperimentConfig] = getattr(request.app.state, "experiments", {})
+    experiments: dict[str, ExperimentConfig] = service_state(request.app).experiments
     return experiments
 
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from serving.deps import HolderDep, MetricsDep, SettingsDep, StoreDep
+from serving.service_state import service_state
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ async def readyz(request: Request, holder: HolderDep, store: StoreDep, settings:
 
 def event_log_status(request: Request) -> dict[str, object] | None:
     """Log → store replay state (None when the service runs without an event log)."""
-    state = request.app.state
+    state = service_state(request.app)
     event_log, replayer, outbox = state.event_log, state.replayer, state.outbox
     if event_log is None or replayer is None or outbox is None:
         return None

@@ -293,6 +293,7 @@ async def _time_app(cfg: ServeBenchConfig, run_dir: Path, url: str, loaded: Any)
     from serving.app import create_app
     from serving.feed_service import get_feed
     from serving.schemas import FeedQuery
+    from serving.service_state import service_state
     from serving.settings import Settings
 
     settings = Settings(
@@ -308,7 +309,7 @@ async def _time_app(cfg: ServeBenchConfig, run_dir: Path, url: str, loaded: Any)
     uids = [int(u) for u in user_ids(spec, cfg.in_process_calls + 20)]
     out: dict[str, Any] = {}
     async with app.router.lifespan_context(app):
-        st = app.state
+        st = service_state(app)
         handler = np.empty(cfg.in_process_calls)
         degraded = 0
         for j, uid in enumerate(uids):
@@ -317,7 +318,7 @@ async def _time_app(cfg: ServeBenchConfig, run_dir: Path, url: str, loaded: Any)
                 FeedQuery(user_id=str(uid)),
                 st.settings,
                 st.holder,
-                st.store,
+                st.require_store(),
                 st.variants,
                 st.metrics,
                 st.trending_cache,

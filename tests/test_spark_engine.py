@@ -72,7 +72,15 @@ def export_world(world: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     events = events.take(pc.sort_indices(events, sort_keys=[("ts", "ascending")]))
     cut = int(events.num_rows * 0.7)
     pq.write_table(events.slice(0, cut), root / "events.parquet")
-    write_export(events.slice(cut), root / "export")
+    exported = events.slice(cut)
+    direct = pa.array(np.arange(exported.num_rows) % 3 == 0)  # a third not through any creator's post
+    for name in ("kol_id", "post_id"):
+        column = exported.column(name)
+        nulls = pa.nulls(exported.num_rows, column.type)
+        exported = exported.set_column(
+            exported.schema.get_field_index(name), name, pc.if_else(direct, nulls, column)
+        )
+    write_export(exported, root / "export")
     return root, root / "export"
 
 

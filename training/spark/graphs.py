@@ -352,8 +352,13 @@ def _world_graphs(
     t = world.tables
     weight = _weight(F.col("a"), g.action_weight_vector(cfg.graphs.weights))
     categories, kol_fit = _kol_fit(
-        world, train.where(weight > 0), items, kol_ids, cfg.graphs.fit_smoothing, weight
-    )
+        world,
+        train.where((weight > 0) & F.col("k").isNotNull()),
+        items,
+        kol_ids,
+        cfg.graphs.fit_smoothing,
+        weight,
+    )  # conversions through a KOL's post only, as recsys.graphs.kol_category_fit
     post_kol, post_item, post_engagement, posts_table = _posts(world, train, items, kols, sizes, weight)
     return WorldGraphs(
         kol_ids=kol_ids,

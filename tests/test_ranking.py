@@ -374,12 +374,12 @@ def test_in_sorted_is_isin() -> None:
 
 
 def test_id_map_contiguous_fast_path_agrees_with_search() -> None:
-    from recsys.ranking.feed_model import _IdMap
+    from recsys.ranking.feed_model import IdMap
 
     rng = np.random.default_rng(7)
     ids = rng.permutation(np.arange(1_000, 1_050, dtype=np.int64))  # contiguous, shuffled: fast path
     gappy = np.append(ids, 5_000)  # not contiguous: searchsorted path
-    fast, slow = _IdMap(ids), _IdMap(gappy)
+    fast, slow = IdMap(ids), IdMap(gappy)
     assert fast._base == 1_000 and slow._base is None
     q = [999, 1_000, 1_049, 1_050, 1_020, -(2**63), 2**63 - 1, 5_000]
     expected = [-1, int(np.flatnonzero(ids == 1_000)[0]), int(np.flatnonzero(ids == 1_049)[0]), -1]
@@ -421,12 +421,12 @@ def test_union_sources_matches_unique_and_bitwise_or() -> None:
 
 
 def test_csr_heads_and_expand_agree_with_per_row_slices() -> None:
-    from recsys.ranking.feed_model import _Csr
+    from recsys.ranking.feed_model import Csr
 
     rng = np.random.default_rng(10)
     n_rows = 30
     rows_of = rng.integers(0, n_rows, 200)
-    csr = _Csr.build(rows_of, rng.integers(0, 1000, 200), n_rows)
+    csr = Csr.build(rows_of, rng.integers(0, 1000, 200), n_rows)
     for _ in range(100):
         rows = rng.integers(-3, n_rows + 3, rng.integers(0, 12))
         k = int(rng.integers(0, 6))
@@ -435,7 +435,7 @@ def test_csr_heads_and_expand_agree_with_per_row_slices() -> None:
         np.testing.assert_array_equal(got, np.concatenate(expected) if expected else np.zeros(0))
         valid = rows[(rows >= 0) & (rows < n_rows)]  # expand takes spans of valid rows
         lens = csr.indptr[valid + 1] - csr.indptr[valid]
-        owner, entries = _Csr.expand(csr.indptr[valid], lens)
+        owner, entries = Csr.expand(csr.indptr[valid], lens)
         np.testing.assert_array_equal(lens, [len(csr.get(int(r))) for r in valid])
         np.testing.assert_array_equal(
             csr.indices[entries], np.concatenate([csr.get(int(r)) for r in valid] or [[]])
@@ -444,7 +444,7 @@ def test_csr_heads_and_expand_agree_with_per_row_slices() -> None:
 
 
 def test_id_map_scalar_and_short_list_lookups_agree_with_the_vectorised_one() -> None:
-    from recsys.ranking.feed_model import _IdMap
+    from recsys.ranking.feed_model import IdMap
 
     rng = np.random.default_rng(11)
     for ids in (
@@ -452,7 +452,7 @@ def test_id_map_scalar_and_short_list_lookups_agree_with_the_vectorised_one() ->
         rng.permutation(np.arange(100, 140)),  # contiguous, shuffled
         np.append(rng.permutation(np.arange(100, 140)), [7, 10**12]),  # gappy: searchsorted
     ):
-        idmap = _IdMap(ids)
+        idmap = IdMap(ids)
         queries = [*ids[:5].tolist(), 99, 140, -1, 10**12, 2**63 - 1, -(2**63), 2**70]
         long = idmap._rows_array(queries)
         np.testing.assert_array_equal(idmap.rows(queries[:10]), long[:10])

@@ -52,8 +52,11 @@ _SHORT_LIST = 16
 """Id lists up to this long are looked up one by one in Python: cheaper than numpy's per-call cost."""
 
 
-class _IdMap:
-    """External int64 id → dense row via a sorted copy and searchsorted (vectorised, -1 if absent)."""
+class IdMap:
+    """An id key (recsys/ids.py) → dense row via a sorted copy and searchsorted (vectorised, -1 if absent).
+
+    Public: the model's id maps (users, items, creators, posts) are read by the ranker, the service and
+    the tests alike."""
 
     def __init__(self, ids: np.ndarray) -> None:
         self.ids = np.asarray(ids, dtype=np.int64)
@@ -121,7 +124,7 @@ class _IdMap:
 
 
 @dataclass
-class _Csr:
+class Csr:
     """Row → variable-length int64 list, stored as indptr/indices (no per-row Python objects)."""
 
     indptr: np.ndarray
@@ -129,11 +132,11 @@ class _Csr:
     values: np.ndarray | None = None
 
     @classmethod
-    def empty(cls, n_rows: int) -> _Csr:
+    def empty(cls, n_rows: int) -> Csr:
         return cls(np.zeros(n_rows + 1, dtype=np.int64), _EMPTY_I64.copy(), _EMPTY_F32.copy())
 
     @classmethod
-    def build(cls, rows: np.ndarray, cols: np.ndarray, n_rows: int, values: np.ndarray | None = None) -> _Csr:
+    def build(cls, rows: np.ndarray, cols: np.ndarray, n_rows: int, values: np.ndarray | None = None) -> Csr:
         """Group ``cols`` by ``rows``; within a row the order of ``values`` descending (else input order)."""
         rows = np.asarray(rows, dtype=np.int64)
         cols = np.asarray(cols, dtype=np.int64)
@@ -215,8 +218,8 @@ class FeedModel:
     manifest: A.Manifest | None
     user_emb: np.ndarray
     item_emb: np.ndarray
-    users: _IdMap
-    items: _IdMap
+    users: IdMap
+    items: IdMap
     item_popularity: np.ndarray
     index: faiss.Index
     # --- item attributes, aligned to item rows ---
@@ -226,7 +229,7 @@ class FeedModel:
     item_in_stock: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     item_price: np.ndarray = field(default_factory=lambda: _EMPTY_F32.copy())
     # --- KOLs and posts ---
-    kols: _IdMap = field(default_factory=lambda: _IdMap(_EMPTY_I64))
+    kols: IdMap = field(default_factory=lambda: IdMap(_EMPTY_I64))
     kol_followers: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
     kol_category_fit: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     """(n_kols, n_categories) fit in [0, 1], relative to the KOL's best category; from
@@ -237,21 +240,21 @@ class FeedModel:
     post_item: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
     """Item row of each post."""
     post_created_at: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
-    item_posts: _Csr = field(default_factory=lambda: _Csr.empty(0))
+    item_posts: Csr = field(default_factory=lambda: Csr.empty(0))
     """Item row → post indices: the newest post of each KOL that posted the item (best post per KOL)."""
-    kol_posts: _Csr = field(default_factory=lambda: _Csr.empty(0))
+    kol_posts: Csr = field(default_factory=lambda: Csr.empty(0))
     """KOL row → post indices, newest first."""
     reference_time: float = 0.0
     """'Now' for freshness when the caller gives none: the newest post's timestamp."""
     # --- social, keyed by user row of the ``social_users`` map (users without embeddings included) ---
-    social_users: _IdMap = field(default_factory=lambda: _IdMap(_EMPTY_I64))
-    user_follows: _Csr = field(default_factory=lambda: _Csr.empty(0))
+    social_users: IdMap = field(default_factory=lambda: IdMap(_EMPTY_I64))
+    user_follows: Csr = field(default_factory=lambda: Csr.empty(0))
     """Social-user row → followed KOL rows."""
-    user_friends: _Csr = field(default_factory=lambda: _Csr.empty(0))
+    user_friends: Csr = field(default_factory=lambda: Csr.empty(0))
     """Social-user row → friend social-user rows (friends table ∪ share edges, both directions)."""
-    user_affinity: _Csr = field(default_factory=lambda: _Csr.empty(0))
+    user_affinity: Csr = field(default_factory=lambda: Csr.empty(0))
     """Social-user row → KOL rows by static affinity, descending (values = affinity)."""
-    user_buys: _Csr = field(default_factory=lambda: _Csr.empty(0))
+    user_buys: Csr = field(default_factory=lambda: Csr.empty(0))
     """Social-user row → bought item rows (from social/buys.parquet when the run exports it)."""
     popular_items: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
     """All item rows by popularity, descending: trending fallback and cold-start backfill."""
@@ -382,8 +385,8 @@ class FeedModel:
             manifest=manifest,
             user_emb=user_emb,
             item_emb=item_emb,
-            users=_IdMap(user_ids),
-            items=_IdMap(item_ids),
+            users=IdMap(user_ids),
+            items=IdMap(item_ids),
             item_popularity=pop,
             index=index,
             item_category=np.full(n_items, -1, dtype=np.int64),
@@ -471,7 +474,7 @@ class FeedModel:
         for name in ("follows", "user_kol_affinity", "kol_category_fit"):
             if name in t and "kol_id" in t[name]:
                 kol_id_parts.append(np.asarray(t[name]["kol_id"], dtype=np.int64))
-        self.kols = _IdMap(np.unique(np.concatenate(kol_id_parts)))
+        self.kols = IdMap(np.unique(np.concatenate(kol_id_parts)))
         n_kols = len(self.kols)
 
         # creator-category fit: explicit table, else 1.0 for the KOL's declared verticals
@@ -510,7 +513,7 @@ class FeedModel:
             n_posts = len(self.post_ids)
             self.reference_time = float(self.post_created_at.max()) if n_posts else 0.0
             # KOL → posts, newest first
-            self.kol_posts = _Csr.build(
+            self.kol_posts = Csr.build(
                 self.post_kol, np.arange(n_posts), n_kols, values=self.post_created_at.astype(np.float32)
             )
             # item → newest post per (item, KOL)
@@ -519,10 +522,10 @@ class FeedModel:
             first = np.ones(len(order), dtype=bool)
             first[1:] = (pi[1:] != pi[:-1]) | (pk[1:] != pk[:-1])
             best = order[first]
-            self.item_posts = _Csr.build(self.post_item[best], best, n_items)
+            self.item_posts = Csr.build(self.post_item[best], best, n_items)
         else:
-            self.kol_posts = _Csr.empty(n_kols)
-            self.item_posts = _Csr.empty(n_items)
+            self.kol_posts = Csr.empty(n_kols)
+            self.item_posts = Csr.empty(n_items)
 
         # social: user ids may include users without embeddings (brand-new but with follows)
         follows = cols("follows", "user_id", "kol_id")
@@ -540,17 +543,17 @@ class FeedModel:
         ):
             if table is not None:
                 uid_parts.extend(np.asarray(table[k], dtype=np.int64) for k in keys)
-        self.social_users = _IdMap(np.unique(np.concatenate(uid_parts)))
+        self.social_users = IdMap(np.unique(np.concatenate(uid_parts)))
         n_su = len(self.social_users)
         su = self.social_users.rows
 
         if follows is not None:
-            self.user_follows = _Csr.build(su(follows["user_id"]), self.kols.rows(follows["kol_id"]), n_su)
+            self.user_follows = Csr.build(su(follows["user_id"]), self.kols.rows(follows["kol_id"]), n_su)
             self.kol_followers = np.bincount(self.kols.rows(follows["kol_id"]), minlength=n_kols).astype(
                 np.int64
             )
         else:
-            self.user_follows = _Csr.empty(n_su)
+            self.user_follows = Csr.empty(n_su)
             self.kol_followers = np.zeros(n_kols, dtype=np.int64)
 
         a_parts, b_parts = [_EMPTY_I64], [_EMPTY_I64]
@@ -563,24 +566,24 @@ class FeedModel:
         if len(a_all):
             pairs = np.unique(np.stack([a_all, b_all], axis=1), axis=0)
             pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-            self.user_friends = _Csr.build(pairs[:, 0], pairs[:, 1], n_su)
+            self.user_friends = Csr.build(pairs[:, 0], pairs[:, 1], n_su)
         else:
-            self.user_friends = _Csr.empty(n_su)
+            self.user_friends = Csr.empty(n_su)
 
         if aff is not None:
-            self.user_affinity = _Csr.build(
+            self.user_affinity = Csr.build(
                 su(aff["user_id"]), self.kols.rows(aff["kol_id"]), n_su, values=aff["affinity"]
             )
         else:
-            self.user_affinity = _Csr.empty(n_su)
+            self.user_affinity = Csr.empty(n_su)
 
         if buys is not None:
             brow = self.items.rows(buys["item_id"])
             ok = brow >= 0
             pairs = np.unique(np.stack([su(buys["user_id"])[ok], brow[ok]], axis=1), axis=0)
-            self.user_buys = _Csr.build(pairs[:, 0], pairs[:, 1], n_su)
+            self.user_buys = Csr.build(pairs[:, 0], pairs[:, 1], n_su)
         else:
-            self.user_buys = _Csr.empty(n_su)
+            self.user_buys = Csr.empty(n_su)
 
     def item_categories(self, item_ids: Sequence[int] | np.ndarray) -> list[str | None]:
         """Category name of each item key, None when the run does not know the item or its category
@@ -623,7 +626,7 @@ class FeedModel:
         ``items`` must be valid rows."""
         rows = self._item_facts.take(items, axis=0)
         halves = rows[:, 1:].view(np.int32)
-        owner, entries = _Csr.expand(rows[:, 0], halves[:, 0])
+        owner, entries = Csr.expand(rows[:, 0], halves[:, 0])
         return owner, entries, halves[:, 0], halves[:, 1]
 
     def item_post_facts(self, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ train``) the master defaults to ``local[2]``.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,9 @@ def spark_session(engine: EngineConfig, app_name: str = "kolfeed-train") -> Spar
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", _python())
+    # py4j logs "Closing down clientserver connection" at INFO from a __del__ at interpreter exit,
+    # after stderr may be closed: a "--- Logging error ---" traceback after every Spark run
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     builder = SparkSession.builder.appName(app_name)
     submitted = SparkConf().contains("spark.master")  # spark-submit --master ... set it
     if engine.master is not None:

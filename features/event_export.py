@@ -45,6 +45,7 @@ from features.eventlog import (
     EventLogError,
     LogReader,
     check_replica,
+    fsync_dir,
     list_segments,
     log_dirs,
     read_replica,
@@ -161,14 +162,6 @@ def find_logs(root: str | Path, fallback_replica: str) -> list[LogSource]:
 
 
 # -- state -----------------------------------------------------------------------------------------
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def read_state(out: Path) -> dict[str, int]:
     """Last exported seq per ``replica/w<worker>`` (empty for a new export directory)."""
     path = out / STATE_FILE
@@ -206,7 +199,7 @@ def write_state(out: Path, positions: dict[str, int], sources: dict[str, LogSour
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, out / STATE_FILE)
-    _fsync_dir(out)
+    fsync_dir(out)
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -245,7 +238,7 @@ def remove_uncommitted(out: Path, positions: dict[str, int]) -> int:
                 tmp.unlink()
                 touched.add(date_dir)
     for d in touched:
-        _fsync_dir(d)
+        fsync_dir(d)
     return removed
 
 
@@ -294,7 +287,7 @@ def _write_part(out: Path, date: str, name: str, table: pa.Table) -> Path:
     new_dir = not date_dir.exists()
     date_dir.mkdir(exist_ok=True)
     if new_dir:
-        _fsync_dir(out)
+        fsync_dir(out)
     tmp = date_dir / ("." + name + ".tmp")
     pq.write_table(table, tmp)
     fd = os.open(tmp, os.O_RDONLY)
@@ -304,7 +297,7 @@ def _write_part(out: Path, date: str, name: str, table: pa.Table) -> Path:
         os.close(fd)
     final = date_dir / name
     os.replace(tmp, final)
-    _fsync_dir(date_dir)
+    fsync_dir(date_dir)
     return final
 
 

@@ -231,7 +231,7 @@ def _record_replica(directory: Path, configured: str | None, fsync: bool) -> str
             os.fsync(f.fileno())
     os.replace(tmp, directory / REPLICA_FILE)
     if fsync:
-        _fsync_dir(directory)
+        fsync_dir(directory)
     return replica
 
 
@@ -545,7 +545,8 @@ def load_event_log(directory: str | Path) -> pa.Table:
 
 
 # -- writing ---------------------------------------------------------------------------------------
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a directory's entries (new or renamed files) durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -720,7 +721,7 @@ class EventLog:
         self._segment_first = first_seq
         if self.fsync:
             _sync_data(self._file.fileno())
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     # -- read helpers (bounded by what this writer acknowledged) ----------------------------------
     def iter_events(self, start_seq: int = 0, end_seq: int | None = None) -> Iterator[tuple[int, StoreEvent]]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from recsys import artifacts as A
 from recsys.index import build_index, save_index
@@ -216,3 +217,21 @@ def copy_shipped_variants(dest: Path) -> Path:
     for path in SHIPPED_VARIANTS.glob("*.yaml"):
         shutil.copy(path, dest / path.name)
     return dest
+
+
+LOOSE = "loose"
+"""A test variant: KOL 15 alone is a 'new creator', caps loose, so every source can show up."""
+
+
+def loose_ranking_dir(directory: Path) -> Path:
+    """The shipped variants plus :data:`LOOSE`, copied into ``directory``."""
+    out = copy_shipped_variants(directory)
+    loose = {
+        "name": LOOSE,
+        "explore_max_followers": 0,
+        "per_kol_cap": 100,
+        "per_category_cap": 100,
+        "candidates": {"ann_k": 5, "explore_slots": 1, "posts_per_kol": 20},
+    }
+    (out / f"{LOOSE}.yaml").write_text(yaml.safe_dump(loose))
+    return out

@@ -26,6 +26,7 @@ from recsys.ids import id_key
 from serving.app import create_app
 from serving.settings import Settings
 from tests.ranking_fixtures import Tiny, make_tiny_run
+from tests.service_harness import running
 
 _USER_NAMESPACE = uuid.UUID("6f1c1f00-0000-4000-8000-00000000c0de")
 
@@ -158,11 +159,8 @@ def settings_for(runs_root: Path, ranking_dir: Path, **changes: Any) -> Settings
 
 @asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://kolfeed.test") as client:
-            yield client
+    async with running(create_app(settings)) as client:
+        yield client
 
 
 async def feed(client: httpx.AsyncClient, user_id: object, **params: Any) -> dict[str, Any]:

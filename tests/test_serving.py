@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import yaml
 from fastapi import FastAPI
 
 from features.base import StoreEvent, UserState
@@ -30,26 +29,20 @@ from serving.deps import get_store
 from serving.schemas import FeedItem, FeedPage, FeedResponse
 from serving.service_state import service_state
 from serving.settings import Settings
-from tests.ranking_fixtures import Tiny, category_of, copy_shipped_variants, make_tiny_run
+from tests.ranking_fixtures import (
+    LOOSE,
+    Tiny,
+    category_of,
+    loose_ranking_dir,
+    make_tiny_run,
+)
 from tests.service_harness import TOKEN, auth, make_settings, running
 from tests.store_doubles import TrendingStore
-
-LOOSE = "loose"
-"""A test variant: KOL 15 alone is a 'new creator', caps loose, so every source can show up."""
 
 
 @pytest.fixture
 def ranking_dir(tmp_path: Path) -> Path:
-    out = copy_shipped_variants(tmp_path / "ranking")
-    loose = {
-        "name": LOOSE,
-        "explore_max_followers": 0,
-        "per_kol_cap": 100,
-        "per_category_cap": 100,
-        "candidates": {"ann_k": 5, "explore_slots": 1, "posts_per_kol": 20},
-    }
-    (out / f"{LOOSE}.yaml").write_text(yaml.safe_dump(loose))
-    return out
+    return loose_ranking_dir(tmp_path / "ranking")
 
 
 @pytest.fixture

@@ -15,12 +15,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from recsys import artifacts as A
 from recsys.ids import id_key
 from recsys.ranking.feed_model import FeedModel
-from tests.ranking_fixtures import copy_shipped_variants
+from tests.ranking_fixtures import LOOSE, loose_ranking_dir
 from tests.string_id_fixtures import (
     Shop,
     Tiny,
@@ -32,23 +31,13 @@ from tests.string_id_fixtures import (
     settings_for,
 )
 
-LOOSE = "loose"
 NEW_SHOPPER = "new-shopper-7f3a"
 """A customer id the run has never seen."""
 
 
 @pytest.fixture
 def ranking_dir(tmp_path: Path) -> Path:
-    out = copy_shipped_variants(tmp_path / "ranking")
-    loose = {
-        "name": LOOSE,
-        "explore_max_followers": 0,
-        "per_kol_cap": 100,
-        "per_category_cap": 100,
-        "candidates": {"ann_k": 5, "explore_slots": 1, "posts_per_kol": 20},
-    }
-    (out / f"{LOOSE}.yaml").write_text(yaml.safe_dump(loose))
-    return out
+    return loose_ranking_dir(tmp_path / "ranking")
 
 
 @pytest.fixture

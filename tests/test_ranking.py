@@ -374,7 +374,7 @@ def test_in_sorted_is_isin() -> None:
 
 
 def test_id_map_contiguous_fast_path_agrees_with_search() -> None:
-    from recsys.ranking.feed_model import IdMap
+    from recsys.row_maps import IdMap
 
     rng = np.random.default_rng(7)
     ids = rng.permutation(np.arange(1_000, 1_050, dtype=np.int64))  # contiguous, shuffled: fast path
@@ -421,7 +421,7 @@ def test_union_sources_matches_unique_and_bitwise_or() -> None:
 
 
 def test_csr_heads_and_expand_agree_with_per_row_slices() -> None:
-    from recsys.ranking.feed_model import Csr
+    from recsys.row_maps import Csr
 
     rng = np.random.default_rng(10)
     n_rows = 30
@@ -444,7 +444,7 @@ def test_csr_heads_and_expand_agree_with_per_row_slices() -> None:
 
 
 def test_id_map_scalar_and_short_list_lookups_agree_with_the_vectorised_one() -> None:
-    from recsys.ranking.feed_model import IdMap
+    from recsys.row_maps import IdMap
 
     rng = np.random.default_rng(11)
     for ids in (

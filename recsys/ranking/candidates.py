@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recsys.index import search
+from recsys.ranking.array_ops import run_starts, squash
 from recsys.ranking.context import UserContext
-from recsys.ranking.feed_model import FeedModel, run_starts, squash
+from recsys.ranking.feed_model import FeedModel
 from recsys.ranking.variants import RankingVariant
 
 ANN = 1

@@ -14,9 +14,10 @@ import numpy as np
 
 from recsys.index import set_search_threads, set_thread_omp_threads
 from recsys.ranking import candidates as C
+from recsys.ranking.array_ops import run_starts
 from recsys.ranking.context import FeedEntry, UserContext
 from recsys.ranking.diversity import PageBuilder
-from recsys.ranking.feed_model import FeedModel, run_starts
+from recsys.ranking.feed_model import FeedModel
 from recsys.ranking.filters import excluded_rows, hidden_categories, keep_mask
 from recsys.ranking.reasons import reasons_for
 from recsys.ranking.scoring import Scored, score_candidates, score_groups

@@ -14,8 +14,9 @@ from itertools import accumulate
 
 import numpy as np
 
+from recsys.ranking.array_ops import run_starts
 from recsys.ranking.candidates import UserSignals, friends_count
-from recsys.ranking.feed_model import FeedModel, run_starts
+from recsys.ranking.feed_model import FeedModel
 from recsys.ranking.filters import in_sorted
 from recsys.ranking.variants import RankingVariant
 

@@ -79,14 +79,22 @@ class GroupCommitter:
         Returns once the fsync covering them is done; raises
         :class:`features.errors.InvalidEventError` (nothing written) or the append's error (nothing
         of this group acknowledged)."""
-        if not events:
-            return ApplyResult(0, True)
-        prepared = prepare_batch(events)
+        return await self.enqueue(events, store)
+
+    def enqueue(self, events: Sequence[StoreEvent], store: FeatureStore) -> asyncio.Future[ApplyResult]:
+        """:meth:`submit` as a future, resolved as described there. Why: a request awaits it under
+        ``asyncio.shield`` (a cancelled request must not cancel its place in a group), and
+        shielding a future costs no task per request, as shielding a coroutine does. Raises
+        :class:`features.errors.InvalidEventError` at once (nothing queued)."""
         done: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
+        if not events:
+            done.set_result(ApplyResult(0, True))
+            return done
+        prepared = prepare_batch(events)
         self._queue.append(_Waiting(prepared, events, store, done))
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = asyncio.create_task(self._drain(), name="kolfeed-group-commit")
-        return await done
+        return done
 
     def _take_group(self) -> list[_Waiting]:
         n_events = 0

@@ -32,7 +32,10 @@ log's id (``log_id``, what the service and ``kolfeed store rebuild`` do) applies
 in the same script (:mod:`features.logged_writes`), and skips what it already holds. The position
 file here is then only where reading starts: a crash between "store accepted" and "position
 written", or a position file lost to a power loss (``fsync=False``), re-sends batches the store
-skips. Without ``log_id`` (plain ``record_events``) such a crash re-applies at most one batch.
+skips. So direct applies do not write it (a file replaced per group of requests was a measurable
+share of ingestion CPU); the replayer's next round (every ``replay_interval_s`` in the service) or
+:meth:`Replayer.flush` (shutdown) does. Without ``log_id`` (plain ``record_events``) every apply
+writes it, and a crash re-applies at most one batch.
 Direct applies and replays are serialised by one lock.
 
 Events the store rejects as invalid (:class:`~features.errors.InvalidEventError`) cannot become valid
@@ -165,6 +168,8 @@ class Replayer:
             )
             self._position = end
         self._cursor: Cursor | None = None
+        self._unsaved = False
+        """The position moved past what the file says (lazy direct applies, see :meth:`_advance`)."""
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
 
@@ -185,8 +190,20 @@ class Replayer:
         async with self._lock:
             await self._advance(seq)
 
-    async def _advance(self, seq: int) -> None:
+    async def _advance(self, seq: int, *, lazy: bool = False) -> None:
+        """Set the position and write the file; ``lazy`` (direct applies) with ``log_id`` only marks
+        it unsaved: the store keeps the applied position itself (exactly once), so the file only
+        says where reading starts, and a stale file re-sends batches the store skips. The next
+        :meth:`replay_pending` (the outbox, every ``replay_interval_s``) or :meth:`flush` writes it."""
         self._position = seq
+        if lazy and self.log_id is not None:
+            self._unsaved = True
+            return
+        await self._save()
+
+    async def _save(self) -> None:
+        self._unsaved = False
+        seq = self._position
         try:
             # In a thread even without fsync: replacing the file (rename over the old one) takes
             # milliseconds on ext4, which would stall every request of the event loop.
@@ -194,6 +211,12 @@ class Replayer:
         except OSError as exc:
             # The store has the events; only the crash bound widens until the next successful write.
             log.error("%s: could not persist replay position %d: %s", self.path, seq, exc)
+
+    async def flush(self) -> None:
+        """Write a position that direct applies advanced without writing (the service at shutdown)."""
+        async with self._lock:
+            if self._unsaved:
+                await self._save()
 
     async def _apply(
         self, store: FeatureStore, batch: Sequence[tuple[int, StoreEvent]], rebuilding: bool
@@ -253,6 +276,8 @@ class Replayer:
                 result.batches += 1
                 if on_batch is not None:
                     on_batch(len(batch))
+            if self._unsaved:
+                await self._save()
             result.position = self._position
             result.pending = max(end - self._position, 0)
             return result
@@ -282,14 +307,19 @@ class Replayer:
     async def apply_appended(
         self, store: FeatureStore, events: Sequence[StoreEvent], first_seq: int, last_seq: int
     ) -> bool:
-        """Apply a just-appended batch directly if nothing before it is pending; True if applied."""
+        """Apply a just-appended batch directly if nothing before it is pending; True if applied
+        (also when the replayer got to it first: it reads whatever the log holds, including
+        batches fsynced but not yet applied by their requests)."""
         async with self._lock:
-            if self._position != first_seq - 1:
+            if self._position >= last_seq:
+                return True
+            if self._position < first_seq - 1:
                 self.nudge()  # earlier events pending: let the replayer keep the order
                 return False
+            skip = self._position - (first_seq - 1)  # the start the replayer already applied
             try:
                 await self._apply(
-                    store, list(zip(range(first_seq, last_seq + 1), events, strict=True)), False
+                    store, list(zip(range(first_seq + skip, last_seq + 1), events[skip:], strict=True)), False
                 )
             except StoreUnavailable:
                 return False  # the replayer retries on its interval (or rebuilds a store that lost data)
@@ -302,7 +332,7 @@ class Replayer:
                 )
                 self.nudge()
                 return False
-            await self._advance(last_seq)
+            await self._advance(last_seq, lazy=True)
             return True
 
 

@@ -201,7 +201,8 @@ async def start_event_log(
     # (a store that lost its data is empty anyway).
     outbox = Outbox(replayer, store, marker, clear_on_rebuild=False)
     committer = GroupCommitter(event_log, replayer)
-    stack.push_async_callback(committer.aclose)  # runs before the log is closed
+    stack.push_async_callback(replayer.flush)  # the position direct applies left unsaved
+    stack.push_async_callback(committer.aclose)  # runs first (a stack): the groups in flight, then the above
     state = service_state(app)
     state.event_log = event_log
     state.replayer = replayer

@@ -179,3 +179,40 @@ async def test_the_next_group_is_fsynced_while_the_store_applies_the_previous_on
     assert (a.first_seq, b.first_seq) == (1, 2) and a.applied_to_store and b.applied_to_store
     await gc.aclose()
     log.close()
+
+
+async def test_a_cancelled_request_does_not_cancel_its_group(
+    committer: tuple[GroupCommitter, EventLog, MemoryStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request awaits its place under ``asyncio.shield`` (as serving/routers/events.py does): if it
+    is cancelled (deadline, client gone) while its group is in the fsync, the group still completes
+    for everyone else, and its event is logged (just not acknowledged)."""
+    gc, log, store = committer
+    sync = CountingSync(hold_first=True)
+    monkeypatch.setattr(eventlog_mod, "_sync_data", sync)
+    gone = asyncio.ensure_future(asyncio.shield(gc.enqueue([buy(0)], store)))
+    stays = asyncio.ensure_future(asyncio.shield(gc.enqueue([buy(1)], store)))
+    await asyncio.to_thread(sync.entered.wait, 30)
+    gone.cancel()
+    await asyncio.sleep(0)
+    sync.release.set()
+    result = await stays
+    assert gone.cancelled() and (result.first_seq, result.applied_to_store) == (2, True)
+    assert (gc.stats.groups, gc.stats.requests) == (1, 2)
+    assert [ev.item_id for _, ev in LogReader(log.directory).iter_events()] == [10_000, 10_001]
+    assert (await gc.submit([buy(2)], store)).first_seq == 3  # the log is still open for appends
+    log.close()
+
+
+def test_an_invalid_batch_is_refused_before_it_is_queued(
+    committer: tuple[GroupCommitter, EventLog, MemoryStore],
+) -> None:
+    gc, log, store = committer
+
+    async def go() -> None:
+        with pytest.raises(InvalidEventError):
+            gc.enqueue([StoreEvent(ts=NOW, user_id=1, item_id=2, action="teleport")], store)
+        assert gc._queue == [] and (await gc.enqueue([], store)).accepted == 0
+
+    asyncio.run(go())
+    log.close()

@@ -18,6 +18,7 @@ from features.base import FeatureStore, StoreEvent
 from features.errors import StoreUnavailable
 from features.eventlog import EventLog, LogLockedError, LogReader, claim_worker_log
 from features.factory import open_store
+from features.memory import MemoryStore
 from features.replay import POSITION_FILE, Replayer, log_and_apply, read_position, rebuild_store, run_replayer
 
 DEAD_URL = "redis://127.0.0.1:6391/13"
@@ -320,3 +321,76 @@ async def test_rebuild_store_leaves_the_store_marked_in_step(tmp_path: Path) -> 
         assert ob.status.rebuilds == 0 and result.applied == 0
         lg.close()
     assert await total_bought(store) == 200
+
+
+# ------------------------------------------------------------------ direct applies and the position file
+async def trend_total(store: FeatureStore) -> float:
+    return sum(score for _, score in await store.trending(10_000, now=NOW + 60))
+
+
+async def trend_total_once(events: list[StoreEvent]) -> float:
+    """The trending total of ``events`` recorded once into a fresh store (what exactly once gives)."""
+    reference = MemoryStore()
+    await reference.record_events(events)
+    return await trend_total(reference)
+
+
+async def test_direct_applies_leave_the_position_file_to_the_next_round_and_a_stale_file_counts_nothing_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a log id the store holds the applied position, so direct applies do not rewrite the
+    position file each time; the replayer's next round (or ``flush``) does. A process killed before
+    that restarts from the stale file and the store skips what it already holds."""
+    import features.replay as replay_mod
+
+    writes: list[int] = []
+    real_write = replay_mod.write_position
+
+    def counting(path: Path, seq: int, fsync: bool = True) -> None:
+        writes.append(seq)
+        real_write(path, seq, fsync)
+
+    monkeypatch.setattr(replay_mod, "write_position", counting)
+    log = EventLog(tmp_path, fsync=False)
+    store = MemoryStore()
+    await store.seal_log(77, 0)
+    replayer = Replayer(log, fsync=False, log_id=77)
+    for i in range(50):
+        assert (await log_and_apply(log, replayer, store, [buy(i, user=20)])).applied_to_store
+    assert writes == [] and replayer.position == 50
+    assert read_position(tmp_path / POSITION_FILE) == 0  # as after a SIGKILL right now
+
+    restarted = Replayer(log, fsync=False, log_id=77)  # reads the stale file
+    assert restarted.pending == 50
+    result = await restarted.replay_pending(store)
+    assert (result.pending, result.position) == (0, 50)
+    assert await bought_count(store, 20) == 50
+    assert await trend_total(store) == pytest.approx(
+        await trend_total_once([buy(i, user=20) for i in range(50)])
+    )
+    assert read_position(tmp_path / POSITION_FILE) == 50  # a round writes it
+
+    assert (await log_and_apply(log, restarted, store, [buy(50, user=20)])).applied_to_store
+    assert read_position(tmp_path / POSITION_FILE) == 50
+    await restarted.flush()  # the service's shutdown
+    assert read_position(tmp_path / POSITION_FILE) == 51
+    log.close()
+
+
+async def test_a_group_the_replayer_applied_first_counts_as_applied(tmp_path: Path) -> None:
+    """The outbox reads whatever the log holds, including groups fsynced but not yet applied by
+    their requests; those requests then report them applied, and nothing is applied twice."""
+    log = EventLog(tmp_path, fsync=False)
+    store = MemoryStore()
+    await store.seal_log(5, 0)
+    replayer = Replayer(log, fsync=False, log_id=5)
+    first = [buy(i, user=21) for i in range(3)]
+    second = [buy(i, user=21) for i in range(3, 6)]
+    s1, s2 = log.append_batch(first), log.append_batch(second)
+    await replayer.replay_pending(store, until=s1[1] + 1)  # the outbox got the first group and one more
+    assert await replayer.apply_appended(store, first, *s1)
+    assert not replayer._wake.is_set(), "nothing is pending: no extra replay round"
+    assert await replayer.apply_appended(store, second, *s2)  # the rest of the second group
+    assert replayer.position == 6 and await bought_count(store, 21) == 6
+    assert await trend_total(store) == pytest.approx(await trend_total_once(first + second))
+    log.close()

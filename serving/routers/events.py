@@ -120,7 +120,7 @@ async def _logged(
     then duplicate it, which the store tolerates for set-valued state).
     """
     try:
-        result = await asyncio.shield(committer.submit(events, store))
+        result = await asyncio.shield(committer.enqueue(events, store))
     except InvalidEventError as exc:
         raise HTTPException(status_code=422, detail=f"event batch rejected: {exc}") from None
     except (EventLogError, OSError) as exc:

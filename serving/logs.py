@@ -9,11 +9,12 @@ carries it without passing it around.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import sys
 import time
-import uuid
 from contextvars import ContextVar
 from typing import Literal
 
@@ -43,16 +44,35 @@ def current_request_id() -> str | None:
 
 def start_request(incoming: bytes | None) -> str:
     """Set the request id for this request: the caller's ``x-request-id`` when it is a short printable
-    token, else a fresh uuid4 hex. Returns it."""
+    token, else a fresh one (:func:`new_request_id`). Returns it."""
     rid = None
     if incoming and len(incoming) <= MAX_INCOMING_ID:
         text = incoming.decode("latin-1")
         if text.isprintable() and " " not in text:
             rid = text
     if rid is None:
-        rid = uuid.uuid4().hex
+        rid = new_request_id()
     _request_id.set(rid)
     return rid
+
+
+def _reseed() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = os.urandom(8).hex()
+    _id_counter = itertools.count(1)
+
+
+_id_prefix = ""
+_id_counter = itertools.count(1)
+_reseed()
+os.register_at_fork(after_in_child=_reseed)  # a forked worker must not repeat its parent's ids
+
+
+def new_request_id() -> str:
+    """A fresh id: 32 lowercase hex characters (as a uuid4's hex), a random 64-bit prefix drawn once
+    per process followed by a counter. Why not uuid4: it costs a ``getrandom`` system call and a
+    UUID object per request, a measurable share of a one-event POST; ids only need to be unique."""
+    return f"{_id_prefix}{next(_id_counter):016x}"
 
 
 class _RequestIdFilter(logging.Filter):

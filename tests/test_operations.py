@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import multiprocessing
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from kolfeed import commands_serve
 from recsys.progress import progress
 from recsys.shipped import resolve_config_path
 from serving.app import create_app
-from serving.logs import ConsoleFormatter, JsonFormatter, configure_logging
+from serving.logs import ConsoleFormatter, JsonFormatter, configure_logging, new_request_id
 from serving.runner import ServeError, bind_socket
 from serving.settings import Settings
 from tests.ranking_fixtures import make_tiny_run
@@ -150,3 +152,15 @@ def test_progress_bars_stay_silent_off_a_terminal(monkeypatch: pytest.MonkeyPatc
     for _ in progress(range(3), desc="quiet"):
         pass
     assert sink.getvalue() == ""
+
+
+def test_fresh_request_ids_are_unique_hex_and_differ_in_a_forked_process() -> None:
+    """Ids are a per-process random prefix plus a counter (cheaper than a uuid4 per request): still
+    32 hex characters, never repeated, and a forked worker draws its own prefix."""
+    ids = [new_request_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in ids[:100] + ids[-100:])
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        child = pool.apply(new_request_id)
+    assert child[:16] != ids[0][:16] and child not in set(ids)

@@ -324,10 +324,10 @@ def bench_shop(
 def ingest_command(
     run: str = typer.Option("", help="run directory to serve (default: build world tiny + graph filter)"),
     results: str = typer.Option("bench/results", help="directory for ingest.json and ingest.png"),
-    baseline_ref: str = typer.Option(
-        "be7112b",
-        help="git commit to measure side by side as the baseline (default: main before group commit); "
-        "'' for none",
+    baseline_ref: list[str] = typer.Option(
+        ["be7112b", "341b763"],
+        help="git commits measured side by side as baselines, oldest first (default: main before group "
+        "commit, and main before the CPU cuts of the events path); '' for none",
     ),
     requests: int = typer.Option(6000, min=1, help="hey -n"),
     concurrency: int = typer.Option(32, min=1, help="hey -c"),
@@ -336,39 +336,51 @@ def ingest_command(
     workers: int = typer.Option(
         1, min=1, max=8, help="kolfeed serve --workers (> 1: a private redis-server is the store)"
     ),
+    restart: bool = typer.Option(
+        True, help="also count double-counted events after a Redis / Redis Cluster restart mid-stream"
+    ),
     tag: str = typer.Option("", help="result file suffix: ingest<_tag>.json"),
 ) -> None:
-    """Acknowledged one-event POSTs/s before and after group commit (hey), and a SIGKILL under load."""
+    """Acknowledged one-event POSTs/s against older commits (hey), a SIGKILL under load, a Redis restart."""
     from kolfeed.bench.harness import HarnessError
     from kolfeed.bench.ingest import IngestParams
     from kolfeed.bench.ingest import run as run_ingest
+    from kolfeed.bench.local_cluster import LocalClusterError
 
     params = IngestParams(
         requests=requests,
         concurrency=concurrency,
         rounds=rounds,
         kill_after_s=kill_after,
-        baseline_ref=baseline_ref or None,
+        baseline_refs=tuple(ref for ref in baseline_ref if ref),
         workers=workers,
+        restart_count=restart,
     )
     try:
         out = run_ingest(Path(run) if run else None, Path(results), params, tag)
-    except (HarnessError, OSError) as exc:
+    except (HarnessError, LocalClusterError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
-    for label in ("baseline", "group_commit"):
-        s = out.get(label)
-        if s:
-            typer.echo(
-                f"{label}: {s['acked_per_s_median']:,.0f} acked req/s, "
-                f"{s['server_cpu_ms_per_ack_median']:.3f} server CPU-ms per ack, p99 {s['p99_ms_median']} ms"
-            )
+    for label, s in out["summary"].items():
+        typer.echo(
+            f"{label}: {s['acked_per_s_median']:,.0f} acked req/s, "
+            f"{s['server_cpu_ms_per_ack_median']:.3f} server CPU-ms per ack, p99 {s['p99_ms_median']} ms"
+        )
     k = out["sigkill"]
     typer.echo(
         f"sigkill: {k['acknowledged']} acknowledged, {k['in_log_at_acked_seq']} in the log at their seq, "
-        f"{k['in_export_once']} in the export once, lost {k['lost']}; "
-        f"load average {out['load_average_at_end']}"
+        f"{k['in_export_once']} in the export once, lost {k['lost']}"
     )
+    restarted = out["restart_exactly_once"]
+    if restarted:
+        for name in ("redis", "cluster"):
+            r = restarted[name]
+            typer.echo(
+                f"restart ({name}): {r['events']} events, {r['applied_once']} counted once, "
+                f"{r['double_counted']} double-counted, {r['lost']} lost "
+                f"(trending {r['trending_total']} of {r['trending_expected']})"
+            )
+    typer.echo(f"load average {out['load_average_at_start']} -> {out['load_average_at_end']}")
 
 
 @bench_app.command("cluster")

@@ -1,17 +1,22 @@
-"""`kolfeed bench ingest`: acknowledged single-event POSTs per second, before and after group commit,
-side by side in one run, and what a SIGKILL under that load leaves (nothing acknowledged lost).
+"""`kolfeed bench ingest`: acknowledged single-event POSTs per second of this checkout and of older
+commits, side by side in one run, what a SIGKILL under that load leaves (nothing acknowledged
+lost), and how many events a Redis restart mid-stream makes the store count twice.
 
 Why this shape: the event log fsyncs before every 202, so ingestion throughput is bounded by how
 many requests share an fsync. The load is Debian's ``hey`` (``-n 6000 -c 32`` posting a one-event
 batch: hey sends ``n // c * c`` = 5,984 requests), against ``kolfeed serve`` on a small run with the
-embedded store. The baseline is the same service built from an older commit (``--baseline-ref``,
-checked out into a temporary git worktree), so both are measured on the same machine under the same
+embedded store. Baselines are the same service built from older commits (``--baseline-ref``, each
+checked out into a temporary git worktree), so all are measured on the same machine under the same
 load, in alternating rounds. Besides req/s (machine-dependent) it reports the server's CPU-ms per
-acknowledged request (from /proc) and the ratio to the baseline of the same run.
+acknowledged request (from /proc) and its ratio to each baseline of the same run.
 
-The SIGKILL check: 32 clients post single events with unique item ids against the new service; it
-is SIGKILLed mid-stream; every acknowledged event must then be in the log at the sequence number its
-202 named, and in the export (``kolfeed events export``) exactly once.
+The SIGKILL check: 32 clients post single events with unique item ids against this checkout's
+service; it is SIGKILLed mid-stream; every acknowledged event must then be in the log at the
+sequence number its 202 named, and in the export (``kolfeed events export``) exactly once.
+
+The restart count (:mod:`kolfeed.bench.restart_count`): a logged stream applied to a private Redis,
+then to a 3-primary Redis Cluster, that is SIGKILLed mid-stream and restarted empty; per event, how
+many times the store's counters hold it (double-counted and lost must be 0).
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ from kolfeed.bench.harness import REPO, HarnessError, RawClient, ServiceConfig, 
 BODY = {"events": [{"user_id": 1, "item_id": 1000, "action": "click"}]}
 
 
+CURRENT = "current"
+"""The label of this checkout's rounds."""
+
+
 @dataclass(frozen=True)
 class IngestParams:
     requests: int = 6000
@@ -42,9 +51,12 @@ class IngestParams:
     """Alternating baseline/current rounds; medians are reported."""
     warmup: int = 320
     kill_after_s: float = 2.0
-    baseline_ref: str | None = None
+    baseline_refs: tuple[str, ...] = ()
+    """Older commits measured side by side (oldest first)."""
     workers: int = 1
     """``kolfeed serve --workers``; > 1 serves with a private redis-server as the shared store."""
+    restart_count: bool = True
+    """Also run the Redis / Redis Cluster restart count (needs redis-server and redis-cli)."""
 
 
 def _cpu_s(pid: int) -> float:
@@ -217,62 +229,78 @@ def _baseline_checkout(ref: str, where: Path) -> Path:
     return where
 
 
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over one label's rounds, and whether every 202 of every round was in its log."""
+    return {
+        "rounds": len(rows),
+        "acked_per_s_median": statistics.median(r["acked_per_s"] for r in rows),
+        "server_cpu_ms_per_ack_median": statistics.median(r["server_cpu_ms_per_ack"] for r in rows),
+        "p99_ms_median": statistics.median(r["latency_ms"].get("p99", 0.0) for r in rows),
+        "all_acked_in_log": all(r["in_log"] == r["acked"] for r in rows),
+    }
+
+
 def run(run_dir: Path | None, results_dir: Path, p: IngestParams, tag: str = "") -> dict[str, Any]:
     from kolfeed.bench.chaos import build_run
 
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     work = Path(tempfile.mkdtemp(prefix="kolfeed-ingest-"))
-    baseline: Path | None = None
+    sources: dict[str, Path | None] = {}
     try:
         run = run_dir if run_dir is not None else build_run(work / "build")
-        if p.baseline_ref:
-            baseline = _baseline_checkout(p.baseline_ref, work / "baseline-src")
-        rows: dict[str, list[dict[str, Any]]] = {"baseline": [], "group_commit": []}
+        for ref in p.baseline_refs:
+            sources[ref] = _baseline_checkout(ref, work / f"src-{ref}")
+        sources[CURRENT] = None
+        rows: dict[str, list[dict[str, Any]]] = {label: [] for label in sources}
         for r in range(p.rounds):
-            for label, source in (("baseline", baseline), ("group_commit", None)):
-                if label == "baseline" and baseline is None:
-                    continue
+            for label, source in sources.items():
                 d = work / f"{label}-{r}"
                 d.mkdir()
                 rows[label].append(measure(label, run, d, p, source))
         (work / "kill").mkdir()
         kill = sigkill_check(run, work / "kill", p)
+        restart = None
+        if p.restart_count:
+            from kolfeed.bench import restart_count
+
+            restart = asyncio.run(restart_count.both(work / "restart"))
     finally:
-        if baseline is not None:
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline)], check=False
-            )
+        for source in sources.values():
+            if source is not None:
+                subprocess.run(
+                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(source)],
+                    check=False,
+                    capture_output=True,
+                )
         shutil.rmtree(work, ignore_errors=True)
 
-    def summary(label: str) -> dict[str, Any] | None:
-        rs = rows[label]
-        if not rs:
-            return None
-        return {
-            "acked_per_s_median": statistics.median(r["acked_per_s"] for r in rs),
-            "server_cpu_ms_per_ack_median": statistics.median(r["server_cpu_ms_per_ack"] for r in rs),
-            "p99_ms_median": statistics.median(r["latency_ms"].get("p99", 0.0) for r in rs),
-            "all_acked_in_log": all(r["in_log"] == r["acked"] for r in rs),
-        }
-
-    base, new = summary("baseline"), summary("group_commit")
+    summaries = {label: summary(rs) for label, rs in rows.items()}
+    current = summaries[CURRENT]
     result: dict[str, Any] = {
         "benchmark": "ingest",
         "command": f"hey -n {p.requests} -c {p.concurrency} -m POST (one-event batches) against "
         + ("kolfeed serve (memory://)" if p.workers == 1 else f"kolfeed serve --workers {p.workers} (redis)"),
         "params": asdict(p),
         "run": str(run_dir) if run_dir is not None else "world tiny seed 7 + world_graphfilter (built)",
+        "load_average_at_start": load_at_start,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "labels": list(summaries),
         "rounds": rows,
-        "baseline": base,
-        "group_commit": new,
+        "summary": summaries,
+        "versus_baselines": {
+            ref: {
+                "speedup_acked_per_s": round(current["acked_per_s_median"] / s["acked_per_s_median"], 2),
+                "cpu_per_ack_ratio": round(
+                    current["server_cpu_ms_per_ack_median"] / s["server_cpu_ms_per_ack_median"], 3
+                ),
+            }
+            for ref, s in summaries.items()
+            if ref != CURRENT
+        },
         "sigkill": kill,
+        "restart_exactly_once": restart,
     }
-    if base and new:
-        result["speedup_acked_per_s"] = round(new["acked_per_s_median"] / base["acked_per_s_median"], 2)
-        result["cpu_per_ack_ratio"] = round(
-            new["server_cpu_ms_per_ack_median"] / base["server_cpu_ms_per_ack_median"], 3
-        )
     results_dir.mkdir(parents=True, exist_ok=True)
     name = f"ingest_{tag}" if tag else "ingest"
     (results_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -286,27 +314,30 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [k for k in ("baseline", "group_commit") if result.get(k)]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    rate = [result[k]["acked_per_s_median"] for k in labels]
-    cpu = [result[k]["server_cpu_ms_per_ack_median"] for k in labels]
-    names = [
-        f"{k.replace('_', ' ')}" + (f"\n({result['params']['baseline_ref']})" if k == "baseline" else "")
-        for k in labels
-    ]
-    axes[0].bar(names, rate, color=["#999999", "#2a7ab0"][: len(labels)])
+    labels = result["labels"]
+    summaries = result["summary"]
+    greys = ("#bbbbbb", "#888888", "#555555")
+    colours = [*(greys[i % len(greys)] for i in range(len(labels) - 1)), "#2a7ab0"]
+    names = [label if label == CURRENT else f"{label}\n(baseline)" for label in labels]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].bar(names, [summaries[k]["acked_per_s_median"] for k in labels], color=colours)
     axes[0].axhline(1500, color="red", lw=1, ls="--", label="target 1,500/s")
-    axes[0].set_ylabel("acknowledged requests/s")
+    axes[0].set_ylabel("acknowledged requests/s (median)")
     axes[0].legend(loc="upper left", fontsize=8)
-    axes[1].bar(names, cpu, color=["#999999", "#2a7ab0"][: len(labels)])
+    axes[1].bar(names, [summaries[k]["server_cpu_ms_per_ack_median"] for k in labels], color=colours)
     axes[1].set_ylabel("server CPU-ms per acknowledged request")
     k = result["sigkill"]
-    fig.suptitle(
+    title = (
         f"POST /v1/events, one event per request, {result['params']['concurrency']} clients (hey), "
-        f"{result['params']['workers']} worker(s); "
-        f"SIGKILL: {k['acknowledged']} acked, {k['lost']} lost",
-        fontsize=9,
+        f"{result['params']['workers']} worker(s), load {result['load_average_at_start'][0]}"
+        f"-{result['load_average_at_end'][0]}; SIGKILL: {k['acknowledged']} acked, {k['lost']} lost"
     )
+    restart = result.get("restart_exactly_once")
+    if restart:
+        title += "; Redis restart double-counted: " + ", ".join(
+            f"{name} {restart[name]['double_counted']}" for name in ("redis", "cluster")
+        )
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import features.eventlog as eventlog_mod
+import features.eventlog.writer as eventlog_writer
 from features.eventlog import LogReader
 from serving.app import create_app
 from serving.deps import get_store
@@ -209,14 +210,14 @@ async def test_no_202_before_the_fsync_covering_the_event(
     app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entered, release = threading.Event(), threading.Event()
-    real = eventlog_mod._sync_data
+    real = eventlog_writer._sync_data
 
     def held(fd: int) -> None:
         entered.set()
         release.wait(30)
         real(fd)
 
-    monkeypatch.setattr(eventlog_mod, "_sync_data", held)
+    monkeypatch.setattr(eventlog_writer, "_sync_data", held)
     raw = b'{"events": [{"user_id": 1, "item_id": 1000, "action": "click"}]}'
     task = asyncio.ensure_future(post(app, "/v1/events", raw))
     assert await asyncio.to_thread(entered.wait, 30)
@@ -310,7 +311,7 @@ async def test_a_request_cut_off_during_its_fsync_is_not_acknowledged_but_the_lo
         request_timeout_s=0.2,
     )
     entered, release = threading.Event(), threading.Event()
-    real = eventlog_mod._sync_data
+    real = eventlog_writer._sync_data
 
     def held(fd: int) -> None:
         entered.set()
@@ -319,7 +320,7 @@ async def test_a_request_cut_off_during_its_fsync_is_not_acknowledged_but_the_lo
 
     application = create_app(settings)
     async with running(application) as client:
-        monkeypatch.setattr(eventlog_mod, "_sync_data", held)
+        monkeypatch.setattr(eventlog_writer, "_sync_data", held)
         body = {"events": [{"user_id": 1, "item_id": 1000, "action": "buy"}]}
         r = await client.post("/v1/events", json=body)
         assert entered.is_set() and r.status_code == 503 and "deadline" in r.json()["detail"]

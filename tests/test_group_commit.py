@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import features.eventlog as eventlog_mod
+import features.eventlog.writer as eventlog_writer
 from features.base import StoreEvent
 from features.errors import InvalidEventError
 from features.eventlog import EventLog, LogReader, LogWriteError
@@ -33,7 +34,7 @@ class CountingSync:
         self.release = threading.Event()
         if not hold_first:
             self.release.set()
-        self._real = eventlog_mod._sync_data
+        self._real = eventlog_writer._sync_data
 
     def __call__(self, fd: int) -> None:
         self.calls += 1
@@ -55,7 +56,7 @@ async def test_concurrent_requests_share_one_fsync_per_group(
 ) -> None:
     gc, log, store = committer
     sync = CountingSync()
-    monkeypatch.setattr(eventlog_mod, "_sync_data", sync)
+    monkeypatch.setattr(eventlog_writer, "_sync_data", sync)
     results = await asyncio.gather(*(gc.submit([buy(2 * i), buy(2 * i + 1)], store) for i in range(40)))
     assert gc.stats.requests == 40 and gc.stats.events == 80
     assert sync.calls == gc.stats.groups < 40, "every request paid its own fsync"
@@ -76,7 +77,7 @@ async def test_no_request_is_answered_before_the_fsync_covering_it(
 ) -> None:
     gc, log, store = committer
     sync = CountingSync(hold_first=True)
-    monkeypatch.setattr(eventlog_mod, "_sync_data", sync)
+    monkeypatch.setattr(eventlog_writer, "_sync_data", sync)
     first = asyncio.ensure_future(gc.submit([buy(0)], store))
     await asyncio.to_thread(sync.entered.wait, 30)  # the first group is inside its fsync
     later = [asyncio.ensure_future(gc.submit([buy(i)], store)) for i in range(1, 10)]
@@ -113,7 +114,7 @@ async def test_a_failed_fsync_acknowledges_nobody_in_the_group(
     def broken_disk(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(eventlog_mod, "_sync_data", broken_disk)
+    monkeypatch.setattr(eventlog_writer, "_sync_data", broken_disk)
     outcomes = await asyncio.gather(
         *(gc.submit([buy(i)], store) for i in range(1, 6)), return_exceptions=True
     )
@@ -189,7 +190,7 @@ async def test_a_cancelled_request_does_not_cancel_its_group(
     for everyone else, and its event is logged (just not acknowledged)."""
     gc, log, store = committer
     sync = CountingSync(hold_first=True)
-    monkeypatch.setattr(eventlog_mod, "_sync_data", sync)
+    monkeypatch.setattr(eventlog_writer, "_sync_data", sync)
     gone = asyncio.ensure_future(asyncio.shield(gc.enqueue([buy(0)], store)))
     stays = asyncio.ensure_future(asyncio.shield(gc.enqueue([buy(1)], store)))
     await asyncio.to_thread(sync.entered.wait, 30)

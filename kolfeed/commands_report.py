@@ -120,8 +120,8 @@ def experiment_cmd(
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Per-arm readout with CIs, lift and p-values vs control, and a sample-ratio-mismatch check."""
+    from recsys.event_columns import EventTableError
     from recsys.experiments.config import ExperimentConfigError, find_experiment
-    from recsys.experiments.events import EventTableError
     from recsys.experiments.readout import experiment_report
     from serving.event_source import EventSourceError, load_event_tables
 
@@ -160,7 +160,7 @@ def kols_cmd(
     """Per-KOL funnel, GMV (direct and through share cascades), followers gained, vertical fit, ROI."""
     from recsys.artifacts import LABELS, MANIFEST, ArtifactError, load_labels
     from recsys.attribution import AttributionError, kol_attribution
-    from recsys.experiments.events import EventTableError
+    from recsys.event_columns import EventTableError
     from serving.event_source import EventSourceError, load_costs, load_event_tables
 
     try:

@@ -39,7 +39,7 @@ from recsys.simulate.config import SimConfig, SimulationError
 from recsys.simulate.engine import Page, Simulation
 from recsys.simulate.schedule import sample_users
 from recsys.world.config import DAY
-from recsys.world.events import EventChunk
+from recsys.world.event_simulator import EventChunk
 from recsys.world.truth import GroundTruth
 from serving.feed_service import context_from_state
 

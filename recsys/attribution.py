@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from recsys.experiments.events import BUY, CLICK, IMPRESSION, SHARE, EventColumns
+from recsys.event_columns import BUY, CLICK, IMPRESSION, SHARE, EventColumns
 from recsys.progress import progress as progress_bar
 from recsys.schema import NO_ID
 

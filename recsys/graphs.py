@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from recsys.events import EventTableError, action_codes, id_column
+from recsys.event_columns import EventTableError, action_codes, id_column
 from recsys.schema import ACTION_CODE, ACTION_NAMES, ACTIONS, NO_ID
 
 DAY_SECONDS = 86_400.0

@@ -28,7 +28,7 @@ from recsys.index import build_index, search
 from recsys.ranking.context import UserContext
 from recsys.ranking.feed import FeedRanker
 from recsys.ranking.feed_model import FeedModel
-from recsys.ranking.synthetic import synthetic_world
+from recsys.ranking.random_model import random_run
 from recsys.ranking.variants import RankingVariant, load_variants
 from tests.ranking_fixtures import SHIPPED_VARIANTS
 
@@ -37,7 +37,7 @@ SCORE_DECIMALS = 5
 
 
 def build_models() -> dict[str, FeedModel]:
-    w = synthetic_world(n_items=20_000, n_users=2_000, n_kols=500, dim=32, seed=11, spectrum_decay=1.0)
+    w = random_run(n_items=20_000, n_users=2_000, n_kols=500, dim=32, seed=11, spectrum_decay=1.0)
     world = FeedModel.from_arrays(
         w.user_emb,
         w.item_emb,
@@ -48,7 +48,7 @@ def build_models() -> dict[str, FeedModel]:
         tables=w.tables,
     )
 
-    g = synthetic_world(n_items=4_000, n_users=400, n_kols=80, dim=16, seed=12, follows_per_user=4)
+    g = random_run(n_items=4_000, n_users=400, n_kols=80, dim=16, seed=12, follows_per_user=4)
     rng = np.random.default_rng(12)
     item_map = dict(
         zip(g.item_ids.tolist(), (rng.permutation(len(g.item_ids)) * 7 + 3).tolist(), strict=True)
@@ -76,7 +76,7 @@ def build_models() -> dict[str, FeedModel]:
         tables=tables,
     )
 
-    b = synthetic_world(n_items=3_000, n_users=300, n_kols=10, dim=16, seed=13)
+    b = random_run(n_items=3_000, n_users=300, n_kols=10, dim=16, seed=13)
     bare = FeedModel.from_arrays(b.user_emb, b.item_emb, b.user_ids, b.item_ids, b.item_popularity)
     return {"world": world, "gappy": gappy, "bare": bare}
 

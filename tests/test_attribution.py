@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.attribution import AttributionError, kol_attribution, share_paths
-from recsys.experiments.events import EventColumns
+from recsys.event_columns import EventColumns
 from tests.attribution_fixtures import T0, A, events_table
 
 

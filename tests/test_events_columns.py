@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from recsys.events import EventTableError, action_codes, id_column
+from recsys.event_columns import EventTableError, action_codes, id_column
 from recsys.schema import ACTION_CODE, NO_ID
 
 

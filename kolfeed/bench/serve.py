@@ -52,7 +52,7 @@ class ServeBenchConfig:
     dim: int = 64
     factory: str = "MIPS,IVF4096,SQfp16"
     spectrum_decay: float = 1.0
-    """Embedding spectrum (see recsys.ranking.synthetic): 1.0 is like trained embeddings, 0 isotropic."""
+    """Embedding spectrum (see recsys.ranking.random_model): 1.0 is like trained embeddings, 0 isotropic."""
     search_params: list[int] = field(default_factory=lambda: [48, 64, 80, 96, 104, 112, 128, 160, 192])
     """nprobe (IVF) or efSearch (HNSW) values whose recall@100 is measured, in increasing order; the
     smallest reaching the target is served (recorded in index.json, which FeedModel.load applies)."""
@@ -84,11 +84,11 @@ def write_synthetic_run(cfg: ServeBenchConfig, out: Path) -> dict[str, Any]:
 
     from recsys import artifacts as A
     from recsys.index import INDEX_INFO, _find_ivf, build_index, exact_recall, save_index, set_search_params
-    from recsys.ranking.synthetic import synthetic_world
+    from recsys.ranking.random_model import random_run
 
     info: dict[str, Any] = {}
     t0 = time.perf_counter()
-    w = synthetic_world(
+    w = random_run(
         n_items=cfg.items,
         n_users=cfg.users,
         n_kols=cfg.kols,
@@ -343,7 +343,7 @@ async def _time_app(cfg: ServeBenchConfig, run_dir: Path, url: str, loaded: Any)
 
 
 def in_process(cfg: ServeBenchConfig, run_dir: Path, url: str) -> dict[str, Any]:
-    from recsys.ranking.synthetic import time_rank
+    from recsys.ranking.random_model import time_rank
     from recsys.ranking.variants import load_variants
     from serving.state import load_model
 

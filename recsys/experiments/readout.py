@@ -39,9 +39,9 @@ import numpy as np
 from pydantic import BaseModel
 from scipy import stats
 
+from recsys.event_columns import BUY, CLICK, IMPRESSION, SHARE, EventColumns
 from recsys.experiments.assignment import arm_index_many
 from recsys.experiments.config import ExperimentConfig
-from recsys.experiments.events import BUY, CLICK, IMPRESSION, SHARE, EventColumns
 
 METRICS: tuple[str, ...] = ("ctr", "share_rate", "buy_conversion", "gmv_per_user")
 SRM_ALPHA = 0.001

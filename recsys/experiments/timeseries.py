@@ -15,8 +15,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
+from recsys.event_columns import EventColumns
 from recsys.experiments.config import ExperimentConfig
-from recsys.experiments.events import EventColumns
 from recsys.experiments.readout import Estimate, readout_from_users, user_metrics
 
 BUCKET_SECONDS: dict[str, int] = {"hour": 3_600, "day": 86_400}
@@ -75,7 +75,7 @@ def experiment_timeseries(
 ) -> ExperimentTimeseries:
     """Cumulative readouts at the end of each ``bucket`` of the experiment's window.
 
-    ``events`` is any table :func:`recsys.experiments.events.EventColumns.from_table` accepts. When
+    ``events`` is any table :func:`recsys.event_columns.EventColumns.from_table` accepts. When
     the window spans more than ``max_points`` buckets, buckets are merged so the series stays short.
     """
     if bucket not in BUCKET_SECONDS:

@@ -2,7 +2,7 @@
 
 Why the same functions as the generator: ``GroundTruth`` (click, hide, like, save, cart, buy, share,
 friend choice) produced the world's logged history, so a variant is scored by the very preferences
-the model was trained to recover; timings follow ``recsys.world.events`` (click +2–20 s, cart
+the model was trained to recover; timings follow ``recsys.world.event_simulator`` (click +2–20 s, cart
 +20–300 s, buy +30–1800 s after cart, share after the buy or the click).
 
 An entry without a promoting creator (the ranker's popular backfill may show a bare product) is judged
@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from recsys.world.events import EventChunk, react
+from recsys.world.event_simulator import EventChunk, react
 from recsys.world.truth import GroundTruth, SocialProof
 
 

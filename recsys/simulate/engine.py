@@ -26,7 +26,7 @@ from recsys.simulate.inbox import ShareInbox
 from recsys.simulate.log import EventLog
 from recsys.simulate.schedule import Sessions, batches, plan_day
 from recsys.world.config import DAY
-from recsys.world.events import A_BUY, REQ_FEED, REQ_SHARE, SLOT_SECONDS, EventChunk
+from recsys.world.event_simulator import A_BUY, REQ_FEED, REQ_SHARE, SLOT_SECONDS, EventChunk
 from recsys.world.truth import GroundTruth
 
 Page = tuple[np.ndarray, np.ndarray, np.ndarray]

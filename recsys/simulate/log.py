@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from recsys.schema import ACTION_NAMES, EVENTS
-from recsys.world.events import A_SHARE, REQ_SHARE, EventChunk
+from recsys.world.event_simulator import A_SHARE, REQ_SHARE, EventChunk
 
 
 class EventLog:

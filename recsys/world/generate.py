@@ -34,7 +34,7 @@ from recsys.schema import CATEGORIES, EVENTS
 from recsys.world import priors
 from recsys.world.config import DAY, GENERATOR_VERSION, WorldConfig, WorldError
 from recsys.world.entities import build_static
-from recsys.world.events import A_SHARE, REQ_SHARE, EventChunk, EventSimulator
+from recsys.world.event_simulator import A_SHARE, REQ_SHARE, EventChunk, EventSimulator
 from recsys.world.split import SplitWriter, cut_timestamp
 from recsys.world.truth import TruthParams
 from recsys.world.write import events_table, open_writer, static_tables, write_table

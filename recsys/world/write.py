@@ -27,7 +27,7 @@ from recsys.schema import (
 )
 from recsys.world import priors
 from recsys.world.entities import StaticWorld
-from recsys.world.events import REQ_FEED, REQ_SHARE, EventChunk
+from recsys.world.event_simulator import REQ_FEED, REQ_SHARE, EventChunk
 
 REQUEST_PREFIXES: tuple[str, ...] = ("r", "s")  # indexed by REQ_FEED, REQ_SHARE
 assert (REQ_FEED, REQ_SHARE) == (0, 1)

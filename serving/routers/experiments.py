@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
+from recsys.event_columns import EventTableError
 from recsys.experiments.config import ExperimentConfig
-from recsys.experiments.events import EventTableError
 from recsys.experiments.readout import ExperimentReport, experiment_report
 from recsys.experiments.timeseries import Bucket, ExperimentTimeseries, experiment_timeseries
 from serving.event_source import EventSource, EventSourceError, EventTables, get_event_source

@@ -21,7 +21,7 @@ from recsys.attribution import (
     UnattributedBucket,
     kol_attribution,
 )
-from recsys.experiments.events import EventTableError
+from recsys.event_columns import EventTableError
 from recsys.ids import ID_PATTERN, MAX_ID_LENGTH, IdError, check_id
 from serving.deps import HolderDep, SettingsDep
 from serving.event_source import EventSource, EventSourceError, EventTables, get_event_source, load_costs

@@ -1,8 +1,9 @@
-"""A synthetic in-memory FeedModel of any size, and a timer for ``FeedRanker.rank``.
+"""A random in-memory FeedModel of any size (not the simulated world of ``recsys.world``), and a timer
+for ``FeedRanker.rank``.
 
 Why: the ranker's latency budget (a few ms per request) must be checked at catalog sizes no test
 fixture has (100k–1M items) without training a model; random embeddings and random world tables
-exercise exactly the same code paths. Run ``python -m recsys.ranking.synthetic --items 100000``.
+exercise exactly the same code paths. Run ``python -m recsys.ranking.random_model --items 100000``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from recsys.schema import CATEGORIES
 
 
 @dataclass
-class SyntheticWorld:
-    """The raw arrays and world tables behind :func:`synthetic_model` (to write them as a run directory)."""
+class RandomRun:
+    """The raw arrays and world tables behind :func:`random_feed_model` (to write them as a run directory)."""
 
     user_emb: np.ndarray
     item_emb: np.ndarray
@@ -36,7 +37,7 @@ class SyntheticWorld:
     tables: dict[str, dict[str, np.ndarray]]
 
 
-def synthetic_world(
+def random_run(
     n_items: int = 100_000,
     n_users: int = 20_000,
     n_kols: int = 2_000,
@@ -47,7 +48,7 @@ def synthetic_world(
     buys_per_user: int = 5,
     seed: int = 0,
     spectrum_decay: float = 0.0,
-) -> SyntheticWorld:
+) -> RandomRun:
     """``spectrum_decay`` = a: embedding coordinate j (1-based) has variance proportional to j**-a. 0 gives
     isotropic Gaussians, the worst case for ANN (no neighbourhood structure at all); trained
     embeddings have a decaying spectrum (a of about 1 leaves roughly 14 effective dimensions of 64)."""
@@ -99,10 +100,10 @@ def synthetic_world(
             "item_id": item_ids[rng.integers(0, n_items, n_users * buys_per_user)],
         },
     }
-    return SyntheticWorld(user_emb, item_emb, user_ids, item_ids, pop, tables)
+    return RandomRun(user_emb, item_emb, user_ids, item_ids, pop, tables)
 
 
-def synthetic_model(
+def random_feed_model(
     n_items: int = 100_000,
     n_users: int = 20_000,
     n_kols: int = 2_000,
@@ -114,7 +115,7 @@ def synthetic_model(
     factory: str = "Flat",
     seed: int = 0,
 ) -> FeedModel:
-    w = synthetic_world(
+    w = random_run(
         n_items, n_users, n_kols, dim, posts_per_item, follows_per_user, friends_per_user, buys_per_user, seed
     )
     index = build_index(w.item_emb, factory)
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    model = synthetic_model(args.items, args.users, args.kols, args.dim, factory=args.factory)
+    model = random_feed_model(args.items, args.users, args.kols, args.dim, factory=args.factory)
     build_s = time.perf_counter() - t0
     out = {
         "items": args.items,

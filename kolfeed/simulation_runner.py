@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from features.base import FeatureStore, StoreEvent
 from features.factory import open_store
+from recsys.event_columns import EventColumns
 from recsys.experiments.assignment import arm_index_many
 from recsys.experiments.config import ExperimentConfig
 from recsys.experiments.readout import ExperimentReport, experiment_report
@@ -55,17 +56,17 @@ class SimulationResult:
 
 def store_events(ev: EventChunk, model: FeedModel) -> list[StoreEvent]:
     """Columnar events → the store's event objects (what the service's POST /v1/events produces)."""
-    cats = model.item_categories(ev.item)
+    cats = model.item_categories(ev.item_id)
     names = ACTION_NAMES
     out = []
     for ts, u, i, a, p, k, to, v, cat in zip(
         ev.ts.tolist(),
-        ev.user.tolist(),
-        ev.item.tolist(),
+        ev.user_id.tolist(),
+        ev.item_id.tolist(),
         ev.action.tolist(),
-        ev.post.tolist(),
-        ev.kol.tolist(),
-        ev.to_user.tolist(),
+        ev.post_id.tolist(),
+        ev.kol_id.tolist(),
+        ev.to_user_id.tolist(),
         ev.value.tolist(),
         cats,
         strict=True,
@@ -130,24 +131,12 @@ def _history(world_dir: Path, users: np.ndarray) -> tuple[EventChunk, np.ndarray
     buyers = t.column("user_id").filter(buy).to_numpy()
     bought = t.column("item_id").filter(buy).to_numpy()
     mine = t.filter(pc.is_in(t.column("user_id"), pa.array(users, pa.int64())))
-    code = {n: i for i, n in enumerate(ACTION_NAMES)}
-    acts = np.array([code[a] for a in mine.column("action").to_pylist()], dtype=np.int8)
-
-    def ids(name: str) -> np.ndarray:
-        return np.asarray(mine.column(name).fill_null(-1).to_numpy(), dtype=np.int64)
-
-    n = mine.num_rows
+    logged = EventColumns.from_table(mine, strict=False)
+    n = len(logged)
     chunk = EventChunk(
-        ts=ids("ts"),
-        user=ids("user_id"),
-        item=ids("item_id"),
-        action=acts,
-        post=ids("post_id"),
-        kol=ids("kol_id"),
-        to_user=ids("to_user_id"),
+        **vars(logged),
         req_kind=np.zeros(n, dtype=np.int8),
         req_num=np.zeros(n, dtype=np.int64),
-        value=np.asarray(mine.column("value").to_numpy(zero_copy_only=False), dtype=np.float64),
         share_gid=np.full(n, -1, dtype=np.int64),
     )
     return chunk, np.asarray(buyers, np.int64), np.asarray(bought, np.int64)

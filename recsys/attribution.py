@@ -136,7 +136,8 @@ def share_paths(cols: EventColumns) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     ``cols`` must be the whole log in file order (share numbers count share events in that order).
     """
     n = len(cols)
-    req = pa.array(cols.request_id.tolist(), type=pa.string()).fill_null("")
+    ids = cols.request_id if cols.request_id is not None else np.full(n, None, dtype=object)
+    req = pa.array(ids.tolist(), type=pa.string()).fill_null("")
     is_feed = pc.starts_with(req, "r").to_numpy(zero_copy_only=False)
     is_sref = pc.match_substring_regex(req, r"^s[0-9]+$").to_numpy(zero_copy_only=False)
     share_rows = np.flatnonzero(cols.action == SHARE)

@@ -11,13 +11,12 @@ same data gives the same matrices.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from recsys.event_columns import EventTableError, action_codes, id_column
+from recsys.event_columns import EventColumns, EventTableError
 from recsys.schema import ACTION_CODE, ACTION_NAMES, ACTIONS, NO_ID
 
 DAY_SECONDS = 86_400.0
@@ -58,52 +57,13 @@ class UnknownIdError(GraphError):
         return UnknownIdError(self.field, self.key, self.n_known, shown=repr(label))
 
 
-@dataclass
-class EventArrays:
-    """Columns of an event table as numpy arrays; missing ids are ``NO_ID``."""
-
-    ts: np.ndarray
-    user_id: np.ndarray
-    item_id: np.ndarray
-    action: np.ndarray  # int8 codes into recsys.schema.ACTIONS
-    post_id: np.ndarray
-    kol_id: np.ndarray
-    to_user_id: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    @classmethod
-    def from_table(cls, table: pa.Table) -> EventArrays:
-        def ids(name: str) -> np.ndarray:
-            if name not in table.column_names:
-                return np.full(table.num_rows, NO_ID, dtype=np.int64)
-            return id_column(table.column(name), name)
-
-        try:
-            codes = action_codes(table.column("action")).astype(np.int8)
-        except EventTableError as exc:
-            raise GraphError(str(exc)) from None
-        return cls(
-            ts=ids("ts"),
-            user_id=ids("user_id"),
-            item_id=ids("item_id"),
-            action=codes,
-            post_id=ids("post_id"),
-            kol_id=ids("kol_id"),
-            to_user_id=ids("to_user_id"),
-        )
-
-    def select(self, mask: np.ndarray) -> EventArrays:
-        return EventArrays(
-            ts=self.ts[mask],
-            user_id=self.user_id[mask],
-            item_id=self.item_id[mask],
-            action=self.action[mask],
-            post_id=self.post_id[mask],
-            kol_id=self.kol_id[mask],
-            to_user_id=self.to_user_id[mask],
-        )
+def events_from_table(table: pa.Table) -> EventColumns:
+    """The graphs' view of an events table: ``EventColumns.from_table`` without the report's checks
+    (missing id columns read as ``NO_ID``); an unreadable action is a GraphError."""
+    try:
+        return EventColumns.from_table(table, strict=False)
+    except EventTableError as exc:
+        raise GraphError(str(exc)) from None
 
 
 def index_of(ids: np.ndarray, values: np.ndarray, what: str) -> np.ndarray:
@@ -151,7 +111,7 @@ def _positive_part(m: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def confidence_matrix(
-    events: EventArrays,
+    events: EventColumns,
     user_ids: np.ndarray,
     item_ids: np.ndarray,
     weights: Mapping[str, float],
@@ -174,7 +134,7 @@ def confidence_matrix(
 
 
 def behaviour_matrix(
-    events: EventArrays, user_ids: np.ndarray, item_ids: np.ndarray, action: str
+    events: EventColumns, user_ids: np.ndarray, item_ids: np.ndarray, action: str
 ) -> sp.csr_matrix:
     """Users x items count of one action (e.g. the click, share or buy graph)."""
     ev = events.select(events.action == ACTION_CODE[action])
@@ -184,7 +144,7 @@ def behaviour_matrix(
 
 
 def behaviour_graphs(
-    events: EventArrays,
+    events: EventColumns,
     user_ids: np.ndarray,
     item_ids: np.ndarray,
     actions: Sequence[str] = ("click", "share", "buy"),
@@ -192,7 +152,7 @@ def behaviour_graphs(
     return {a: behaviour_matrix(events, user_ids, item_ids, a) for a in actions}
 
 
-def positive_matrix(events: EventArrays, user_ids: np.ndarray, item_ids: np.ndarray) -> sp.csr_matrix:
+def positive_matrix(events: EventColumns, user_ids: np.ndarray, item_ids: np.ndarray) -> sp.csr_matrix:
     """Binary users x items: any positive (non-impression, non-hide) event."""
     ev = events.select(np.isin(events.action, POSITIVE_CODES))
     rows = index_of(user_ids, ev.user_id, "user_id")
@@ -202,7 +162,7 @@ def positive_matrix(events: EventArrays, user_ids: np.ndarray, item_ids: np.ndar
     return m.astype(np.float32)
 
 
-def share_graph(events: EventArrays, user_ids: np.ndarray) -> sp.csr_matrix:
+def share_graph(events: EventColumns, user_ids: np.ndarray) -> sp.csr_matrix:
     """Users x users: number of shares from row user to column user (the trust graph)."""
     ev = events.select((events.action == ACTION_CODE["share"]) & (events.to_user_id != NO_ID))
     rows = index_of(user_ids, ev.user_id, "user_id")
@@ -212,7 +172,7 @@ def share_graph(events: EventArrays, user_ids: np.ndarray) -> sp.csr_matrix:
 
 
 def user_kol_engagement(
-    events: EventArrays,
+    events: EventColumns,
     user_ids: np.ndarray,
     kol_ids: np.ndarray,
     weights: Mapping[str, float],
@@ -236,7 +196,7 @@ def user_kol_engagement(
 
 
 def user_kol_action(
-    events: EventArrays, user_ids: np.ndarray, kol_ids: np.ndarray, action: str = "buy"
+    events: EventColumns, user_ids: np.ndarray, kol_ids: np.ndarray, action: str = "buy"
 ) -> sp.csr_matrix:
     """Users x KOLs count of one action made through a KOL's posts (e.g. buys brought by a KOL)."""
     ev = events.select((events.action == ACTION_CODE[action]) & (events.kol_id != NO_ID))
@@ -246,7 +206,7 @@ def user_kol_action(
 
 
 def kol_category_fit(
-    events: EventArrays,
+    events: EventColumns,
     kol_ids: np.ndarray,
     item_ids: np.ndarray,
     item_category: np.ndarray,

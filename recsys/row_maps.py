@@ -107,13 +107,24 @@ class Csr:
         return cls(np.zeros(n_rows + 1, dtype=np.int64), EMPTY_I64.copy(), EMPTY_F32.copy())
 
     @classmethod
-    def build(cls, rows: np.ndarray, cols: np.ndarray, n_rows: int, values: np.ndarray | None = None) -> Csr:
-        """Group ``cols`` by ``rows``; within a row the order of ``values`` descending (else input order)."""
+    def build(
+        cls,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        n_rows: int,
+        values: np.ndarray | None = None,
+        *,
+        sort_cols: bool = False,
+    ) -> Csr:
+        """Group ``cols`` by ``rows``; within a row the order of ``values`` descending, else ``cols``
+        ascending with ``sort_cols``, else input order."""
         rows = np.asarray(rows, dtype=np.int64)
         cols = np.asarray(cols, dtype=np.int64)
         if values is not None:
             values = np.asarray(values, dtype=np.float32)
             order = np.lexsort((-values, rows))
+        elif sort_cols:
+            order = np.lexsort((cols, rows))
         else:
             order = np.argsort(rows, kind="stable")
         counts = np.bincount(rows, minlength=n_rows)

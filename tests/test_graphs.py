@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from recsys import graphs as g
 from recsys.affinity import AffinityWeights, affinity_top_n, friend_buys_via_kol, kol_embeddings
+from recsys.event_columns import EventColumns
 from recsys.schema import DEFAULT_ACTION_WEIGHTS
 
 DAY = 86_400
@@ -28,7 +29,7 @@ ROWS = [
 ]
 
 
-def _events(rows: list[tuple[object, ...]] = ROWS) -> g.EventArrays:
+def _events(rows: list[tuple[object, ...]] = ROWS) -> EventColumns:
     cols = list(zip(*rows, strict=True))
     table = pa.table(
         {
@@ -41,7 +42,7 @@ def _events(rows: list[tuple[object, ...]] = ROWS) -> g.EventArrays:
             "to_user_id": pa.array(cols[6], pa.int64()),
         }
     )
-    return g.EventArrays.from_table(table)
+    return g.events_from_table(table)
 
 
 W = dict(DEFAULT_ACTION_WEIGHTS)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from recsys import graphs as g
+from recsys.event_columns import EventColumns
 from recsys.id_labels import IdLabels
 from recsys.interactions import Interactions
 from recsys.io.report import LoadReport, RowsReport
@@ -310,8 +311,8 @@ def _prepare_loaded_world(cfg: TrainConfig, world: World, holdout: bool) -> Prep
     train_t = world.train_events
     test_t = world.test_events
 
-    train_ev = g.EventArrays.from_table(train_t)
-    test_ev = g.EventArrays.from_table(test_t)
+    train_ev = g.events_from_table(train_t)
+    test_ev = g.events_from_table(test_t)
     now = float(train_ev.ts.max()) if len(train_ev) else 0.0
     gc = cfg.graphs
 
@@ -432,7 +433,7 @@ def _rows_used(world: Any, cfg: TrainConfig, intake: LogIntake | None) -> RowsRe
 
 
 def _train_times(
-    conf: sp.csr_matrix, ev: g.EventArrays, user_ids: np.ndarray, item_ids: np.ndarray
+    conf: sp.csr_matrix, ev: EventColumns, user_ids: np.ndarray, item_ids: np.ndarray
 ) -> sp.csr_matrix:
     """Latest event time of each training pair (so `kolfeed tune` validates chronologically)."""
     from recsys.validation import pair_times
@@ -443,7 +444,7 @@ def _train_times(
     return pair_times(conf, rows, cols, ev.ts[known])
 
 
-def _post_engagement(ev: g.EventArrays, post_ids: np.ndarray, weights: dict[str, float]) -> np.ndarray:
+def _post_engagement(ev: EventColumns, post_ids: np.ndarray, weights: dict[str, float]) -> np.ndarray:
     """Positive action-weighted engagement per post (events whose post is unknown are ignored)."""
     w = g.action_weight_vector(weights)[ev.action]
     keep = (w > 0) & (ev.post_id != -1)

@@ -179,7 +179,7 @@ class Simulation:
         self.stats.shares_delivered += n_sh
         events, shares = self.behaviour.react(self._rng, imp)
         is_buy = events.action == A_BUY
-        self.behaviour.add_buys(events.user[is_buy], events.item[is_buy])
+        self.behaviour.add_buys(events.user_id[is_buy], events.item_id[is_buy])
         self.inbox.add(shares)
         self.log.add(events)
         return events.take(np.argsort(events.ts, kind="stable"))

@@ -9,10 +9,11 @@ the friend's impression of a shared post and its reactions carry ``s<n>`` (n = t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 
-from recsys.schema import ACTION_NAMES, EVENTS
 from recsys.world.event_simulator import A_SHARE, REQ_SHARE, EventChunk
 
 
@@ -36,7 +37,6 @@ class EventLog:
 
     def table(self) -> pa.Table:
         ev = self.chunk()
-        n = len(ev)
         # share generation id -> rank of that share in file order
         is_share = ev.action == A_SHARE
         gids = ev.share_gid[is_share]
@@ -48,18 +48,4 @@ class EventLog:
             num[via_share] = rank[ev.req_num[via_share]]
             if (num[via_share] < 0).any():
                 raise RuntimeError("internal error: an event refers to a share that was never logged")
-        prefix = np.where(via_share, "s", "r")
-        request_id = np.char.add(prefix, num.astype(str))
-        names = np.array(ACTION_NAMES)
-        cols = {
-            "ts": pa.array(ev.ts, pa.int64()),
-            "user_id": pa.array(ev.user, pa.int64()),
-            "item_id": pa.array(ev.item, pa.int64()),
-            "action": pa.array(names[ev.action.astype(np.int64)], pa.string()),
-            "post_id": pa.array(ev.post, pa.int64(), mask=ev.post < 0),
-            "kol_id": pa.array(ev.kol, pa.int64(), mask=ev.kol < 0),
-            "to_user_id": pa.array(ev.to_user, pa.int64(), mask=ev.to_user < 0),
-            "request_id": pa.array(request_id.tolist() if n else [], pa.string()),
-            "value": pa.array(ev.value, pa.float64(), mask=np.isnan(ev.value)),
-        }
-        return pa.table(cols, schema=EVENTS.arrow_schema())
+        return replace(ev, req_num=num).to_events_table()

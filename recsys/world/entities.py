@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys.row_maps import Csr
 from recsys.schema import CATEGORIES
 from recsys.world import priors
 from recsys.world.config import DAY, WorldConfig
@@ -52,13 +53,6 @@ def _gumbel_rank(rng: np.random.Generator, logw: np.ndarray) -> np.ndarray:
     """Row-wise random order without replacement with probability ∝ exp(logw) (Gumbel top-k)."""
     keys = logw + rng.gumbel(size=logw.shape)
     return np.argsort(-keys, axis=1, kind="stable")
-
-
-def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((cols, rows))
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
-    return indptr, cols[order].astype(np.int64)
 
 
 def build_static(cfg: WorldConfig, rng: np.random.Generator, params: TruthParams) -> StaticWorld:
@@ -161,7 +155,7 @@ def build_static(cfg: WorldConfig, rng: np.random.Generator, params: TruthParams
     fr_f = np.concatenate([hi, lo])
     o = np.lexsort((fr_f, fr_u))
     fr_u, fr_f = fr_u[o], fr_f[o]
-    indptr, indices = _csr(fr_u, fr_f, n_u)
+    friends = Csr.build(fr_u, fr_f, n_u, sort_cols=True)
 
     truth = GroundTruth(
         params=params,
@@ -177,8 +171,8 @@ def build_static(cfg: WorldConfig, rng: np.random.Generator, params: TruthParams
         item_appeal=appeal,
         item_in_stock=in_stock,
         item_ref_price=ref_price,
-        friend_indptr=indptr,
-        friend_indices=indices,
+        friend_indptr=friends.indptr,
+        friend_indices=friends.indices,
     )
     return StaticWorld(
         truth=truth,

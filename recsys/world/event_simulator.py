@@ -22,13 +22,17 @@ rank in the events file (see ``recsys.world.generate``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from recsys.event_columns import EventColumns
+from recsys.row_maps import Csr
 from recsys.schema import ACTION_CODE
 from recsys.world.config import DAY, WorldConfig
-from recsys.world.entities import StaticWorld, _csr
+from recsys.world.entities import StaticWorld
 from recsys.world.truth import GroundTruth, SocialProof
 
 FOLLOWED_SHARE = 0.55
@@ -38,6 +42,7 @@ SHARE_DELAY_MEAN = 7_200.0
 
 REQ_FEED = 0
 REQ_SHARE = 1
+REQUEST_PREFIXES: tuple[str, ...] = ("r", "s")  # indexed by REQ_FEED, REQ_SHARE
 
 A_IMP, A_CLICK, A_LIKE, A_SAVE = (
     ACTION_CODE["impression"],
@@ -54,38 +59,42 @@ A_CART, A_SHARE, A_BUY, A_HIDE = (
 
 
 @dataclass
-class EventChunk:
-    """Columnar events; ``to_user``/``share_gid`` are -1 and ``value`` NaN where absent.
-    ``req_kind`` is REQ_FEED (``req_num`` = session number) or REQ_SHARE (``req_num`` = share gid)."""
+class EventChunk(EventColumns):
+    """The world's events: :class:`~recsys.event_columns.EventColumns` (``to_user_id`` -1 and ``value``
+    NaN where absent, no ``request_id``) plus the columns its request ids are made from.
+    ``req_kind`` is REQ_FEED (``req_num`` = session number) or REQ_SHARE (``req_num`` = share gid);
+    ``share_gid`` numbers share events (-1 elsewhere)."""
 
-    ts: np.ndarray
-    user: np.ndarray
-    item: np.ndarray
-    action: np.ndarray
-    post: np.ndarray
-    kol: np.ndarray
-    to_user: np.ndarray
-    req_kind: np.ndarray
-    req_num: np.ndarray
-    value: np.ndarray
-    share_gid: np.ndarray
+    req_kind: np.ndarray = field(kw_only=True)
+    req_num: np.ndarray = field(kw_only=True)
+    share_gid: np.ndarray = field(kw_only=True)
 
-    def __len__(self) -> int:
-        return int(self.ts.shape[0])
+    def to_events_table(self) -> pa.Table:
+        """As a ``recsys.schema.EVENTS`` table with request ids ``r<n>`` (feed) and ``s<n>`` (through
+        a share); ``req_num`` must already hold share *ranks* (not gids) for share-received rows."""
+        prefix = pa.DictionaryArray.from_arrays(
+            pa.array(self.req_kind.astype(np.int32)), pa.array(list(REQUEST_PREFIXES), pa.string())
+        ).cast(pa.string())
+        request_id = pc.binary_join_element_wise(prefix, pa.array(self.req_num).cast(pa.string()), "")
+        return self.to_table(request_id)
 
-    def take(self, idx: np.ndarray | slice) -> EventChunk:
-        return EventChunk(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
-
-    @staticmethod
-    def concat(parts: list[EventChunk]) -> EventChunk:
-        return EventChunk(
-            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(EventChunk)}
-        )
-
-    @staticmethod
-    def empty() -> EventChunk:
+    @classmethod
+    def empty(cls) -> EventChunk:
         i = np.empty(0, dtype=np.int64)
-        return EventChunk(i, i, i, i.astype(np.int8), i, i, i, i.astype(np.int8), i, np.empty(0), i)
+        i8 = np.empty(0, dtype=np.int8)
+        return cls(
+            ts=i,
+            user_id=i,
+            item_id=i,
+            action=i8,
+            post_id=i,
+            kol_id=i,
+            to_user_id=i,
+            value=np.empty(0),
+            req_kind=i8,
+            req_num=i,
+            share_gid=i,
+        )
 
 
 @dataclass
@@ -110,7 +119,8 @@ class EventSimulator:
         self.next_share = 0
         n_p = world.post_kol.shape[0]
         self.n_posts = n_p
-        self.follow_indptr, self.follow_kols = _csr(world.follow_user, world.follow_kol, cfg.n_users)
+        follows = Csr.build(world.follow_user, world.follow_kol, cfg.n_users, sort_cols=True)
+        self.follow_indptr, self.follow_kols = follows.indptr, follows.indices
         # one trailing dummy entry so users without follows index safely (their pick is masked out)
         self.follow_kols_padded = np.append(self.follow_kols, np.int64(0))
         pid = np.arange(n_p, dtype=np.int64)
@@ -175,8 +185,8 @@ class EventSimulator:
             ev, next_wave = self._react(rng, wave, from_friend=depth > 0)
             parts.append(ev)
             is_buy = ev.action == A_BUY
-            buyers.append(ev.user[is_buy])
-            bought_items.append(ev.item[is_buy])
+            buyers.append(ev.user_id[is_buy])
+            bought_items.append(ev.item_id[is_buy])
             depth += 1
             if depth > cfg.max_share_depth:
                 break
@@ -250,12 +260,12 @@ class Reactions:
         value[is_buy] = truth.item_price[item[self.pos[is_buy]]]
         return EventChunk(
             ts=self.ts,
-            user=user[self.pos],
-            item=item[self.pos],
+            user_id=user[self.pos],
+            item_id=item[self.pos],
             action=self.action,
-            post=post[self.pos],
-            kol=kol[self.pos],
-            to_user=self.to_user,
+            post_id=post[self.pos],
+            kol_id=kol[self.pos],
+            to_user_id=self.to_user,
             req_kind=req_kind,
             req_num=req_num,
             value=value,

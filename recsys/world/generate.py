@@ -37,7 +37,7 @@ from recsys.world.entities import build_static
 from recsys.world.event_simulator import A_SHARE, REQ_SHARE, EventChunk, EventSimulator
 from recsys.world.split import SplitWriter, cut_timestamp
 from recsys.world.truth import TruthParams
-from recsys.world.write import events_table, open_writer, static_tables, write_table
+from recsys.world.write import open_writer, static_tables, write_table
 
 WORLD_FILE = "world.json"
 TABLE_FILES = ("users", "items", "kols", "posts", "follows", "friends", "events")
@@ -128,7 +128,7 @@ def generate_world(
                 received = part.req_kind == REQ_SHARE
                 part.req_num = part.req_num.copy()
                 part.req_num[received] = ranks.lookup(part.req_num[received])
-                table = events_table(part)
+                table = part.to_events_table()
                 writer.write_table(table)
                 split.write(table, part.ts)
                 n_events += len(part)

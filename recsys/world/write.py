@@ -14,9 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys.schema import (
-    ACTION_NAMES,
     CATEGORIES,
-    EVENTS,
     FOLLOWS,
     FRIENDS,
     ITEMS,
@@ -27,10 +25,7 @@ from recsys.schema import (
 )
 from recsys.world import priors
 from recsys.world.entities import StaticWorld
-from recsys.world.event_simulator import REQ_FEED, REQ_SHARE, EventChunk
 
-REQUEST_PREFIXES: tuple[str, ...] = ("r", "s")  # indexed by REQ_FEED, REQ_SHARE
-assert (REQ_FEED, REQ_SHARE) == (0, 1)
 PARQUET_OPTIONS: dict[str, object] = {"compression": "zstd", "write_statistics": True}
 
 
@@ -86,26 +81,6 @@ def static_tables(w: StaticWorld) -> dict[str, pa.Table]:
         "follows": _table(FOLLOWS, [pa.array(w.follow_user), pa.array(w.follow_kol), pa.array(w.follow_ts)]),
         "friends": _table(FRIENDS, [pa.array(w.friend_user), pa.array(w.friend_friend)]),
     }
-
-
-def events_table(ev: EventChunk) -> pa.Table:
-    """``ev.req_num`` must already hold share *ranks* (not gids) for share-received rows."""
-    prefix = _labels(ev.req_kind.astype(np.int32), REQUEST_PREFIXES)
-    request_id = pc.binary_join_element_wise(prefix, pa.array(ev.req_num).cast(pa.string()), "")
-    return _table(
-        EVENTS,
-        [
-            pa.array(ev.ts.astype(np.int64)),
-            pa.array(ev.user.astype(np.int64)),
-            pa.array(ev.item.astype(np.int64)),
-            _labels(ev.action, ACTION_NAMES),
-            pa.array(ev.post.astype(np.int64)),
-            pa.array(ev.kol.astype(np.int64)),
-            pa.array(ev.to_user, type=pa.int64(), mask=ev.to_user < 0),
-            request_id,
-            pa.array(ev.value, type=pa.float64(), mask=np.isnan(ev.value)),
-        ],
-    )
 
 
 def write_table(path: Path, table: pa.Table) -> None:

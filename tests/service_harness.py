@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -51,19 +52,37 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
+async def feed(client: httpx.AsyncClient, user_id: object, **params: Any) -> dict[str, Any]:
+    """GET /v1/feed, asserting a 200, as its JSON body."""
+    r = await client.get("/v1/feed", params={"user_id": user_id, **params})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def post_events(client: httpx.AsyncClient, *events: dict[str, Any]) -> httpx.Response:
+    return await client.post("/v1/events", json={"events": list(events)})
+
+
 def auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def serve_app() -> typer.Typer:
+def cli_app(*commands: ModuleType) -> typer.Typer:
+    """A Typer app with the command groups of ``commands`` (kolfeed.commands_* modules) registered."""
     app = typer.Typer()
 
     @app.callback()
     def _root() -> None:
         """test root"""
 
-    commands_serve.register(app)
+    for module in commands:
+        module.register(app)
     return app
+
+
+def serve_app() -> typer.Typer:
+    return cli_app(commands_serve)
 
 
 def run_serve(*args: str) -> tuple[int, str]:
@@ -89,14 +108,22 @@ def http_get(url: str, headers: dict[str, str] | None = None, data: bytes | None
 
 
 @contextlib.contextmanager
-def serve_process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def serve_process(
+    args: list[str], env: dict[str, str], log: Path, cwd: Path = REPO
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``args`` with output to ``log``; stopped (``stop_process``) when the block ends."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         try:
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -161,14 +161,3 @@ def settings_for(runs_root: Path, ranking_dir: Path, **changes: Any) -> Settings
 async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with running(create_app(settings)) as client:
         yield client
-
-
-async def feed(client: httpx.AsyncClient, user_id: object, **params: Any) -> dict[str, Any]:
-    r = await client.get("/v1/feed", params={"user_id": user_id, **params})
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-async def post_events(client: httpx.AsyncClient, *events: dict[str, Any]) -> httpx.Response:
-    return await client.post("/v1/events", json={"events": list(events)})

@@ -10,19 +10,13 @@ from typer.testing import CliRunner
 
 from recsys.io.references import check_references
 from recsys.io.world import load_world
+from tests.service_harness import cli_app
 
 
 def _cli() -> typer.Typer:
     from kolfeed import commands_data
 
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    commands_data.register(app)
-    return app
+    return cli_app(commands_data)
 
 
 def _world(root: Path, events: str, posts: str | None = None) -> Path:

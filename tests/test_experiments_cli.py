@@ -15,6 +15,7 @@ from kolfeed import commands_report
 from recsys.experiments.assignment import assign_many
 from recsys.experiments.config import load_experiment
 from recsys.schema import EVENTS
+from tests.service_harness import cli_app
 
 EXP_YAML = """
 name: demo
@@ -27,14 +28,7 @@ arms:
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    commands_report.register(app)
-    return app
+    return cli_app(commands_report)
 
 
 def _write_events(path: Path, users: np.ndarray) -> None:

@@ -254,10 +254,10 @@ def test_ranking_thread_searches_with_one_openmp_thread() -> None:
 
     from recsys.ranking.context import UserContext
     from recsys.ranking.feed import FeedRanker
-    from recsys.ranking.random_model import random_feed_model
+    from recsys.ranking.random_model import random_run
     from recsys.ranking.variants import load_variants
 
-    model = random_feed_model(n_items=500, n_users=50, n_kols=20)
+    model = random_run(n_items=500, n_users=50, n_kols=20).feed_model()
     made: list[FeedRanker] = []
     t = threading.Thread(target=lambda: made.append(FeedRanker(model)))
     t.start()

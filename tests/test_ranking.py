@@ -333,9 +333,9 @@ def test_garbage_context_never_raises(ranker: FeedRanker) -> None:
 
 
 def test_synthetic_catalog_random_contexts_get_full_pages() -> None:
-    from recsys.ranking.random_model import random_feed_model, time_rank
+    from recsys.ranking.random_model import random_run, time_rank
 
-    model = random_feed_model(n_items=3000, n_users=300, n_kols=60, dim=16)
+    model = random_run(n_items=3000, n_users=300, n_kols=60, dim=16).feed_model()
     assert model.has_world and len(model.post_ids) == 6000
     out = time_rank(model, RankingVariant(name="default"), calls=60, limit=20)
     assert out["short_pages"] == 0 and out["calls"] == 60

@@ -36,7 +36,7 @@ from tests.ranking_fixtures import (
     loose_ranking_dir,
     make_tiny_run,
 )
-from tests.service_harness import TOKEN, auth, make_settings, running
+from tests.service_harness import TOKEN, auth, feed, make_settings, post_events, running
 from tests.store_doubles import TrendingStore
 
 
@@ -69,17 +69,6 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 def client(app: FastAPI) -> httpx.AsyncClient:
     c: httpx.AsyncClient = app.state.test_client
     return c
-
-
-async def feed(client: httpx.AsyncClient, user_id: int, **params: Any) -> dict[str, Any]:
-    r = await client.get("/v1/feed", params={"user_id": user_id, **params})
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-async def post_events(client: httpx.AsyncClient, *events: dict[str, Any]) -> httpx.Response:
-    return await client.post("/v1/events", json={"events": list(events)})
 
 
 def items_of(body: dict[str, Any]) -> list[int]:

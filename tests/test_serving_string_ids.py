@@ -20,13 +20,12 @@ from recsys import artifacts as A
 from recsys.ids import id_key
 from recsys.ranking.feed_model import FeedModel
 from tests.ranking_fixtures import LOOSE, loose_ranking_dir
+from tests.service_harness import feed, post_events
 from tests.string_id_fixtures import (
     Shop,
     Tiny,
     creator_sales_events,
-    feed,
     make_string_id_run,
-    post_events,
     serving,
     settings_for,
 )

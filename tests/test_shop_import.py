@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from recsys.io.shop_import import ImportOptions, ShopImportError, action_map, column_map, import_shop
 from recsys.io.world import load_world
+from tests.service_harness import cli_app
 
 MAP = "user_id=customer_id,item_id=sku,action=event_type,ts=timestamp"
 ACTIONS = "purchase=buy,view=click,add_to_cart=cart,favorite=save,page_view=skip"
@@ -36,14 +37,7 @@ SHOP_CSV = """customer_id,sku,event_type,timestamp,channel
 def _app() -> typer.Typer:
     from kolfeed import commands_data
 
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    commands_data.register(app)
-    return app
+    return cli_app(commands_data)
 
 
 def _opts(events: Path, out: Path, **kw: object) -> ImportOptions:

@@ -13,6 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from recsys.world.shop_export import IMPORT_ACTIONS, IMPORT_MAP
+from tests.service_harness import cli_app
 from training.config import load_config
 from training.run import train
 
@@ -22,14 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _cli() -> typer.Typer:
     from kolfeed import commands_data
 
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    commands_data.register(app)
-    return app
+    return cli_app(commands_data)
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,8 @@ async def test_a_recbole_run_with_string_tokens_serves_feeds_in_the_shop_s_ids(
     recbole_runs: Path, tmp_path: Path
 ) -> None:
     from tests.ranking_fixtures import copy_shipped_variants
-    from tests.string_id_fixtures import feed, post_events, serving, settings_for
+    from tests.service_harness import feed, post_events
+    from tests.string_id_fixtures import serving, settings_for
 
     settings = settings_for(recbole_runs, copy_shipped_variants(tmp_path / "ranking"))
     async with serving(settings) as client:

@@ -27,7 +27,7 @@ from recsys.schema import CATEGORIES
 
 @dataclass
 class RandomRun:
-    """The raw arrays and world tables behind :func:`random_feed_model` (to write them as a run directory)."""
+    """Random embeddings, ids and world tables: a FeedModel (:meth:`feed_model`) or a run directory."""
 
     user_emb: np.ndarray
     item_emb: np.ndarray
@@ -35,6 +35,19 @@ class RandomRun:
     item_ids: np.ndarray
     item_popularity: np.ndarray
     tables: dict[str, dict[str, np.ndarray]]
+
+    def feed_model(self, factory: str = "Flat") -> FeedModel:
+        """The FeedModel of these arrays and tables, with a ``factory`` index over the items."""
+        index = build_index(self.item_emb, factory)
+        return FeedModel.from_arrays(
+            self.user_emb,
+            self.item_emb,
+            self.user_ids,
+            self.item_ids,
+            self.item_popularity,
+            index=index,
+            tables=self.tables,
+        )
 
 
 def random_run(
@@ -101,27 +114,6 @@ def random_run(
         },
     }
     return RandomRun(user_emb, item_emb, user_ids, item_ids, pop, tables)
-
-
-def random_feed_model(
-    n_items: int = 100_000,
-    n_users: int = 20_000,
-    n_kols: int = 2_000,
-    dim: int = 64,
-    posts_per_item: float = 2.0,
-    follows_per_user: int = 10,
-    friends_per_user: int = 10,
-    buys_per_user: int = 5,
-    factory: str = "Flat",
-    seed: int = 0,
-) -> FeedModel:
-    w = random_run(
-        n_items, n_users, n_kols, dim, posts_per_item, follows_per_user, friends_per_user, buys_per_user, seed
-    )
-    index = build_index(w.item_emb, factory)
-    return FeedModel.from_arrays(
-        w.user_emb, w.item_emb, w.user_ids, w.item_ids, w.item_popularity, index=index, tables=w.tables
-    )
 
 
 def time_rank(
@@ -201,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    model = random_feed_model(args.items, args.users, args.kols, args.dim, factory=args.factory)
+    model = random_run(args.items, args.users, args.kols, args.dim).feed_model(args.factory)
     build_s = time.perf_counter() - t0
     out = {
         "items": args.items,

@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -331,6 +331,20 @@ def export_events(
         os.close(lock_fd)
 
 
+def _in_chunks(
+    records: Iterable[tuple[int, StoreEvent, object]], size: int
+) -> Iterator[list[tuple[int, StoreEvent]]]:
+    """(seq, event) records in lists of ``size`` (the last one shorter, none when there are none)."""
+    chunk: list[tuple[int, StoreEvent]] = []
+    for seq, ev, _ in records:
+        chunk.append((seq, ev))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def _export_locked(
     sources: list[LogSource],
     out: Path,
@@ -353,18 +367,7 @@ def _export_locked(
                 f"replica {src.replica!r} worker {src.worker}: a different log under the same identity?"
             )
         exported = 0
-        records: list[tuple[int, StoreEvent]] = []
-        for seq, ev, _ in reader.records(committed + 1, end):
-            records.append((seq, ev))
-            if len(records) >= chunk_rows:
-                _export_chunk(src, records, out, result, on_file)
-                positions[src.key] = records[-1][0]
-                write_state(out, positions, by_key)
-                exported += len(records)
-                if on_events is not None:
-                    on_events(len(records))
-                records = []
-        if records:
+        for records in _in_chunks(reader.records(committed + 1, end), chunk_rows):
             _export_chunk(src, records, out, result, on_file)
             positions[src.key] = records[-1][0]
             write_state(out, positions, by_key)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from recsys import artifacts as art
+from tests.world_fixtures import make_tiny_world
 from training.config import load_config
 from training.run import train
 
@@ -24,12 +25,7 @@ SHRINK: dict[str, list[str]] = {
 
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recsys.world.config import scale_config
-    from recsys.world.generate import generate_world
-
-    out = tmp_path_factory.mktemp("world")
-    generate_world(scale_config("tiny"), 2, out, scale="tiny", progress=False)
-    return out
+    return make_tiny_world(tmp_path_factory.mktemp("world"), 2)
 
 
 @pytest.fixture(scope="module")

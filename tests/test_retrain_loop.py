@@ -20,6 +20,7 @@ import pytest
 
 from tests.service_harness import TOKEN, auth, free_port, http_get, serve_process
 from tests.string_worlds import LABEL_OF, stringify_world
+from tests.world_fixtures import make_tiny_world
 
 REPO = Path(__file__).resolve().parents[1]
 NEW_USER = "0b6e3f5c-8c1d-4f4e-b2a7-5d9e1c3a7f20"
@@ -101,10 +102,7 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 def test_a_new_string_id_customer_gets_a_personal_feed_after_the_retrain_from_the_log(
     tmp_path: Path, redis_url: str
 ) -> None:
-    from recsys.world.config import scale_config
-    from recsys.world.generate import generate_world
-
-    generate_world(scale_config("tiny"), 7, tmp_path / "int-world", scale="tiny", progress=False)
+    make_tiny_world(tmp_path / "int-world", 7)
     world = stringify_world(tmp_path / "int-world", tmp_path / "shop-world")
     assert LABEL_OF["item"](1) == "SKU-000001"  # the world's items are SKUs, its users UUIDs
     runs, log_dir = tmp_path / "runs", tmp_path / "eventlog"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from recsys.world.shop_export import IMPORT_ACTIONS, IMPORT_MAP
 from tests.service_harness import cli_app
+from tests.world_fixtures import make_tiny_world
 from training.config import load_config
 from training.run import train
 
@@ -28,11 +29,8 @@ def _cli() -> typer.Typer:
 
 @pytest.fixture(scope="module")
 def shop_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recsys.world.config import scale_config
-    from recsys.world.generate import generate_world
-
     root = tmp_path_factory.mktemp("shop")
-    generate_world(scale_config("tiny"), 5, root / "world", scale="tiny", progress=False)
+    make_tiny_world(root / "world", 5)
     runner = CliRunner()
     res = runner.invoke(_cli(), ["data", "shop-export", str(root / "world"), "--out", str(root / "export")])
     assert res.exit_code == 0, res.output

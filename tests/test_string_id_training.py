@@ -13,6 +13,7 @@ import pytest
 from recsys import artifacts as art
 from recsys.ids import id_key
 from tests.string_worlds import LABEL_OF, string_key, stringify_world
+from tests.world_fixtures import make_tiny_world
 from training.config import config_from_dict
 from training.run import reevaluate, reevaluate_pipeline, train
 
@@ -21,12 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def int_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recsys.world.config import scale_config
-    from recsys.world.generate import generate_world
-
-    out = tmp_path_factory.mktemp("world")
-    generate_world(scale_config("tiny"), 1, out, scale="tiny", progress=False)
-    return out
+    return make_tiny_world(tmp_path_factory.mktemp("world"), 1)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kolfeed.cli import _register, app
+from tests.world_fixtures import make_tiny_world
 from training.config import load_config
 from training.run import reevaluate_pipeline, train
 
@@ -28,12 +29,7 @@ def lightgcn_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recsys.world.config import scale_config
-    from recsys.world.generate import generate_world
-
-    out = tmp_path_factory.mktemp("world")
-    generate_world(scale_config("tiny"), 5, out, scale="tiny", progress=False)
-    return out
+    return make_tiny_world(tmp_path_factory.mktemp("world"), 5)
 
 
 def test_pipeline_without_blending_reproduces_the_model_ranking(lightgcn_split: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from features.base import StoreEvent
 from features.event_export import export_events, export_files
 from features.eventlog import EventLog, claim_worker_log
 from recsys.io.errors import DataError
+from tests.world_fixtures import make_tiny_world
 from training.config import ConfigError, load_config
 from training.data import data_fingerprint
 from training.run import train
@@ -25,12 +26,7 @@ UNKNOWN_ITEM = 987_654_321
 
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recsys.world.config import scale_config
-    from recsys.world.generate import generate_world
-
-    out = tmp_path_factory.mktemp("world")
-    generate_world(scale_config("tiny"), 5, out, scale="tiny", progress=False)
-    return out
+    return make_tiny_world(tmp_path_factory.mktemp("world"), 5)
 
 
 def service_events(world: Path, n: int) -> list[StoreEvent]:

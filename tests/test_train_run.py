@@ -11,18 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from recsys import artifacts as art
+from tests.world_fixtures import make_tiny_world
 from training.config import ConfigError, config_from_dict
 from training.run import TrainError, list_runs, reevaluate, train
 
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recsys.world.config import scale_config
-    from recsys.world.generate import generate_world
-
-    out = tmp_path_factory.mktemp("world")
-    generate_world(scale_config("tiny"), 1, out, scale="tiny", progress=False)
-    return out
+    return make_tiny_world(tmp_path_factory.mktemp("world"), 1)
 
 
 def _cfg(world: Path, model: str = "popularity", **params: object) -> dict[str, object]:

@@ -15,6 +15,7 @@ from recsys.models import registry
 from recsys.models.adaptive import DataShape, adaptive_factors
 from recsys.models.space import Choice, FloatRange, IntRange, SpaceError, check_space, parse_space
 from recsys.validation import holdout_split
+from tests.world_fixtures import make_tiny_world
 from training.config import ConfigError, load_config
 
 AUTO = Path(__file__).resolve().parent.parent / "configs" / "train" / "auto.yaml"
@@ -322,11 +323,9 @@ def test_pair_times_keep_each_pairs_latest_event_and_the_earliest_for_untimed_pa
 
 
 def test_a_world_validates_chronologically(tmp_path: Path) -> None:
-    from recsys.world.config import scale_config
-    from recsys.world.generate import generate_world
     from training.tune import validation_data
 
-    generate_world(scale_config("tiny"), 2, tmp_path / "w", scale="tiny", progress=False)
+    make_tiny_world(tmp_path / "w", 2)
     cfg = load_config(AUTO, [f"data.path={tmp_path / 'w'}", "data.format=world", "eval.per_behaviour=false"])
     data, _ = validation_data(cfg)
     assert data.chronological

@@ -18,6 +18,7 @@ from recsys.schema import ACTION_NAMES, TABLES
 from recsys.world.config import WorldError, scale_config
 from recsys.world.generate import TABLE_FILES, generate_world
 from recsys.world.truth import GroundTruth, TruthParams
+from tests.world_fixtures import make_tiny_world
 
 SMALL_TINY = {"n_users": 400, "days": 8, "n_items": 600, "n_kols": 30}
 
@@ -33,7 +34,7 @@ def _hashes(d: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("world")
-    generate_world(scale_config("tiny"), 1, out, scale="tiny", progress=False)
+    make_tiny_world(out, 1)
     return out
 
 

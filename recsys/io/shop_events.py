@@ -31,7 +31,7 @@ from recsys.io.shop_options import (
     ImportOptions,
     ShopImportError,
 )
-from recsys.io.tables import table_format
+from recsys.io.tables import table_format, text_columns
 from recsys.io.timestamps import detect_format, to_unix_seconds
 from recsys.progress import progress
 from recsys.schema import ACTION_NAMES
@@ -109,13 +109,7 @@ def _open_events(opts: ImportOptions, required: list[str], optional: list[str]) 
                 block_size=opts.block_bytes, use_threads=True, column_names=opts.header
             ),
             parse_options=pcsv.ParseOptions(delimiter=opts.delimiter, invalid_row_handler=on_invalid),
-            convert_options=pcsv.ConvertOptions(
-                column_types={name: pa.string() for name in wanted},
-                include_columns=wanted,
-                strings_can_be_null=True,
-                null_values=[""],
-                quoted_strings_can_be_null=False,
-            ),
+            convert_options=text_columns(wanted),
         )
     except (pa.ArrowException, OSError, EOFError) as exc:
         raw.close()

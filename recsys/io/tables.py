@@ -51,6 +51,18 @@ _FALSE = pa.array(["false", "0"])
 _MAX_VALUE_CHARS = 60
 
 
+def text_columns(names: list[str]) -> pcsv.ConvertOptions:
+    """CSV conversion that reads only ``names``, each as text; an empty unquoted field is null, a
+    quoted empty one the empty string (types are the loaders' business, with their own errors)."""
+    return pcsv.ConvertOptions(
+        column_types={name: pa.string() for name in names},
+        include_columns=names,
+        strings_can_be_null=True,
+        null_values=[""],
+        quoted_strings_can_be_null=False,
+    )
+
+
 def table_format(path: str | Path) -> str:
     """``"parquet"`` or ``"csv"`` from the file name; anything else is a :class:`TableError`."""
     name = Path(path).name.lower()
@@ -242,13 +254,7 @@ def _read_csv(path: Path, schema: TableSchema) -> _Source:
             path,
             read_options=pcsv.ReadOptions(use_threads=threads),
             parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pcsv.ConvertOptions(
-                column_types={name: pa.string() for name in present},
-                include_columns=present,
-                strings_can_be_null=True,
-                null_values=[""],
-                quoted_strings_can_be_null=False,
-            ),
+            convert_options=text_columns(present),
         )
 
     lines = _CsvLines(path)

@@ -127,10 +127,24 @@ def confidence_matrix(
     if now is None:
         now = float(events.ts.max()) if len(events) else 0.0
     vals = w[keep] * decay_factor(ev.ts, now, half_life_days)
-    rows = index_of(user_ids, ev.user_id, "user_id")
-    cols = index_of(item_ids, ev.item_id, "item_id")
-    m = _positive_part(_coo(rows, cols, vals, (len(user_ids), len(item_ids))))
+    m = _positive_part(_event_matrix(ev, user_ids, "user_id", item_ids, "item_id", vals))
     return m.astype(np.float32)
+
+
+def _event_matrix(
+    ev: EventColumns,
+    row_ids: np.ndarray,
+    row_column: str,
+    col_ids: np.ndarray,
+    col_column: str,
+    vals: np.ndarray | None = None,
+) -> sp.csr_matrix:
+    """Rows ``row_ids`` x columns ``col_ids``: the sum of ``vals`` (1 per event when None) at each
+    event's ``row_column`` and ``col_column`` ids; an id the maps lack raises UnknownIdError."""
+    rows = index_of(row_ids, getattr(ev, row_column), row_column)
+    cols = index_of(col_ids, getattr(ev, col_column), col_column)
+    data = np.ones(len(ev)) if vals is None else vals
+    return _coo(rows, cols, data, (len(row_ids), len(col_ids)))
 
 
 def behaviour_matrix(
@@ -138,9 +152,7 @@ def behaviour_matrix(
 ) -> sp.csr_matrix:
     """Users x items count of one action (e.g. the click, share or buy graph)."""
     ev = events.select(events.action == ACTION_CODE[action])
-    rows = index_of(user_ids, ev.user_id, "user_id")
-    cols = index_of(item_ids, ev.item_id, "item_id")
-    return _coo(rows, cols, np.ones(len(ev)), (len(user_ids), len(item_ids))).astype(np.float32)
+    return _event_matrix(ev, user_ids, "user_id", item_ids, "item_id").astype(np.float32)
 
 
 def behaviour_graphs(
@@ -155,9 +167,7 @@ def behaviour_graphs(
 def positive_matrix(events: EventColumns, user_ids: np.ndarray, item_ids: np.ndarray) -> sp.csr_matrix:
     """Binary users x items: any positive (non-impression, non-hide) event."""
     ev = events.select(np.isin(events.action, POSITIVE_CODES))
-    rows = index_of(user_ids, ev.user_id, "user_id")
-    cols = index_of(item_ids, ev.item_id, "item_id")
-    m = _coo(rows, cols, np.ones(len(ev)), (len(user_ids), len(item_ids)))
+    m = _event_matrix(ev, user_ids, "user_id", item_ids, "item_id")
     m.data[:] = 1.0
     return m.astype(np.float32)
 
@@ -165,10 +175,7 @@ def positive_matrix(events: EventColumns, user_ids: np.ndarray, item_ids: np.nda
 def share_graph(events: EventColumns, user_ids: np.ndarray) -> sp.csr_matrix:
     """Users x users: number of shares from row user to column user (the trust graph)."""
     ev = events.select((events.action == ACTION_CODE["share"]) & (events.to_user_id != NO_ID))
-    rows = index_of(user_ids, ev.user_id, "user_id")
-    cols = index_of(user_ids, ev.to_user_id, "to_user_id")
-    n = len(user_ids)
-    return _coo(rows, cols, np.ones(len(ev)), (n, n)).astype(np.float32)
+    return _event_matrix(ev, user_ids, "user_id", user_ids, "to_user_id").astype(np.float32)
 
 
 def user_kol_engagement(
@@ -188,9 +195,7 @@ def user_kol_engagement(
     if now is None:
         now = float(events.ts.max()) if len(events) else 0.0
     vals = w[keep] * decay_factor(ev.ts, now, half_life_days)
-    rows = index_of(user_ids, ev.user_id, "user_id")
-    cols = index_of(kol_ids, ev.kol_id, "kol_id")
-    m = _coo(rows, cols, vals, (len(user_ids), len(kol_ids)))
+    m = _event_matrix(ev, user_ids, "user_id", kol_ids, "kol_id", vals)
     m.eliminate_zeros()
     return m.astype(np.float32)
 
@@ -200,9 +205,7 @@ def user_kol_action(
 ) -> sp.csr_matrix:
     """Users x KOLs count of one action made through a KOL's posts (e.g. buys brought by a KOL)."""
     ev = events.select((events.action == ACTION_CODE[action]) & (events.kol_id != NO_ID))
-    rows = index_of(user_ids, ev.user_id, "user_id")
-    cols = index_of(kol_ids, ev.kol_id, "kol_id")
-    return _coo(rows, cols, np.ones(len(ev)), (len(user_ids), len(kol_ids))).astype(np.float32)
+    return _event_matrix(ev, user_ids, "user_id", kol_ids, "kol_id").astype(np.float32)
 
 
 def kol_category_fit(

@@ -165,6 +165,13 @@ def tiny_embeddings(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return user_emb, item_emb
 
 
+def tiny_runs(root: Path, *versions: int) -> Path:
+    """A runs root holding ``run<v>`` (a tiny run of version ``v``) for each of ``versions``."""
+    for v in versions:
+        make_tiny_run(root / f"run{v}", version=v)
+    return root
+
+
 def make_tiny_run(
     run_dir: Path,
     with_world: bool = True,

@@ -35,6 +35,7 @@ from tests.ranking_fixtures import (
     category_of,
     loose_ranking_dir,
     make_tiny_run,
+    tiny_runs,
 )
 from tests.service_harness import TOKEN, auth, feed, make_settings, post_events, running
 from tests.store_doubles import TrendingStore
@@ -47,9 +48,7 @@ def ranking_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def runs_root(tmp_path: Path) -> Path:
-    root = tmp_path / "runs"
-    make_tiny_run(root / "run1", version=1)
-    return root
+    return tiny_runs(tmp_path / "runs", 1)
 
 
 @pytest.fixture

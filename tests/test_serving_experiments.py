@@ -41,7 +41,7 @@ from tests.experiment_fixtures import (
     experiment_settings,
     write_experiment,
 )
-from tests.ranking_fixtures import Tiny, copy_shipped_variants, make_tiny_run
+from tests.ranking_fixtures import Tiny, copy_shipped_variants, tiny_runs
 
 # ------------------------------------------------------------------------------------ hand-made data
 
@@ -56,9 +56,7 @@ def ranking_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def runs_root(tmp_path: Path) -> Path:
-    root = tmp_path / "runs"
-    make_tiny_run(root / "run1", version=1)
-    return root
+    return tiny_runs(tmp_path / "runs", 1)
 
 
 @pytest.fixture

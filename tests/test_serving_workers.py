@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from serving.app import create_app
 from serving.run_pointer import RunPointer, ServedRun
-from tests.ranking_fixtures import Tiny, copy_shipped_variants, make_tiny_run
+from tests.ranking_fixtures import Tiny, copy_shipped_variants, make_tiny_run, tiny_runs
 from tests.service_harness import (
     TOKEN,
     auth,
@@ -38,9 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def runs_root(tmp_path: Path) -> Path:
-    make_tiny_run(tmp_path / "runs" / "run1", version=1)
-    make_tiny_run(tmp_path / "runs" / "run2", version=2)
-    return tmp_path / "runs"
+    return tiny_runs(tmp_path / "runs", 1, 2)
 
 
 def worker_app(runs_root: Path, tmp_path: Path, name: str = "w", **changes: Any) -> FastAPI:

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from kolfeed import commands_data
 from recsys.io import DataError, TableError, load_table, load_world
 from recsys.schema import EVENTS, ITEMS, USERS
+from tests.service_harness import cli_app
 
 ITEMS_HEADER = "item_id,category,brand,price,merchant_id,in_stock"
 
@@ -196,13 +197,7 @@ def test_load_world_errors(tmp_path: Path) -> None:
 
 
 def cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None: ...
-
-    commands_data.register(app)
-    return app
+    return cli_app(commands_data)
 
 
 def test_cli_data_check(tmp_path: Path) -> None:

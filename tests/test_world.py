@@ -18,6 +18,7 @@ from recsys.schema import ACTION_NAMES, TABLES
 from recsys.world.config import WorldError, scale_config
 from recsys.world.generate import TABLE_FILES, generate_world
 from recsys.world.truth import GroundTruth, TruthParams
+from tests.service_harness import cli_app
 from tests.world_fixtures import make_tiny_world
 
 SMALL_TINY = {"n_users": 400, "days": 8, "n_items": 600, "n_kols": 30}
@@ -177,13 +178,7 @@ def test_config_rejects_unknown_scale_and_key() -> None:
 def _cli() -> typer.Typer:
     from kolfeed import commands_world
 
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None: ...
-
-    commands_world.register(app)
-    return app
+    return cli_app(commands_world)
 
 
 def test_cli_writes_a_world_and_reports_bad_input(tmp_path: Path) -> None:

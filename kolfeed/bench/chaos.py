@@ -20,11 +20,14 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kolfeed.bench.harness import RawClient, RedisServer, Reply, ServiceConfig, ServiceProcess
+
+if TYPE_CHECKING:
+    from features.base import FeatureStore
 
 USER_BASE = 5_000_000
 ITEM_BASE = 7_000_000
@@ -59,6 +62,22 @@ def make_batch(index: int, size: int, n_users: int) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+async def events_in_store(store: FeatureStore, events: list[dict[str, Any]]) -> int:
+    """How many of ``events`` (:func:`make_batch`'s) ``store`` holds: an impression's item among its
+    user's seen items, a buy's among the bought ones. Closes ``store``."""
+    try:
+        users = sorted({ev["user_id"] for ev in events})
+        states = dict(zip(users, await store.user_states(users), strict=True)) if users else {}
+    finally:
+        await store.close()
+    return sum(
+        1
+        for ev in events
+        if ev["item_id"]
+        in (states[ev["user_id"]].seen if ev["action"] == "impression" else states[ev["user_id"]].bought)
+    )
 
 
 async def run_open_loop(
@@ -157,18 +176,7 @@ async def _outage(run_dir: Path, work: Path, p: OutageParams, ranking_dir: Path 
 
         acked = [(i, r) for i, r in acks if r.status == 202]
         acked_events = [ev for i, _ in acked for ev in make_batch(i, p.events_per_batch, n_users)]
-        store = open_store(redis.url())
-        try:
-            users = sorted({ev["user_id"] for ev in acked_events})
-            states = dict(zip(users, await store.user_states(users), strict=True)) if users else {}
-        finally:
-            await store.close()
-        recovered = sum(
-            1
-            for ev in acked_events
-            if ev["item_id"]
-            in (states[ev["user_id"]].seen if ev["action"] == "impression" else states[ev["user_id"]].bought)
-        )
+        recovered = await events_in_store(open_store(redis.url()), acked_events)
     finally:
         await asyncio.to_thread(svc.stop)
         await asyncio.to_thread(redis.kill)

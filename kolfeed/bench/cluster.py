@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from kolfeed.bench.chaos import build_run, make_batch, percentiles
+from kolfeed.bench.chaos import build_run, events_in_store, make_batch, percentiles
 from kolfeed.bench.harness import RawClient, RedisServer, Reply, ServiceConfig, ServiceProcess
 from kolfeed.bench.local_cluster import LocalRedisCluster
 
@@ -289,17 +289,7 @@ async def _cluster(run_dir: Path, work: Path, p: ClusterBenchParams) -> dict[str
         acked = [(i, r) for i, _, r in rec.acks if r.status == 202]
         events = [ev for i, _ in acked for ev in make_batch(i, p.events_per_batch, EVENT_USERS)]
         store = open_store(cluster.url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        try:
-            owners = sorted({ev["user_id"] for ev in events})
-            states = dict(zip(owners, await store.user_states(owners), strict=True)) if owners else {}
-        finally:
-            await store.close()
-        in_store = sum(
-            1
-            for ev in events
-            if ev["item_id"]
-            in (states[ev["user_id"]].seen if ev["action"] == "impression" else states[ev["user_id"]].bought)
-        )
+        in_store = await events_in_store(store, events)
     finally:
         for r in replicas:
             await asyncio.to_thread(r.stop)

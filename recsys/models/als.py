@@ -52,9 +52,7 @@ class ALS(FactorModel):
     params_cls = ALSParams
 
     def __init__(self, params: ALSParams | Mapping[str, Any] | None = None) -> None:
-        super().__init__(
-            params if isinstance(params, ALSParams) else parse_params(ALSParams, params, self.name)
-        )
+        super().__init__(parse_params(ALSParams, params, self.name))
 
     def fit(self, train: sp.csr_matrix) -> None:
         from implicit.cpu.als import AlternatingLeastSquares

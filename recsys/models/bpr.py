@@ -47,9 +47,7 @@ class BPR(FactorModel):
     params_cls = BPRParams
 
     def __init__(self, params: BPRParams | Mapping[str, Any] | None = None) -> None:
-        super().__init__(
-            params if isinstance(params, BPRParams) else parse_params(BPRParams, params, self.name)
-        )
+        super().__init__(parse_params(BPRParams, params, self.name))
 
     def fit(self, train: sp.csr_matrix) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking

@@ -119,11 +119,7 @@ class GraphFilter:
     name: ClassVar[str] = "graphfilter"
 
     def __init__(self, params: GraphFilterParams | Mapping[str, Any] | None = None) -> None:
-        self.params = (
-            params
-            if isinstance(params, GraphFilterParams)
-            else parse_params(GraphFilterParams, params, self.name)
-        )
+        self.params = parse_params(GraphFilterParams, params, self.name)
         p = self.params
         if p.blur_steps < 1 or p.sharpen_steps < 1:
             from recsys.models.params import ModelConfigError

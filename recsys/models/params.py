@@ -26,8 +26,11 @@ class ModelParams(BaseModel):
 P = TypeVar("P", bound=ModelParams)
 
 
-def parse_params(cls: type[P], params: Mapping[str, Any] | None, model: str) -> P:
-    """Validate ``params`` into ``cls``; unknown or ill-typed keys raise ModelConfigError naming them."""
+def parse_params(cls: type[P], params: P | Mapping[str, Any] | None, model: str) -> P:
+    """Validate ``params`` into ``cls`` (an instance of it is returned as it is); unknown or ill-typed
+    keys raise ModelConfigError naming them."""
+    if isinstance(params, cls):
+        return params
     raw = dict(params or {})
     unknown = sorted(set(raw) - set(cls.model_fields))
     if unknown:

@@ -30,11 +30,7 @@ class Popularity:
     name: ClassVar[str] = "popularity"
 
     def __init__(self, params: PopularityParams | Mapping[str, Any] | None = None) -> None:
-        self.params = (
-            params
-            if isinstance(params, PopularityParams)
-            else parse_params(PopularityParams, params, self.name)
-        )
+        self.params = parse_params(PopularityParams, params, self.name)
         self.counts: np.ndarray | None = None
         self.n_users = 0
 

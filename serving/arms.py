@@ -33,16 +33,6 @@ def arm_label(choice: ArmChoice) -> str:
     return choice.variant if choice.experiment is None else arm_label_for(choice.experiment, choice.arm)
 
 
-def choose(
-    user_id: int,
-    default_arm: str = DEFAULT_VARIANT_NAME,
-    experiments: Mapping[str, ExperimentConfig] | None = None,
-    now: datetime | float | int | None = None,
-) -> ArmChoice:
-    """The full choice (experiment, arm, variant) for one user."""
-    return choose_variant(user_id, experiments or {}, default_arm, now)
-
-
 def choose_arm(
     user_id: int,
     default_arm: str = DEFAULT_VARIANT_NAME,
@@ -50,4 +40,4 @@ def choose_arm(
     now: datetime | float | int | None = None,
 ) -> str:
     """The arm label of ``user_id``; also a key of ``ServiceState.variants`` (module docstring)."""
-    return arm_label(choose(user_id, default_arm, experiments, now))
+    return arm_label(choose_variant(user_id, experiments or {}, default_arm, now))

@@ -194,6 +194,49 @@ def serve_command(
     typer.echo(json.dumps(report["summary"], indent=2))
 
 
+@bench_app.command("saturation")
+def saturation_command(
+    items: int = typer.Option(1_000_000, help="synthetic catalog size (the bench serve world)"),
+    users: int = typer.Option(100_000, help="synthetic users (all with recent activity in Redis)"),
+    redis: str = typer.Option(
+        "redis://127.0.0.1:6379/12", help="Redis db for the benchmark (own key prefix)"
+    ),
+    workers: int = typer.Option(2, min=1, max=64, help="worker processes of both servers"),
+    duration: float = typer.Option(20.0, min=1, help="seconds of each saturating wrk run"),
+    connections: int = typer.Option(32, min=1, help="wrk -c: open connections"),
+    threads: int = typer.Option(1, min=1, help="wrk -t: client threads"),
+    rounds: int = typer.Option(2, min=1, help="alternating feed / trivial rounds (medians reported)"),
+    results: str = typer.Option("bench/results", help="directory for saturation.json and saturation.png"),
+    workdir: str = typer.Option("", help="keep (and reuse) the run directory here, as bench serve --workdir"),
+) -> None:
+    """Saturation feeds/s (wrk, random users) vs a trivial FastAPI endpoint's, and CPU-ms per request."""
+    import sys
+
+    from kolfeed.bench.harness import HarnessError
+    from kolfeed.bench.saturation import SaturationConfig
+    from kolfeed.bench.saturation import run as run_saturation
+    from kolfeed.bench.serve import BenchServeError, ServeBenchConfig
+    from recsys.artifacts import ArtifactError
+    from recsys.index import IndexBuildError
+
+    world = ServeBenchConfig(
+        items=items,
+        users=users,
+        redis_url=redis,
+        workers=workers,
+        workdir=Path(workdir) if workdir else None,
+    )
+    cfg = SaturationConfig(
+        world=world, duration_s=duration, connections=connections, threads=threads, rounds=rounds
+    )
+    try:
+        report = run_saturation(cfg, Path(results), command=" ".join(["kolfeed", *sys.argv[1:]]))
+    except (BenchServeError, HarnessError, ArtifactError, IndexBuildError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(json.dumps(report["summary"], indent=2))
+
+
 @bench_app.command("chaos")
 def chaos_command(
     run: str = typer.Option("", help="run directory to serve (default: build world tiny + graph filter)"),

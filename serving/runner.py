@@ -99,14 +99,16 @@ def run(
     log_level: str,
     workers: int = 1,
     on_listening: Callable[[str], None] | None = None,
+    factory: str = "serving.app:create_app",
 ) -> None:
     """Bind, announce, serve until stopped. ``app`` for one process; ``None`` with ``workers`` > 1
-    (each worker builds the app from the environment, see :func:`worker_environment`)."""
+    (each worker builds the app by calling ``factory``, an import string; the service's reads the
+    environment, see :func:`worker_environment`)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     sock = bind_socket(host, port)
-    target: FastAPI | str = app if app is not None else "serving.app:create_app"
+    target: FastAPI | str = app if app is not None else factory
     config = uvicorn.Config(
         target,
         factory=app is None,

@@ -30,6 +30,7 @@ from recsys.artifacts import ArtifactError, newest_run
 from recsys.ranking.variants import VariantError, load_variants
 from serving.errors import BodyLimitMiddleware, install_exception_handlers
 from serving.experiments import experiments_context
+from serving.feed_fast_path import FeedFastPath
 from serving.limits import ConcurrencyLimiter, LimitConfig, LimitMiddleware, register_reliability_metrics
 from serving.logs import configure_logging
 from serving.metrics import MetricsMiddleware, ServiceMetrics
@@ -255,6 +256,8 @@ def create_app(settings: Settings | None = None, preloaded: LoadedModel | None =
     )
     register_reliability_metrics(metrics, app)
     install_exception_handlers(app)
+    if settings.feed_fast_path:  # added first = innermost of ours: the middlewares below still apply
+        app.add_middleware(FeedFastPath)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(LimitMiddleware, limiter=limiter)  # sheds load before any body is read
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last = outermost: times everything

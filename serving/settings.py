@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         "(the page is flagged degraded all the same); 0: never",
     )
     friends_limit: int = Field(default=50, ge=0, le=1_000, description="friends counted for social proof")
+    feed_fast_path: bool = Field(
+        default=True,
+        description="serve well-formed GET /v1/feed requests without FastAPI's routing and dependency "
+        "machinery (serving/feed_fast_path.py; the same page and headers); false: always the route",
+    )
     rank_in_thread: bool = Field(
         default=False,
         description="rank each page in a worker thread instead of on the event loop. The thread hop costs "

@@ -20,6 +20,7 @@ from recsys.index import (
     mips_max_norm,
     save_index,
     search,
+    search_ids,
     set_search_params,
 )
 from tests.ranking_fixtures import make_tiny_run
@@ -169,6 +170,25 @@ def test_search_effort_scales_the_index_own_setting(
     np.testing.assert_array_equal(cheap[1], expected[1])
     np.testing.assert_allclose(cheap[0], expected[0], rtol=1e-6)
     assert not (cheap[1] == full[1]).all()  # these data do make the cheaper search differ
+
+
+@pytest.mark.parametrize("factory", ["Flat", "MIPS,Flat", "MIPS,IVF64,SQfp16", "IVF64,Flat", "HNSW16"])
+@pytest.mark.parametrize("effort", [1.0, 0.25])
+def test_search_ids_are_the_ids_search_returns(
+    data: tuple[np.ndarray, np.ndarray], factory: str, effort: float
+) -> None:
+    """The ranker's id-only search finds exactly the neighbours of ``search``, in the same order,
+    one query (1-D, as the ranker passes it) or several, with -1 padding and k <= 0."""
+    xb, xq = data
+    index = build_index(xb, factory, nprobe=16, ef_search=64)
+    for queries, k in ((xq[0], 50), (xq[:7], 20), (xq[:2], 0)):
+        ids = search_ids(index, queries, k, effort=effort)
+        assert ids.dtype == np.int64
+        np.testing.assert_array_equal(ids, search(index, queries, k, effort=effort)[1])
+    small = build_index(xb[:3], "Flat")
+    np.testing.assert_array_equal(search_ids(small, xq[:2], 5), search(small, xq[:2], 5)[1])
+    with pytest.raises(IndexBuildError, match="dimension"):
+        search_ids(index, xq[:1, :5], 3)
 
 
 def test_search_effort_follows_later_setting_changes(data: tuple[np.ndarray, np.ndarray]) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recsys.index import search
+from recsys.index import search_ids
 from recsys.ranking.array_ops import run_starts, squash
 from recsys.ranking.context import UserContext
 from recsys.ranking.feed_model import FeedModel
@@ -257,14 +257,14 @@ def generate(
             add(ann[1], ANN, may_miss=True)
         elif sig.has_embedding and sig.query is not None:
             k = min(model.n_items, cc.ann_k + min(n_filtered, MAX_EXTRA_ANN))
-            add(search(model.index, sig.query, k)[1][0], ANN, may_miss=True)
+            add(search_ids(model.index, sig.query, k)[0], ANN, may_miss=True)
     if cc.similar_to_recent > 0 and ctx.recent_items:
         recent = model.items.rows(ctx.recent_items[:20])
         recent = recent[recent >= 0]
         if len(recent):
             k = min(model.n_items, cc.similar_to_recent + len(recent) + min(n_filtered, MAX_EXTRA_ANN))
             query = _mean_row(model.item_emb.take(recent, axis=0))
-            add(search(model.index, query, k, effort=cc.similar_search_effort)[1][0], SIMILAR, may_miss=True)
+            add(search_ids(model.index, query, k, effort=cc.similar_search_effort)[0], SIMILAR, may_miss=True)
 
     # 2. fresh posts of followed and high-affinity KOLs
     if cc.followed_kol_posts > 0 and len(model.post_ids):

@@ -299,15 +299,18 @@ def scale_command(
         ["10M"], help="with --engine: event-export sizes (repeatable: 10M, 30M)"
     ),
     work: str = typer.Option("", help="with --engine: keep generated data here (default: a temp dir)"),
-    timeout_min: float = typer.Option(20.0, help="with --engine: stop a run after this many minutes"),
-    budget_min: float = typer.Option(30.0, help="with --engine: total time budget of the benchmark"),
+    timeout_min: float = typer.Option(60.0, help="with --engine: stop a run after this many minutes"),
+    memory_gb: float = typer.Option(
+        12.0, help="with --engine: stop a run whose process tree holds more than this (both engines)"
+    ),
+    budget_min: float = typer.Option(120.0, help="with --engine: total time budget of the benchmark"),
 ) -> None:
     """The shipped config on a generated ~100k x 100k x 3M LightGCN split: time, RSS, quality.
 
     With --engine: world_als.yaml on generated event exports (--events), per engine: wall time, peak
     memory of driver, JVM and workers, Recall@20 (bench/results/scale_engines.json/.png)."""
     if engine:
-        _engines_bench(engine, events, config, results, work, timeout_min, budget_min)
+        _engines_bench(engine, events, config, results, work, timeout_min, budget_min, memory_gb)
         return
     from kolfeed.bench.scale import BenchError, run
 
@@ -526,6 +529,7 @@ def _engines_bench(
     work: str,
     timeout_min: float,
     budget_min: float,
+    memory_gb: float,
 ) -> None:
     import tempfile
 
@@ -542,7 +546,8 @@ def _engines_bench(
         config = "configs/train/world_als.yaml"
     with tempfile.TemporaryDirectory(prefix="kolfeed-bench-engines-") as tmp:
         root = Path(work) if work else Path(tmp)
-        out = run(engines, counts, Path(config), Path(results), root, timeout_min * 60, budget_min * 60)
+        limits = {"timeout": timeout_min * 60, "budget": budget_min * 60, "memory_mb": memory_gb * 1024}
+        out = run(engines, counts, Path(config), Path(results), root, **limits)
     for r in out["rows"]:
         if "wall_seconds" not in r:
             typer.echo(f"{r['events']:>12,} events  {r['engine']:<6} {r['status']}")

@@ -6,6 +6,12 @@ its process tree sampled from /proc every half second, split into the Python dri
 ``local[N]`` the Spark driver and its executors share that one JVM) and Spark's Python workers. A run
 that exceeds ``--timeout`` or fails (e.g. out of memory) is recorded as such, not dropped.
 
+Budget: every run, whatever its engine, gets the same wall-time limit and the same memory limit on its
+whole process tree (``--memory-gb``). The memory limit is enforced by the sampler itself: when the
+tree's resident memory goes over it, the tree is killed and the row says so. (No cgroup: this machine
+has cgroup v1 owned by the session machinery; a watchdog works the same everywhere, and its overshoot
+is at most one half-second sample of growth.)
+
 The data is a world directory (users, items, KOLs, posts, follows, friends; an empty history) plus a
 ``date=YYYY-MM-DD`` Parquet export of N events in the `kolfeed events export` layout, read through
 ``data.events_path`` by both engines. Users have a few interest clusters and items Zipf popularity
@@ -176,10 +182,14 @@ def generate(out: Path, n_events: int, days: int = 30, seed: int = 0) -> dict[st
 class TreeMemory:
     """Peak RSS of a process and its descendants, sampled from /proc (driver, JVM, Python workers)."""
 
-    def __init__(self, pid: int, every: float = 0.5) -> None:
+    def __init__(self, pid: int, every: float = 0.5, limit_mb: float | None = None) -> None:
         self.pid = pid
         self.every = every
+        self.limit_mb = limit_mb
+        self.over_limit_at: float | None = None
+        """Seconds after start when the tree went over ``limit_mb`` (it was killed then)."""
         self.peak = {"driver_mb": 0.0, "jvm_mb": 0.0, "workers_mb": 0.0, "total_mb": 0.0}
+        self._t0 = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -193,10 +203,14 @@ class TreeMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.sample()
+            total = self.sample()
+            if self.limit_mb is not None and total > self.limit_mb and self.over_limit_at is None:
+                self.over_limit_at = time.perf_counter() - self._t0
+                _kill_tree(self.pid)
             self._stop.wait(self.every)
 
-    def sample(self) -> None:
+    def sample(self) -> float:
+        """Record one sample of the tree; returns its total resident MB."""
         parent: dict[int, int] = {}
         name: dict[int, str] = {}
         rss: dict[int, float] = {}
@@ -228,6 +242,7 @@ class TreeMemory:
         now["total_mb"] = sum(now.values())
         for key, value in now.items():
             self.peak[key] = max(self.peak[key], value)
+        return now["total_mb"]
 
 
 BENCH_SETS = ("eval.max_users=5000", "model.params.iterations=10", "model.params.factors=64")
@@ -237,8 +252,17 @@ SPARK_SETS = ("engine.conf.spark.driver.memory=8g",)
 events (measured: OutOfMemoryError in the first aggregation), so the bench gives it 8 GB."""
 
 
-def run_engine(engine: str, config: Path, data: Path, work: Path, timeout: float, tag: str) -> dict[str, Any]:
-    """One ``kolfeed train`` child with ``engine.name``; its time, memory and metrics."""
+def run_engine(
+    engine: str,
+    config: Path,
+    data: Path,
+    work: Path,
+    timeout: float,
+    tag: str,
+    memory_mb: float | None = None,
+) -> dict[str, Any]:
+    """One ``kolfeed train`` child with ``engine.name``; its time, memory and metrics. The child is
+    killed after ``timeout`` seconds or when its process tree holds more than ``memory_mb``."""
     args = [
         "train", str(config), "--out", str(work / "runs"), "--quiet",
         "--set", f"data.path={data}", "--set", f"data.events_path={data / 'export'}",
@@ -251,10 +275,13 @@ def run_engine(engine: str, config: Path, data: Path, work: Path, timeout: float
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "kolfeed.cli", *args], stdout=out, stderr=err)
-        with TreeMemory(proc.pid) as memory:
+        with TreeMemory(proc.pid, limit_mb=memory_mb) as memory:
             try:
                 proc.wait(timeout=timeout)
                 status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+                if memory.over_limit_at is not None:
+                    gb = (memory_mb or 0) / 1024
+                    status = f"out of memory budget ({gb:g} GB) after {memory.over_limit_at:.0f} s"
             except subprocess.TimeoutExpired:
                 _kill_tree(proc.pid)
                 proc.wait()
@@ -291,8 +318,10 @@ def run(
     work: Path,
     timeout: float,
     budget: float,
+    memory_mb: float | None = None,
 ) -> dict[str, Any]:
-    """Every (size, engine) pair in order while the total ``budget`` (seconds) lasts."""
+    """Every (size, engine) pair in order while the total ``budget`` (seconds) lasts; each run within
+    ``timeout`` seconds and ``memory_mb`` of resident memory (its whole process tree)."""
     results.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -300,6 +329,7 @@ def run(
         "loadavg_start": list(os.getloadavg()),
         "config": str(config),
         "timeout_seconds": timeout,
+        "memory_budget_mb": memory_mb,
         "rows": [],
     }
     started = time.perf_counter()
@@ -320,10 +350,11 @@ def run(
                 )
                 continue
             print(f"[bench scale] {engine} on {n:,} events ...", file=sys.stderr, flush=True)
-            row = run_engine(engine, config, data, work, min(timeout, left), f"{engine}_{n}")
+            row = run_engine(engine, config, data, work, min(timeout, left), f"{engine}_{n}", memory_mb)
             row = {
                 **sizes,
                 **row,
+                "budget": {"wall_seconds": round(min(timeout, left)), "memory_mb": memory_mb},
                 "loadavg_after": list(os.getloadavg()),
                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }

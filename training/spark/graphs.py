@@ -123,10 +123,11 @@ class _Edges:
     ) -> None:
         from pyspark.sql import functions as F
 
+        tag = len(self.shapes)  # a small int per matrix: string tags cost a Python str per edge
         self.shapes[name] = shape
         self.frames.append(
             frame.select(
-                F.lit(name).alias("g"),
+                F.lit(tag).cast("tinyint").alias("g"),
                 F.col(row).cast("long").alias("r"),
                 F.col(col).cast("long").alias("c"),
                 F.col(value).cast("double").alias("v"),
@@ -147,16 +148,17 @@ class _Edges:
         for f in self.frames[1:]:
             union = union.unionByName(f)
         table = union.toArrow()
-        tags = (
-            np.asarray(table.column("g").to_pylist(), dtype=object) if table.num_rows else np.zeros(0, object)
-        )
-        rows = np.asarray(table.column("r").to_numpy(), dtype=np.int64)
-        cols = np.asarray(table.column("c").to_numpy(), dtype=np.int64)
-        vals = np.asarray(table.column("v").to_numpy(), dtype=np.float64)
+        tags = np.asarray(table.column("g").to_numpy(), dtype=np.int8)
+        order = np.argsort(tags, kind="stable")
+        bounds = np.searchsorted(tags[order], np.arange(len(self.shapes) + 1))
+        rows = np.asarray(table.column("r").to_numpy(), dtype=np.int64)[order]
+        cols = np.asarray(table.column("c").to_numpy(), dtype=np.int64)[order]
+        vals = np.asarray(table.column("v").to_numpy(), dtype=np.float64)[order]
+        del table, order
         out: dict[str, sp.csr_matrix] = {}
-        for name, shape in self.shapes.items():
-            mask = tags == name
-            m = sp.csr_matrix((vals[mask], (rows[mask], cols[mask])), shape=shape)
+        for tag, (name, shape) in enumerate(self.shapes.items()):
+            part = slice(bounds[tag], bounds[tag + 1])
+            m = sp.csr_matrix((vals[part], (rows[part], cols[part])), shape=shape)
             m.sum_duplicates()
             out[name] = m.astype(np.float32)
         return out

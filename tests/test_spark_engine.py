@@ -6,7 +6,6 @@ One SparkSession serves the whole test session (starting a JVM costs seconds); w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +22,14 @@ from recsys.ids import id_keys
 from recsys.io.errors import TableError
 from recsys.io.tables import load_table
 from recsys.schema import TABLES
-from training.config import EngineConfig, TrainConfig, config_from_dict
+from tests.spark_fixtures import local_spark
+from training.config import TrainConfig, config_from_dict
 from training.data import Prepared, prepare
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    pytest.importorskip("pyspark")
-    from training.spark.session import spark_session
-
-    session = spark_session(EngineConfig(name="spark", master="local[2]"))
-    yield session
-    session.stop()
+spark = pytest.fixture(scope="session", name="spark")(local_spark)
 
 
 @pytest.fixture(scope="session")

@@ -414,22 +414,28 @@ def _prepare_loaded_world(cfg: TrainConfig, world: World, holdout: bool) -> Prep
 
 
 def _rows_used(world: Any, cfg: TrainConfig, intake: LogIntake | None) -> RowsReport:
-    """Load reports of the tables this run used: the split when it trains on it, else the events
-    (and what the service's events gave, when ``data.events_log`` or ``data.events_path`` is set)."""
-    service = cfg.data.events_log if cfg.data.events_log is not None else cfg.data.events_path
-    skip: tuple[str, ...] = ("split/train", "split/test") if service is not None else ("events",)
-    if service is None and "split/train" not in world.reports:
-        skip = ()
-    tables = {name: r for name, r in world.reports.items() if name not in skip}
+    """Load reports of the tables this run used (and what the service's events gave, when
+    ``data.events_log`` or ``data.events_path`` is set)."""
+    reports = dict(world.reports)
     if intake is not None:
-        tables[intake.source.replace(" ", "_")] = LoadReport(
-            file=str(service),
+        reports[intake.source.replace(" ", "_")] = LoadReport(
+            file=str(cfg.data.events_log if cfg.data.events_log is not None else cfg.data.events_path),
             table="events",
             total_rows=intake.read,
             kept_rows=intake.kept,
             skipped={reason: n for reason, n in intake.skipped.items() if n},
         )
-    return RowsReport(tables)
+    return rows_used(reports, cfg)
+
+
+def rows_used(reports: dict[str, LoadReport], cfg: TrainConfig) -> RowsReport:
+    """The reports of the tables a run used: the split when it trains on it, else the events (both
+    engines: the Spark engine builds the same per-table reports)."""
+    service = cfg.data.events_log is not None or cfg.data.events_path is not None
+    skip: tuple[str, ...] = ("split/train", "split/test") if service else ("events",)
+    if not service and "split/train" not in reports:
+        skip = ()
+    return RowsReport({name: r for name, r in reports.items() if name not in skip})
 
 
 def _train_times(

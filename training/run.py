@@ -167,12 +167,17 @@ def train(cfg: TrainConfig, out_root: Path, quiet: bool = False, fail_after: str
         np.random.seed(cfg.seed)
         engine = open_engine(cfg, log)
         with stages.stage("load"):
-            prepared = engine.prepare() if engine is not None else prepare(cfg)
+            if engine is not None:  # Spark: rows are counted (and the threshold checked) before building
+                _check_rows(engine.read(), cfg, log)
+                prepared = engine.prepare()
+            else:
+                prepared = prepare(cfg)
             fingerprint = data_fingerprint(Path(cfg.data.path), cfg.data.events_log, cfg.data.events_path)
             log.info("data: %s", prepared.stats)
             if prepared.log_intake is not None:
                 log.info("%s", prepared.log_intake.summary())
-            _check_rows(prepared.rows, cfg, log)
+            if engine is None:
+                _check_rows(prepared.rows, cfg, log)
         _maybe_fail(fail_after, "load")
         with stages.stage("fit"):
             t0 = time.perf_counter()

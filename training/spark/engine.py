@@ -1,4 +1,5 @@
-"""The Spark engine as the training pipeline sees it: ``prepare`` (data side) and ``fit``.
+"""The Spark engine as the training pipeline sees it: ``read`` (inputs and their rows report),
+``prepare`` (data side) and ``fit``.
 
 Why an object: one SparkSession serves both stages, and the confidences stay in Spark between them.
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys.io.errors import DataError
+from recsys.io.report import RowsReport
 from training.config import ConfigError, TrainConfig
 from training.data import Prepared
 
@@ -27,35 +29,47 @@ class SparkEngine:
         self.log = log or logging.getLogger("kolfeed.train")
         self.spark = spark_session(cfg.engine)
         self._confidences: Any = None
+        self._world: Any = None
+
+    def read(self) -> RowsReport:
+        """Read and validate the inputs (nothing is built yet): the rows read, kept and skipped per
+        table and reason, as the local engine reports them, so the run can stop before the graphs."""
+        from training.data import rows_used
+        from training.spark.tables import spark_errors
+        from training.spark.world import read_world
+
+        if self._world is None:
+            cfg = self.cfg
+            root = Path(cfg.data.path)
+            if not root.exists():
+                raise DataError(f"{cfg.data.path}: data path does not exist (data.path)")
+            events_path = Path(cfg.data.events_path) if cfg.data.events_path is not None else None
+            self.log.info("spark %s (master %s)", self.spark.version, self.spark.sparkContext.master)
+            with spark_errors(str(root)):
+                self._world = read_world(self.spark, root, events_path, cfg.data.test_fraction)
+            if self._world.intake:
+                self.log.info("event export: %s", self._world.intake)
+        return rows_used(self._world.reports, self.cfg)
 
     def prepare(self) -> Prepared:
         from recsys.graphs import UnknownIdError
         from training.spark.graphs import build, collect_labels
         from training.spark.tables import spark_errors
-        from training.spark.world import read_world
 
-        cfg = self.cfg
-        root = Path(cfg.data.path)
-        if not root.exists():
-            raise DataError(f"{cfg.data.path}: data path does not exist (data.path)")
-        events_path = Path(cfg.data.events_path) if cfg.data.events_path is not None else None
-        self.log.info("spark %s (master %s)", self.spark.version, self.spark.sparkContext.master)
-        with spark_errors(str(root)):
-            world = read_world(self.spark, root, events_path, cfg.data.test_fraction)
+        rows = self.read()
+        world = self._world
+        assert world is not None
+        with spark_errors(str(self.cfg.data.path)):
             try:
-                built = build(self.spark, world, cfg)
+                built = build(self.spark, world, self.cfg)
             except UnknownIdError as exc:  # name a string id as the data spells it, as locally
                 kind = exc.id_kind
                 labels = collect_labels(world.labels)
                 if kind is not None and exc.key in labels.get(kind)[0]:
                     raise exc.named(labels.label(kind, exc.key)) from None
                 raise
-        if world.intake:
-            self.log.info("event export: %s", world.intake)
-        for source, reasons in world.skipped.items():
-            if reasons:
-                self.log.warning("%s: skipped bad rows %s", source, reasons)
         self._confidences = built.confidences
+        built.prepared.rows = rows
         return built.prepared
 
     def fit(self, model: Any, prepared: Prepared) -> None:

@@ -208,6 +208,7 @@ def build(spark: SparkSession, world: SparkWorld, cfg: TrainConfig) -> SparkPrep
         if kol_check:
             checks.append((_weight(F.col("a"), w_all) != 0, "kol_id", "k", "kol_id", n_k))
         _check_known(frame, checks)
+    world.release()  # the indexed events are cached now: the export's intermediate copies can go
 
     now_row = train.agg(F.max("ts").alias("now"), F.count(F.lit(1)).alias("n")).collect()[0]
     now = float(now_row["now"]) if now_row["now"] is not None else 0.0

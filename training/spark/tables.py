@@ -27,6 +27,7 @@ import pyarrow as pa
 from pyspark import StorageLevel
 
 from recsys.io.errors import DataError, TableError
+from recsys.io.report import MAX_EXAMPLES, LoadReport
 from recsys.io.tables import SUFFIXES, check_header, row_error, table_format
 from recsys.schema import Column, TableSchema
 
@@ -51,6 +52,8 @@ class SparkTable:
     """(kind, key, label) of the hashed ids of each string id column."""
     skipped: dict[str, int] = field(default_factory=dict)
     """Lenient tables: rows dropped per reason (``bad ts``, ``null user_id``, …)."""
+    report: LoadReport | None = None
+    """Rows read, kept and skipped (with example row numbers), as the local loader's report."""
 
 
 @contextmanager
@@ -83,15 +86,15 @@ def read_table(spark: SparkSession, path: Path, schema: TableSchema) -> SparkTab
     with spark_errors(str(path)):
         if fmt == "parquet":
             raw = spark.read.parquet(str(path))
-            check_header(path, schema, list(raw.columns))
+            _, extra = check_header(path, schema, list(raw.columns))
             raw = raw.withColumn(ROW, _parquet_row())
         else:
             raw = spark.read.option("header", "true").option("mode", "PERMISSIVE").csv(str(path))
-            check_header(path, schema, list(raw.columns))
+            _, extra = check_header(path, schema, list(raw.columns))
             from pyspark.sql import functions as F
 
             raw = raw.withColumn(ROW, F.monotonically_increasing_id())
-        return validate(raw, schema, str(path), csv=fmt == "csv")
+        return validate(raw, schema, str(path), csv=fmt == "csv", extra=extra)
 
 
 def find_table(directory: Path, name: str) -> Path | None:
@@ -122,9 +125,20 @@ def _ddl(schema: TableSchema) -> str:
 # ------------------------------------------------------------------------------------------ validation
 
 
-def validate(raw: DataFrame, schema: TableSchema, where: str, csv: bool = False) -> SparkTable:
+def validate(
+    raw: DataFrame,
+    schema: TableSchema,
+    where: str,
+    csv: bool = False,
+    extra: tuple[str, ...] = (),
+    examples: bool = True,
+) -> SparkTable:
     """Convert ``raw`` (which carries ``ROW``) to ``schema``; strict tables raise on the first bad row,
-    lenient ones drop bad rows and count them (the first reason of a row, in schema order)."""
+    lenient ones drop bad rows and count them (the first reason of a row, in schema order).
+
+    The result is persisted and counted once (the count fills the cache later stages read): its
+    :class:`LoadReport` has the rows read and kept, and per skip reason the count and, with
+    ``examples``, the first row numbers (``extra``: the file's columns the schema does not know)."""
     from pyspark.sql import functions as F
 
     converted: dict[str, SparkColumn] = {}
@@ -152,16 +166,40 @@ def validate(raw: DataFrame, schema: TableSchema, where: str, csv: bool = False)
     checked = df.select(
         F.col(ROW), reason.alias("__reason"), *[v.alias(f"__v_{k}") for k, v in converted.items()], *_raw(df)
     )
+    skipped: dict[str, int] = {}
+    shown: dict[str, list[int]] = {}
     if not schema.lenient:
         _raise_first(checked, problems, where, csv)
         out = checked
-        skipped: dict[str, int] = {}
     else:
-        counts = checked.where(F.col("__reason").isNotNull()).groupBy("__reason").count().collect()
-        skipped = {str(r["__reason"]): int(r["count"]) for r in counts}
+        counts = checked.groupBy("__reason").count().collect()
+        skipped = {str(r["__reason"]): int(r["count"]) for r in counts if r["__reason"] is not None}
         out = checked.where(F.col("__reason").isNull()) if skipped else checked
+        if examples:
+            shown = {reason: _example_rows(checked, reason, csv) for reason in skipped}
     final = out.select(*[F.col(f"__v_{c.name}").alias(c.name) for c in schema.columns])
-    return SparkTable(df=final.persist(StorageLevel.MEMORY_AND_DISK), labels=labels, skipped=skipped)
+    final = final.persist(StorageLevel.MEMORY_AND_DISK)
+    kept = int(final.count())
+    report = LoadReport(
+        file=where,
+        table=schema.name,
+        total_rows=kept + sum(skipped.values()),
+        kept_rows=kept,
+        skipped=skipped,
+        examples=shown,
+        extra_columns=extra,
+        absent_columns=tuple(c.name for c in schema.columns if c.name not in raw.columns),
+    )
+    return SparkTable(df=final, labels=labels, skipped=skipped, report=report)
+
+
+def _example_rows(checked: DataFrame, reason: str, csv: bool) -> list[int]:
+    """The first :data:`MAX_EXAMPLES` row numbers skipped for ``reason`` (CSV: line numbers)."""
+    from pyspark.sql import functions as F
+
+    rows = checked.where(F.col("__reason") == reason).select(ROW).orderBy(ROW).limit(MAX_EXAMPLES).collect()
+    numbers = [int(r[ROW]) for r in rows]
+    return [_row_number(checked, n) for n in numbers] if csv else numbers
 
 
 def _negative_integer_ids(raw: DataFrame, schema: TableSchema) -> set[str]:

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recsys.io.errors import DataError, TableError
+from recsys.io.report import LoadReport
 from recsys.io.tables import SUFFIXES
 from recsys.io.world import OPTIONAL_TABLES, REQUIRED_TABLES, SPLIT_DIR
-from recsys.schema import EVENTS, TABLES
+from recsys.schema import ACTION_NAMES, EVENTS, TABLES
+from training.data import ITEM_NOT_IN_CATALOGUE
 from training.spark.tables import ROW, SparkTable, empty_table, find_table, read_table, spark_errors, validate
 
 if TYPE_CHECKING:
@@ -34,6 +36,16 @@ class SparkWorld:
     """(user_id) first seen in the event export: they join the user map (the local intake rule)."""
     intake: dict[str, int] = field(default_factory=dict)
     """The local engine's ``LogIntake.stats()`` of the event export (empty without one)."""
+    reports: dict[str, LoadReport] = field(default_factory=dict)
+    """Load report per table read (``split/train``, ``split/test``; ``event_export`` for the export:
+    rows of its files, kept after its checks and the intake rule), as ``recsys.io.world.World``."""
+    cached: list[DataFrame] = field(default_factory=list)
+    """Persisted intermediate frames to release once the indexed events are cached."""
+
+    def release(self) -> None:
+        for frame in self.cached:
+            frame.unpersist()
+        self.cached.clear()
 
 
 def read_world(
@@ -64,18 +76,33 @@ def read_world(
     history = tables.pop("events")
     labels = [lab for t in (*tables.values(), history) for lab in t.labels]
     skipped = {"events": history.skipped}
+    reports = {name: t.report for name, t in (*tables.items(), ("events", history)) if t.report is not None}
     new_users = None
     intake: dict[str, int] = {}
+    cached: list[DataFrame] = []
     if events_path is not None:
         exported, total = read_event_export(spark, events_path)
         labels += exported.labels
         skipped["events_path"] = exported.skipped
         kept, new_users, intake = take_in(exported.df, tables, total)
+        cached += [exported.df, kept]
+        unknown_item = {ITEM_NOT_IN_CATALOGUE: intake["log_skipped_unknown_item"]}
+        reports["event_export"] = LoadReport(
+            file=str(events_path),
+            table="events",
+            total_rows=total,
+            kept_rows=intake["log_events_kept"],
+            skipped={r: n for r, n in {**exported.skipped, **unknown_item}.items() if n},
+        )
         train, test = split_by_time(history.df.unionByName(kept), test_fraction, events_path)
     elif split["train"] is not None and split["test"] is not None:
         train, test = split["train"].df, split["test"].df
         labels += split["train"].labels + split["test"].labels
         skipped["split/train"], skipped["split/test"] = split["train"].skipped, split["test"].skipped
+        for part in ("train", "test"):
+            report = split[part].report  # type: ignore[union-attr]
+            if report is not None:
+                reports[f"{SPLIT_DIR}/{part}"] = report
     else:
         raise DataError(f"{root}: world has no split/{{train,test}} (needed to train and evaluate)")
     return SparkWorld(
@@ -86,6 +113,8 @@ def read_world(
         skipped=skipped,
         new_users=new_users,
         intake=intake,
+        reports=reports,
+        cached=cached,
     )
 
 
@@ -128,9 +157,12 @@ def take_in(
 
 
 def read_event_export(spark: SparkSession, directory: Path) -> tuple[SparkTable, int]:
-    """The ``date=YYYY-MM-DD/*.parquet`` files of ``kolfeed events export``, validated as events, one
-    of each repeated ``(replica, worker, seq)`` kept (as ``features.event_export.read_export``); and
-    the number of rows the files hold."""
+    """The ``date=YYYY-MM-DD/*.parquet`` files of ``kolfeed events export``, checked as
+    ``features.event_export.read_export`` checks them (a missing ts/user/item/action/origin, an unknown
+    action, then one of each repeated ``(replica, worker, seq)``; its reason names), then validated as
+    events; and the number of rows the files hold.
+
+    One pass counts the rows per reason; the de-duplicated events are computed once and persisted."""
     from pyspark.sql import functions as F
 
     from features.event_export import ExportError, export_files
@@ -149,21 +181,25 @@ def read_event_export(spark: SparkSession, directory: Path) -> tuple[SparkTable,
                 directory, f"missing required column(s) {', '.join(map(repr, missing))} in the event export"
             )
         raw = raw.withColumn(ROW, F.col("_metadata.row_index") + F.lit(1)).drop("date")
-        total = int(raw.count())
         origin: list[str] = [c for c in ("replica", "worker", "seq") if c in raw.columns]
-        complete = raw
-        for c in origin:
-            complete = complete.where(F.col(c).isNotNull())
-        once = complete.dropDuplicates(origin) if origin else raw
-        table = validate(once, EVENTS, str(directory))
-        missing_origin = total - int(complete.count()) if origin else 0
-        repeated = int(complete.count()) - int(once.count()) if origin else 0
-        for reason, n in (
-            ("missing replica/worker/seq", missing_origin),
-            ("repeated (replica, worker, seq)", repeated),
-        ):
-            if n:
-                table.skipped[reason] = n
+        reason = F.lit(None).cast("string")
+        if "action" in raw.columns:
+            reason = F.when(~F.col("action").isin(*ACTION_NAMES), F.lit("unknown action")).otherwise(reason)
+        for name in reversed(("ts", "user_id", "item_id", "action", *origin)):
+            if name in raw.columns:
+                reason = F.when(F.col(name).isNull(), F.lit(f"missing {name}")).otherwise(reason)
+        tagged = raw.withColumn("__skip", reason)
+        counts = tagged.groupBy("__skip").count().collect()
+        total = sum(int(r["count"]) for r in counts)
+        skipped = {str(r["__skip"]): int(r["count"]) for r in counts if r["__skip"] is not None}
+        clean = tagged.where(F.col("__skip").isNull()).drop("__skip")
+        once = clean.dropDuplicates(origin) if origin else clean
+        table = validate(once, EVENTS, str(directory), examples=False)
+        assert table.report is not None
+        repeated = total - sum(skipped.values()) - table.report.total_rows
+        if repeated:
+            skipped["repeated (replica, worker, seq)"] = repeated
+        table.skipped = {**skipped, **table.skipped}
         return table, total
 
 

@@ -57,3 +57,25 @@ def test_engine_bench_refuses_a_count_it_cannot_read() -> None:
 
     with pytest.raises(ValueError, match="--events 'ten'"):
         parse_count("ten")
+
+
+def test_engine_bench_memory_budget_stops_a_tree_that_outgrows_it() -> None:
+    """The budget is enforced on the whole process tree: a child holding 300 MB under a 150 MB budget
+    is killed and marked; under a generous budget the same child runs to its end."""
+    import subprocess
+    import sys
+
+    from kolfeed.bench.engines import TreeMemory
+
+    hold = "import sys, time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(2)"
+    child = subprocess.Popen([sys.executable, "-c", hold])
+    with TreeMemory(child.pid, every=0.05, limit_mb=150) as memory:
+        child.wait(timeout=60)
+    assert child.returncode == -9 and memory.over_limit_at is not None
+    assert memory.peak["total_mb"] > 150
+
+    child = subprocess.Popen([sys.executable, "-c", hold])
+    with TreeMemory(child.pid, every=0.05, limit_mb=4096) as memory:
+        child.wait(timeout=60)
+    assert child.returncode == 0 and memory.over_limit_at is None
+    assert memory.peak["total_mb"] > 300

@@ -384,6 +384,17 @@ def _keep_earlier_rows(path: Path, rows: list[dict[str, Any]]) -> list[dict[str,
     return sorted(kept + mine, key=lambda r: (r["events"], r["engine"]))
 
 
+def _short_status(status: str) -> str:
+    """A bar's label: empty for a finished run, else why it stopped."""
+    if status == "ok":
+        return ""
+    if status.startswith("out of memory budget"):
+        return "over memory budget"
+    if status.startswith("timeout"):
+        return "out of time"
+    return "failed"
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -406,14 +417,19 @@ def plot(report: dict[str, Any], path: Path) -> None:
             wall.append(r["wall_seconds"] / 60)
             mem.append(r["peak_total_mb"] / 1024)
             recall.append(r.get("recall@20") or 0.0)
-            failed.append(r["status"] != "ok")
+            failed.append(_short_status(r["status"]))
         c = colors.get(engine, "#2563eb")
         axes[0].bar(xs, wall, width, label=engine, color=c, hatch=None)
         axes[1].bar(xs, mem, width, label=engine, color=c)
         axes[2].bar(xs, recall, width, label=engine, color=c)
-        for x, w, f in zip(xs, wall, failed, strict=True):
+        for x, w, m, f in zip(xs, wall, mem, failed, strict=True):
             if f:
-                axes[0].text(x, w, "did not finish", rotation=90, ha="center", va="bottom", fontsize=8)
+                axes[0].text(x, w, f, rotation=90, ha="center", va="bottom", fontsize=8)
+                axes[1].text(x, m, f, rotation=90, ha="center", va="bottom", fontsize=8)
+    if report.get("memory_budget_mb"):
+        axes[1].axhline(report["memory_budget_mb"] / 1024, color="red", linestyle="--", label="budget")
+    if report.get("timeout_seconds"):
+        axes[0].axhline(report["timeout_seconds"] / 60, color="red", linestyle="--", label="budget")
     labels = [f"{n / 1e6:g}M" for n in sizes]
     for ax, title in zip(
         axes, ("whole run (minutes)", "peak memory, process tree (GB)", "Recall@20"), strict=True

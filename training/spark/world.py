@@ -162,7 +162,9 @@ def read_event_export(spark: SparkSession, directory: Path) -> tuple[SparkTable,
     action, then one of each repeated ``(replica, worker, seq)``; its reason names), then validated as
     events; and the number of rows the files hold.
 
-    One pass counts the rows per reason; the de-duplicated events are computed once and persisted."""
+    One pass counts the rows per reason; the de-duplicating shuffle runs once (its result is persisted
+    while validation scans it)."""
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from features.event_export import ExportError, export_files
@@ -193,8 +195,9 @@ def read_event_export(spark: SparkSession, directory: Path) -> tuple[SparkTable,
         total = sum(int(r["count"]) for r in counts)
         skipped = {str(r["__skip"]): int(r["count"]) for r in counts if r["__skip"] is not None}
         clean = tagged.where(F.col("__skip").isNull()).drop("__skip")
-        once = clean.dropDuplicates(origin) if origin else clean
-        table = validate(once, EVENTS, str(directory), examples=False)
+        once = (clean.dropDuplicates(origin) if origin else clean).persist(StorageLevel.MEMORY_AND_DISK)
+        table = validate(once, EVENTS, str(directory), examples=False)  # 3 passes over ``once``
+        once.unpersist()  # validate's result is cached and counted: the shuffle ran once
         assert table.report is not None
         repeated = total - sum(skipped.values()) - table.report.total_rows
         if repeated:

@@ -384,14 +384,15 @@ def _keep_earlier_rows(path: Path, rows: list[dict[str, Any]]) -> list[dict[str,
     return sorted(kept + mine, key=lambda r: (r["events"], r["engine"]))
 
 
-def _short_status(status: str) -> str:
-    """A bar's label: empty for a finished run, else why it stopped."""
+def _short_status(row: dict[str, Any]) -> str:
+    """A bar's label: empty for a finished run, else why and when it stopped."""
+    status, minutes = row["status"], row["wall_seconds"] / 60
     if status == "ok":
         return ""
     if status.startswith("out of memory budget"):
-        return "over memory budget"
+        return f"over memory budget at {minutes:.0f} min"
     if status.startswith("timeout"):
-        return "out of time"
+        return f"stopped at {minutes:.0f} min"
     return "failed"
 
 
@@ -417,19 +418,20 @@ def plot(report: dict[str, Any], path: Path) -> None:
             wall.append(r["wall_seconds"] / 60)
             mem.append(r["peak_total_mb"] / 1024)
             recall.append(r.get("recall@20") or 0.0)
-            failed.append(_short_status(r["status"]))
+            failed.append(_short_status(r))
         c = colors.get(engine, "#2563eb")
         axes[0].bar(xs, wall, width, label=engine, color=c, hatch=None)
         axes[1].bar(xs, mem, width, label=engine, color=c)
         axes[2].bar(xs, recall, width, label=engine, color=c)
-        for x, w, m, f in zip(xs, wall, mem, failed, strict=True):
+        for x, w, f in zip(xs, wall, failed, strict=True):
             if f:
                 axes[0].text(x, w, f, rotation=90, ha="center", va="bottom", fontsize=8)
-                axes[1].text(x, m, f, rotation=90, ha="center", va="bottom", fontsize=8)
-    if report.get("memory_budget_mb"):
-        axes[1].axhline(report["memory_budget_mb"] / 1024, color="red", linestyle="--", label="budget")
-    if report.get("timeout_seconds"):
-        axes[0].axhline(report["timeout_seconds"] / 60, color="red", linestyle="--", label="budget")
+    budgets = {json.dumps(r.get("budget"), sort_keys=True) for r in rows}
+    if len(budgets) == 1 and rows and rows[0].get("budget"):  # one budget for every bar: draw it
+        budget = rows[0]["budget"]
+        axes[0].axhline(budget["wall_seconds"] / 60, color="red", linestyle="--", label="budget")
+        if budget.get("memory_mb"):
+            axes[1].axhline(budget["memory_mb"] / 1024, color="red", linestyle="--", label="budget")
     labels = [f"{n / 1e6:g}M" for n in sizes]
     for ax, title in zip(
         axes, ("whole run (minutes)", "peak memory, process tree (GB)", "Recall@20"), strict=True
@@ -437,7 +439,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.set_xticks([i + width * (len(engines) - 1) / 2 for i in range(len(sizes))], labels)
         ax.set_xlabel("events")
         ax.set_title(title)
-        ax.legend()
+        ax.margins(y=0.25)
+        ax.legend(loc="upper left")
     load = report["loadavg_start"][0]
     fig.suptitle(
         f"kolfeed train, local vs Spark engine ({report['machine_cores']} cores, load {load:.1f} at start)"

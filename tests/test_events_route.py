@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import features.eventlog as eventlog_mod
-import features.eventlog.writer as eventlog_writer
 from features.eventlog import LogReader
 from serving.app import create_app
 from serving.deps import get_store
 from serving.routers.events import router as events_router
 from serving.schemas import EventBatch
 from serving.service_state import service_state
+from tests.eventlog_fixtures import HeldFsync
 from tests.ranking_fixtures import loose_ranking_dir, make_tiny_run
 from tests.service_harness import make_settings, running
 
@@ -209,21 +208,13 @@ async def test_a_store_override_is_honoured(app: FastAPI) -> None:
 async def test_no_202_before_the_fsync_covering_the_event(
     app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    entered, release = threading.Event(), threading.Event()
-    real = eventlog_writer._sync_data
-
-    def held(fd: int) -> None:
-        entered.set()
-        release.wait(30)
-        real(fd)
-
-    monkeypatch.setattr(eventlog_writer, "_sync_data", held)
+    held = HeldFsync().install(monkeypatch)
     raw = b'{"events": [{"user_id": 1, "item_id": 1000, "action": "click"}]}'
     task = asyncio.ensure_future(post(app, "/v1/events", raw))
-    assert await asyncio.to_thread(entered.wait, 30)
+    assert await asyncio.to_thread(held.entered.wait, 30)
     await asyncio.sleep(0.05)
     assert not task.done(), "answered while its fsync was still running"
-    release.set()
+    held.release.set()
     r = await task
     assert r.status_code == 202
     assert r.json()["last_seq"] == service_state(app).event_log.last_seq  # type: ignore[union-attr]
@@ -310,21 +301,14 @@ async def test_a_request_cut_off_during_its_fsync_is_not_acknowledged_but_the_lo
         event_log_dir=tmp_path / "log",
         request_timeout_s=0.2,
     )
-    entered, release = threading.Event(), threading.Event()
-    real = eventlog_writer._sync_data
-
-    def held(fd: int) -> None:
-        entered.set()
-        release.wait(30)
-        real(fd)
-
+    held = HeldFsync()
     application = create_app(settings)
     async with running(application) as client:
-        monkeypatch.setattr(eventlog_writer, "_sync_data", held)
+        held.install(monkeypatch)
         body = {"events": [{"user_id": 1, "item_id": 1000, "action": "buy"}]}
         r = await client.post("/v1/events", json=body)
-        assert entered.is_set() and r.status_code == 503 and "deadline" in r.json()["detail"]
-        release.set()
+        assert held.entered.is_set() and r.status_code == 503 and "deadline" in r.json()["detail"]
+        held.release.set()
         r = await client.post(
             "/v1/events", json={"events": [{"user_id": 1, "item_id": 1001, "action": "buy"}]}
         )

@@ -34,6 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kolfeed.bench.machine import report_header
+from kolfeed.bench.train import metrics_of
 from recsys import artifacts as art
 from recsys.schema import ACTION_NAMES, CATEGORIES
 
@@ -292,8 +294,11 @@ def run_engine(
     if status == "ok":
         run_dir = Path(out_path.read_text().strip().splitlines()[-1])
         m = art.verify_run_dir(run_dir).metrics
-        for key in ("recall@20", "ndcg@20", "eval_users", "fit_seconds", "eval_seconds", "load_seconds"):
-            row[key] = m.get(key)
+        row.update(
+            metrics_of(
+                m, ("recall@20", "ndcg@20", "eval_users", "fit_seconds", "eval_seconds", "load_seconds")
+            )
+        )
     else:
         row["error"] = " | ".join(err_path.read_text(errors="replace").strip().splitlines()[-2:])[-400:]
     return row
@@ -323,15 +328,9 @@ def run(
     """Every (size, engine) pair in order while the total ``budget`` (seconds) lasts; each run within
     ``timeout`` seconds and ``memory_mb`` of resident memory (its whole process tree)."""
     results.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine_cores": os.cpu_count(),
-        "loadavg_start": list(os.getloadavg()),
-        "config": str(config),
-        "timeout_seconds": timeout,
-        "memory_budget_mb": memory_mb,
-        "rows": [],
-    }
+    report: dict[str, Any] = report_header(
+        config=str(config), timeout_seconds=timeout, memory_budget_mb=memory_mb, rows=[]
+    )
     started = time.perf_counter()
     for n in counts:
         data = work / f"events_{n}"

@@ -23,7 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kolfeed.bench.train import BenchError, run_train_child
+from kolfeed.bench.machine import report_header
+from kolfeed.bench.train import BenchError, metrics_of, run_train_child, train_args
 from recsys import artifacts as art
 
 BUDGET_SECONDS = 15 * 60
@@ -95,13 +96,9 @@ def structured_split(
 
 def run(config: Path, n_users: int, n_items: int, nnz: int, results: Path, seed: int = 0) -> dict[str, Any]:
     results.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine_cores": os.cpu_count(),
-        "loadavg_start": list(os.getloadavg()),
-        "config": str(config),
-        "budget": {"wall_seconds": BUDGET_SECONDS, "peak_rss_mb": BUDGET_RSS_MB},
-    }
+    report: dict[str, Any] = report_header(
+        config=str(config), budget={"wall_seconds": BUDGET_SECONDS, "peak_rss_mb": BUDGET_RSS_MB}
+    )
     with tempfile.TemporaryDirectory(prefix="kolfeed-bench-scale-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
@@ -110,20 +107,18 @@ def run(config: Path, n_users: int, n_items: int, nnz: int, results: Path, seed:
         print(f"[bench scale] split: {report['split']}", file=sys.stderr, flush=True)
         rows: list[dict[str, Any]] = []
         for label, sets in (("graphfilter (gowalla.yaml)", []), ("popularity", ["model.name=popularity"])):
-            args = ["train", str(config), "--out", str(work / "runs"), "--set", f"data.path={work / 'split'}"]
-            for s in [*sets, *(["model.params={}"] if sets else [])]:
-                args += ["--set", s]
+            args = train_args(
+                config, work / "runs", work / "split", [*sets, *(["model.params={}"] if sets else [])]
+            )
             print(f"[bench scale] {label} ...", file=sys.stderr, flush=True)
             child = run_train_child(args, work, f"scale{len(rows)}")
             m = art.verify_run_dir(child["run_dir"])
             rows.append(
                 {
                     "model": label,
-                    "recall@20": m.metrics.get("recall@20"),
-                    "ndcg@20": m.metrics.get("ndcg@20"),
-                    "eval_users": m.metrics.get("eval_users"),
-                    "fit_seconds": m.metrics.get("fit_seconds"),
-                    "eval_seconds": m.metrics.get("eval_seconds"),
+                    **metrics_of(
+                        m.metrics, ("recall@20", "ndcg@20", "eval_users", "fit_seconds", "eval_seconds")
+                    ),
                     "run_wall_seconds": child["wall_seconds"],
                     "peak_rss_mb": child["peak_rss_mb"],
                 }

@@ -17,9 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kolfeed.bench.machine import report_header
 from recsys import artifacts as art
 
 GOWALLA_VARIANTS: list[tuple[str, list[str]]] = [
@@ -36,6 +38,19 @@ WORLD_VARIANTS: list[tuple[str, list[str]]] = [
 
 class BenchError(RuntimeError):
     """The benchmark cannot run (missing data, a failed child run)."""
+
+
+def train_args(config: Path, out: Path, data: Path, sets: Sequence[str] = ()) -> list[str]:
+    """``kolfeed train CONFIG --out OUT --set data.path=DATA [--set S ...]`` as an argument list."""
+    args = ["train", str(config), "--out", str(out), "--set", f"data.path={data}"]
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
+def metrics_of(metrics: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The named figures of a run's manifest metrics (None where the run did not record one)."""
+    return {key: metrics.get(key) for key in keys}
 
 
 def run_train_child(args: list[str], log_dir: Path, tag: str) -> dict[str, Any]:
@@ -58,20 +73,16 @@ def run_train_child(args: list[str], log_dir: Path, tag: str) -> dict[str, Any]:
 def bench_gowalla(config: Path, data: Path, work: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for i, (label, sets) in enumerate(GOWALLA_VARIANTS):
-        args = ["train", str(config), "--out", str(work / "runs"), "--set", f"data.path={data}"]
-        for s in sets:
-            args += ["--set", s]
+        args = train_args(config, work / "runs", data, sets)
         print(f"[bench train] gowalla: {label} ...", file=sys.stderr, flush=True)
         child = run_train_child(args, work, f"gowalla{i}")
         m = art.verify_run_dir(child["run_dir"])
         rows.append(
             {
                 "model": label,
-                "recall@20": m.metrics.get("recall@20"),
-                "ndcg@20": m.metrics.get("ndcg@20"),
-                "fit_seconds": m.metrics.get("fit_seconds"),
-                "eval_seconds": m.metrics.get("eval_seconds"),
-                "load_seconds": m.metrics.get("load_seconds"),
+                **metrics_of(
+                    m.metrics, ("recall@20", "ndcg@20", "fit_seconds", "eval_seconds", "load_seconds")
+                ),
                 "run_wall_seconds": child["wall_seconds"],
                 "peak_rss_mb": child["peak_rss_mb"],
                 "params": m.config["model"]["params"],
@@ -170,7 +181,7 @@ def run(
     skip_gowalla: bool = False,
 ) -> dict[str, Any]:
     results.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Any] = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine_cores": os.cpu_count()}
+    out: dict[str, Any] = report_header()
     with tempfile.TemporaryDirectory(prefix="kolfeed-bench-train-") as tmp:
         work = Path(tmp)
         if not skip_gowalla:

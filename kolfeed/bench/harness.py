@@ -51,6 +51,16 @@ def _wait(check: Any, timeout_s: float, what: str, proc: subprocess.Popen[bytes]
 
 
 # ------------------------------------------------------------------ redis-server
+def answers_200(port: int, path: str) -> bool:
+    """True when ``GET path`` on 127.0.0.1:``port`` answers 200 within half a second."""
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            return s.recv(32).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
 class RedisServer:
     """A redis-server on its own port, no persistence: after a kill + restart it is EMPTY."""
 
@@ -180,12 +190,7 @@ class ServiceProcess:
         return len(self._ready_pids) >= self.config.workers
 
     def answers(self) -> bool:
-        try:
-            with socket.create_connection((HOST, self.port), timeout=0.5) as s:
-                s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                return s.recv(32).startswith(b"HTTP/1.1 200")
-        except OSError:
-            return False
+        return answers_200(self.port, "/livez")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

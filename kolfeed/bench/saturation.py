@@ -24,14 +24,20 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kolfeed.bench.harness import HOST, REPO, HarnessError, ServiceConfig, ServiceProcess, _wait, free_port
+from kolfeed.bench.harness import (
+    HOST,
+    REPO,
+    HarnessError,
+    _wait,
+    answers_200,
+    free_port,
+)
 from kolfeed.bench.loadgen import UNKNOWN_USER_BASE
-from kolfeed.bench.serve import ServeBenchConfig, tree_status
+from kolfeed.bench.serve import ServeBenchConfig, bench_service, tree_status
 
 
 @dataclass
@@ -151,14 +157,7 @@ class TrivialServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def answers(self) -> bool:
-        import socket
-
-        try:
-            with socket.create_connection((HOST, self.port), timeout=0.5) as s:
-                s.sendall(b"GET /v1/feed?user_id=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                return s.recv(32).startswith(b"HTTP/1.1 200")
-        except OSError:
-            return False
+        return answers_200(self.port, "/v1/feed?user_id=1")
 
     def start(self, timeout_s: float = 60) -> TrivialServer:
         cmd = [sys.executable, "-m", "kolfeed.bench.trivial_app", "--port", str(self.port)]
@@ -193,15 +192,7 @@ def saturate(cfg: SaturationConfig, run_dir: Path, url: str, work: Path) -> dict
     w = cfg.world
     script = work / "feed_users.lua"
     script.write_text(wrk_script(w.users, w.unknown_frac, cfg.limit, w.seed))
-    svc = ServiceProcess(
-        ServiceConfig(
-            run_dir=run_dir,
-            store_url=url,
-            event_log_dir=Path(tempfile.mkdtemp(dir=work, prefix="eventlog-")),
-            log_path=work / "server.log",
-            workers=w.workers,
-        )
-    )
+    svc = bench_service(run_dir, url, work, w.workers)
     trivial = TrivialServer(w.workers, work / "trivial.log")
     feed_rows: list[dict[str, Any]] = []
     trivial_rows: list[dict[str, Any]] = []

@@ -446,17 +446,22 @@ def _line(r: dict[str, Any]) -> str:
     )
 
 
-def http_load(cfg: ServeBenchConfig, run_dir: Path, url: str, work: Path) -> dict[str, Any]:
-    svc = ServiceProcess(
+def bench_service(run_dir: Path, url: str, work: Path, workers: int) -> ServiceProcess:
+    """The feed service of the serving benchmarks, logging to ``work/server.log``."""
+    return ServiceProcess(
         ServiceConfig(
             run_dir=run_dir,
             store_url=url,
             # a fresh log per run: a kept --workdir may hold another run's single or per-worker layout
             event_log_dir=Path(tempfile.mkdtemp(dir=work, prefix="eventlog-")),
             log_path=work / "server.log",
-            workers=cfg.workers,
+            workers=workers,
         )
     )
+
+
+def http_load(cfg: ServeBenchConfig, run_dir: Path, url: str, work: Path) -> dict[str, Any]:
+    svc = bench_service(run_dir, url, work, cfg.workers)
     out: dict[str, Any] = {}
     t0 = time.perf_counter()
     try:

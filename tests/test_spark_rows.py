@@ -116,3 +116,24 @@ def test_spark_run_directory_records_the_rows_report(spark: Any, dirty_world: Pa
     assert manifest.data_rows["tables"]["event_export"]["skipped"]["unknown action"] == 2
     log = (result.run_dir / art.LOG).read_text()
     assert "skipped 1 (missing user_id)" in log
+
+
+def test_a_world_without_a_required_table_is_the_same_clear_error_on_both_engines(
+    spark: Any, dirty_world: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from recsys.io.errors import TableError
+    from recsys.io.world import load_world
+    from training.spark.world import read_world
+
+    root = tmp_path / "world"
+    shutil.copytree(dirty_world, root)
+    for path in root.glob("users.*"):
+        path.unlink()
+    with pytest.raises(TableError) as local:
+        load_world(root)
+    with pytest.raises(TableError) as on_spark:
+        read_world(spark, root, None, 0.2)
+    assert "required table 'users' not found" in str(local.value)
+    assert str(on_spark.value) == str(local.value)

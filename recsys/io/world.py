@@ -69,6 +69,13 @@ def _empty(schema: TableSchema) -> pa.Table:
     return schema.arrow_schema().empty_table()
 
 
+def missing_required_table(root: Path, name: str) -> TableError:
+    """The error of a world directory without one of REQUIRED_TABLES (both training engines)."""
+    return TableError(
+        root / f"{name}.parquet", f"required table {name!r} not found (tried {', '.join(SUFFIXES)})"
+    )
+
+
 def load_world(directory: str | Path, *, progress: bool = False) -> World:
     """Load and validate every table of a world directory; raises :class:`DataError` on bad input.
 
@@ -85,10 +92,7 @@ def load_world(directory: str | Path, *, progress: bool = False) -> World:
         path = find_table_file(root, name)
         if path is None:
             if name in REQUIRED_TABLES:
-                raise TableError(
-                    root / f"{name}.parquet",
-                    f"required table {name!r} not found (tried {', '.join(SUFFIXES)})",
-                )
+                raise missing_required_table(root, name)
             absent.append(name)
             tables[name] = _empty(TABLES[name])
             continue

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 
 from recsys.io.errors import DataError, TableError
 from recsys.io.report import LoadReport
-from recsys.io.tables import SUFFIXES
-from recsys.io.world import OPTIONAL_TABLES, REQUIRED_TABLES, SPLIT_DIR
+from recsys.io.world import OPTIONAL_TABLES, REQUIRED_TABLES, SPLIT_DIR, missing_required_table
 from recsys.schema import ACTION_NAMES, EVENTS, TABLES
 from training.data import ITEM_NOT_IN_CATALOGUE
 from training.spark.tables import ROW, SparkTable, empty_table, find_table, read_table, spark_errors, validate
@@ -59,10 +58,7 @@ def read_world(
         path = find_table(root, name)
         if path is None:
             if name in REQUIRED_TABLES:
-                raise TableError(
-                    root / f"{name}.parquet",
-                    f"required table {name!r} not found (tried {', '.join(SUFFIXES)})",
-                )
+                raise missing_required_table(root, name)
             tables[name] = empty_table(spark, TABLES[name])
             continue
         tables[name] = read_table(spark, path, TABLES[name])

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kolfeed.bench.harness import RawClient, RedisServer, Reply, ServiceConfig, ServiceProcess
+from kolfeed.bench.harness import RawClient, RedisServer, Reply, ServiceConfig, ServiceProcess, kill_after
 
 if TYPE_CHECKING:
     from features.base import FeatureStore
@@ -259,12 +259,7 @@ async def _sigkill(run_dir: Path, work: Path, p: KillParams, ranking_dir: Path |
                 if r.status in (0, -1):
                     return  # the service is gone
 
-        async def killer() -> None:
-            await asyncio.sleep(p.kill_after_s)
-            await asyncio.to_thread(svc.kill)
-            stop.set()
-
-        await asyncio.gather(killer(), *(writer() for _ in range(p.writers)))
+        await asyncio.gather(kill_after(svc, p.kill_after_s, stop), *(writer() for _ in range(p.writers)))
         await client.close()
         await asyncio.to_thread(svc.start)  # restart on the same log: recovers a torn tail, if any
         client = RawClient(svc.port, timeout_s=10.0)

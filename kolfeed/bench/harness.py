@@ -61,6 +61,13 @@ def answers_200(port: int, path: str) -> bool:
         return False
 
 
+async def kill_after(svc: ServiceProcess, seconds: float, stop: asyncio.Event) -> None:
+    """SIGKILL ``svc`` after ``seconds`` under load, then tell the load's writers to stop."""
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(svc.kill)
+    stop.set()
+
+
 class RedisServer:
     """A redis-server on its own port, no persistence: after a kill + restart it is EMPTY."""
 

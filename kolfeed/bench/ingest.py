@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kolfeed.bench.harness import REPO, HarnessError, RawClient, ServiceConfig, ServiceProcess
+from kolfeed.bench.harness import REPO, HarnessError, RawClient, ServiceConfig, ServiceProcess, kill_after
 
 BODY = {"events": [{"user_id": 1, "item_id": 1000, "action": "click"}]}
 
@@ -178,12 +178,7 @@ async def _kill_under_load(svc: ServiceProcess, p: IngestParams) -> list[tuple[i
             elif r.status in (0, -1):
                 return  # the service is gone
 
-    async def killer() -> None:
-        await asyncio.sleep(p.kill_after_s)
-        await asyncio.to_thread(svc.kill)
-        stop.set()
-
-    await asyncio.gather(killer(), *(one_client() for _ in range(p.concurrency)))
+    await asyncio.gather(kill_after(svc, p.kill_after_s, stop), *(one_client() for _ in range(p.concurrency)))
     await client.close()
     return acked
 

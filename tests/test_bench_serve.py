@@ -11,6 +11,7 @@ import redis
 
 from kolfeed.bench.loadgen import UNKNOWN_USER_BASE, LoadSpec, summarize, user_ids
 from kolfeed.bench.serve import ServeBenchConfig, run
+from tests.conftest import REDIS_TEST_DB
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -46,7 +47,7 @@ def test_bench_serve_end_to_end_tiny(
         workers=workers,
         search_params=[4, 8, 16],
         recall_queries=50,
-        redis_url=f"{redis_server}/12",
+        redis_url=f"{redis_server}/{REDIS_TEST_DB}",
         events_per_user=6,
         rate=40,
         duration_s=1.0,
@@ -86,7 +87,7 @@ def test_bench_serve_end_to_end_tiny(
         ivf = _find_ivf(index)
         assert ivf is not None and ivf.nprobe == info["nprobe"]
     # nothing left behind in the benchmark's Redis db under its prefix
-    client = redis.Redis.from_url(f"{redis_server}/12")
+    client = redis.Redis.from_url(f"{redis_server}/{REDIS_TEST_DB}")
     try:
         prefix = report["store"].split("prefix=", 1)[1]
         assert prefix.startswith("kfbench:")

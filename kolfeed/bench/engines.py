@@ -356,14 +356,35 @@ def run(
                 "budget": {"wall_seconds": round(min(timeout, left)), "memory_mb": memory_mb},
                 "loadavg_after": list(os.getloadavg()),
                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "code": code_version(),
             }
             report["rows"].append(row)
             print(f"[bench scale]   {json.dumps(row)}", file=sys.stderr, flush=True)
     report["loadavg_end"] = list(os.getloadavg())
     report["rows"] = _keep_earlier_rows(results / "scale_engines.json", report["rows"])
+    if (results / "scale_engines.json").is_file():  # the earlier file's notes stay with its rows
+        earlier_notes = json.loads((results / "scale_engines.json").read_text()).get("notes")
+        if earlier_notes:
+            report["notes"] = earlier_notes
     (results / "scale_engines.json").write_text(json.dumps(report, indent=2))
     plot(report, results / "scale_engines.png")
     return report
+
+
+def code_version() -> str:
+    """The commit the bench ran (``git describe --always --dirty``), so a row says which code it
+    measured when rows of several invocations sit in one file; ``unknown`` outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
 
 
 def _keep_earlier_rows(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

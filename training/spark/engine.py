@@ -18,7 +18,7 @@ from training.data import Prepared
 
 class SparkEngine:
     def __init__(self, cfg: TrainConfig, log: logging.Logger | None = None) -> None:
-        from training.spark.session import spark_session
+        from training.spark.session import owns_no_session, spark_session
 
         if cfg.data.format != "world":
             raise ConfigError(
@@ -27,6 +27,7 @@ class SparkEngine:
             )
         self.cfg = cfg
         self.log = log or logging.getLogger("kolfeed.train")
+        self._owns_session = owns_no_session()
         self.spark = spark_session(cfg.engine)
         self._confidences: Any = None
         self._world: Any = None
@@ -80,3 +81,8 @@ class SparkEngine:
         from recsys.models.adaptive import DataShape
 
         fit(self.spark, model, self._confidences, DataShape.of(prepared.interactions.train))
+        if self._owns_session:  # evaluation and export run in Python: the JVM's memory can go
+            from training.spark.session import release
+
+            self._confidences = None
+            release(self.spark)

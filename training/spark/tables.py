@@ -54,6 +54,8 @@ class SparkTable:
     """Lenient tables: rows dropped per reason (``bad ts``, ``null user_id``, …)."""
     report: LoadReport | None = None
     """Rows read, kept and skipped (with example row numbers), as the local loader's report."""
+    cached: list[DataFrame] = field(default_factory=list)
+    """Cached frames ``df`` is computed from (to release once the events derived from it are cached)."""
 
 
 @contextmanager
@@ -132,20 +134,27 @@ def validate(
     csv: bool = False,
     extra: tuple[str, ...] = (),
     examples: bool = True,
+    negative: set[str] | None = None,
+    persist: bool = True,
 ) -> SparkTable:
     """Convert ``raw`` (which carries ``ROW``) to ``schema``; strict tables raise on the first bad row,
     lenient ones drop bad rows and count them (the first reason of a row, in schema order).
 
-    The result is persisted and counted once (the count fills the cache later stages read): its
-    :class:`LoadReport` has the rows read and kept, and per skip reason the count and, with
-    ``examples``, the first row numbers (``extra``: the file's columns the schema does not know)."""
+    Its :class:`LoadReport` has the rows read and kept, and per skip reason the count and, with
+    ``examples``, the first row numbers (``extra``: the file's columns the schema does not know).
+    ``negative``: the integer id columns holding a negative value, when the caller already knows
+    them (else one aggregation finds them). Lenient tables are counted by one aggregation per reason
+    (kept rows are the rows without one); strict tables are counted after the check. With
+    ``persist`` the result is cached (filled by the first stage that reads it); a caller that reads
+    it once (the event export: the intake rule caches its own narrower result) passes False."""
     from pyspark.sql import functions as F
 
     converted: dict[str, SparkColumn] = {}
     problems: list[tuple[str, SparkColumn, Column]] = []
     labels: list[DataFrame] = []
     df = raw
-    negative = _negative_integer_ids(raw, schema)
+    if negative is None:
+        negative = _negative_integer_ids(raw, schema)
     for col in schema.columns:
         if col.name not in raw.columns:  # absent nullable column (the header check allows only those)
             converted[col.name] = F.lit(None).cast(_spark_type(col))
@@ -174,12 +183,15 @@ def validate(
     else:
         counts = checked.groupBy("__reason").count().collect()
         skipped = {str(r["__reason"]): int(r["count"]) for r in counts if r["__reason"] is not None}
+        kept = sum(int(r["count"]) for r in counts if r["__reason"] is None)
         out = checked.where(F.col("__reason").isNull()) if skipped else checked
         if examples:
             shown = {reason: _example_rows(checked, reason, csv) for reason in skipped}
     final = out.select(*[F.col(f"__v_{c.name}").alias(c.name) for c in schema.columns])
-    final = final.persist(StorageLevel.MEMORY_AND_DISK)
-    kept = int(final.count())
+    if persist:
+        final = final.persist(StorageLevel.MEMORY_AND_DISK)
+    if not schema.lenient:
+        kept = int(final.count())
     report = LoadReport(
         file=where,
         table=schema.name,
@@ -202,19 +214,25 @@ def _example_rows(checked: DataFrame, reason: str, csv: bool) -> list[int]:
     return [_row_number(checked, n) for n in numbers] if csv else numbers
 
 
-def _negative_integer_ids(raw: DataFrame, schema: TableSchema) -> set[str]:
-    """Integer id columns holding a negative value (hashed as decimal strings, like the local rule);
-    the others are their own keys and skip the hashing join. One aggregation pass."""
-    from pyspark.sql import functions as F
+def integer_id_columns(raw: DataFrame, schema: TableSchema) -> list[str]:
+    """The id columns of ``schema`` that ``raw`` holds as integers."""
     from pyspark.sql import types as T
 
-    names = [
+    return [
         c.name
         for c in schema.columns
         if c.id_kind is not None
         and c.name in raw.columns
         and isinstance(raw.schema[c.name].dataType, T.IntegralType)
     ]
+
+
+def _negative_integer_ids(raw: DataFrame, schema: TableSchema) -> set[str]:
+    """Integer id columns holding a negative value (hashed as decimal strings, like the local rule);
+    the others are their own keys and skip the hashing join. One aggregation pass."""
+    from pyspark.sql import functions as F
+
+    names = integer_id_columns(raw, schema)
     if not names:
         return set()
     row = raw.agg(*[F.min(n).alias(n) for n in names]).collect()[0]

@@ -11,15 +11,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from recsys.graphs import DAY_SECONDS
 from recsys.io.errors import DataError, TableError
 from recsys.io.report import LoadReport
 from recsys.io.world import OPTIONAL_TABLES, REQUIRED_TABLES, SPLIT_DIR, missing_required_table
 from recsys.schema import ACTION_NAMES, EVENTS, TABLES
 from training.data import ITEM_NOT_IN_CATALOGUE
-from training.spark.tables import ROW, SparkTable, empty_table, find_table, read_table, spark_errors, validate
+from training.spark.tables import (
+    ROW,
+    SparkTable,
+    empty_table,
+    find_table,
+    integer_id_columns,
+    read_table,
+    spark_errors,
+    validate,
+)
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+GRAPH_COLUMNS = ("ts", "user_id", "item_id", "action", "post_id", "kol_id", "to_user_id")
+"""The event columns the graphs read: the split halves carry only these (``request_id`` and ``value``
+are validated but never cached: a third fewer bytes per cached event)."""
 
 
 @dataclass
@@ -80,8 +96,9 @@ def read_world(
         exported, total = read_event_export(spark, events_path)
         labels += exported.labels
         skipped["events_path"] = exported.skipped
-        kept, new_users, intake = take_in(exported.df, tables, total)
-        cached += [exported.df, kept]
+        assert exported.report is not None
+        kept, new_users, intake = take_in(exported.df, tables, total, exported.report.kept_rows)
+        cached += [exported.df, kept, *exported.cached]
         unknown_item = {ITEM_NOT_IN_CATALOGUE: intake["log_skipped_unknown_item"]}
         reports["event_export"] = LoadReport(
             file=str(events_path),
@@ -90,7 +107,8 @@ def read_world(
             kept_rows=intake["log_events_kept"],
             skipped={r: n for r, n in {**exported.skipped, **unknown_item}.items() if n},
         )
-        train, test = split_by_time(history.df.unionByName(kept), test_fraction, events_path)
+        events = history.df.select(*GRAPH_COLUMNS).unionByName(kept.select(*GRAPH_COLUMNS))
+        train, test = split_by_time(events, test_fraction, events_path)
     elif split["train"] is not None and split["test"] is not None:
         train, test = split["train"].df, split["test"].df
         labels += split["train"].labels + split["test"].labels
@@ -115,12 +133,14 @@ def read_world(
 
 
 def take_in(
-    exported: DataFrame, tables: dict[str, SparkTable], total: int
+    exported: DataFrame, tables: dict[str, SparkTable], total: int, valid: int
 ) -> tuple[DataFrame, DataFrame, dict[str, int]]:
     """The local engine's rule for the service's events (``training.data.LogIntake``): events on items
     the catalogue lacks are skipped, a creator missing from the creators table is dropped from the
     event, and users first seen in them (as user or share recipient) join the user map.
-    Returns the kept events, the new users and the intake counts."""
+    ``valid``: the export's rows that passed validation (the rows of ``exported``).
+    Returns the kept events (cached: :data:`GRAPH_COLUMNS` and ``__drop_kol``; the caller releases
+    the cache), the new users and the intake counts."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -130,9 +150,8 @@ def take_in(
     kept = kept.join(kols, kept["kol_id"] == kols["__kol"], "left")
     unknown_kol = F.col("kol_id").isNotNull() & F.col("__known_kol").isNull()
     kept = kept.withColumn("__drop_kol", unknown_kol)
-    kept = kept.withColumn("kol_id", F.when(~F.col("__drop_kol"), F.col("kol_id"))).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+    kept = kept.withColumn("kol_id", F.when(~F.col("__drop_kol"), F.col("kol_id")))
+    kept = kept.select(*GRAPH_COLUMNS, "__drop_kol").persist(StorageLevel.MEMORY_AND_DISK)
     seen = kept.select(F.col("user_id")).unionByName(
         kept.where(F.col("to_user_id").isNotNull()).select(F.col("to_user_id").alias("user_id"))
     )
@@ -140,7 +159,6 @@ def take_in(
     counts = kept.agg(
         F.count(F.lit(1)).alias("kept"), F.sum(F.col("__drop_kol").cast("int")).alias("kol")
     ).collect()[0]
-    valid = int(exported.count())
     n_new = int(new_users.count())
     intake = {
         "log_events_read": total,
@@ -149,7 +167,7 @@ def take_in(
         "log_skipped_unknown_item": valid - int(counts["kept"]),
         "log_unknown_kol_dropped": int(counts["kol"] or 0),
     }
-    return kept.drop("__kol", "__known_kol", "__drop_kol"), new_users, intake
+    return kept, new_users, intake
 
 
 def read_event_export(spark: SparkSession, directory: Path) -> tuple[SparkTable, int]:
@@ -158,10 +176,13 @@ def read_event_export(spark: SparkSession, directory: Path) -> tuple[SparkTable,
     action, then one of each repeated ``(replica, worker, seq)``; its reason names), then validated as
     events; and the number of rows the files hold.
 
-    One pass counts the rows per reason; the de-duplicating shuffle runs once (its result is persisted
-    while validation scans it)."""
+    One pass counts the rows per reason, the id columns' minimum (which validation needs) and the
+    repeated origins (:func:`_origin_buckets`); only when there are repeats are they removed
+    (:func:`_drop_repeated`). Validation counts in one more pass and its result stays lazy: the
+    intake rule caches the narrower frame the graphs read."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
+    from pyspark.sql import types as T
 
     from features.event_export import ExportError, export_files
 
@@ -187,13 +208,28 @@ def read_event_export(spark: SparkSession, directory: Path) -> tuple[SparkTable,
             if name in raw.columns:
                 reason = F.when(F.col(name).isNull(), F.lit(f"missing {name}")).otherwise(reason)
         tagged = raw.withColumn("__skip", reason)
-        counts = tagged.groupBy("__skip").count().collect()
-        total = sum(int(r["count"]) for r in counts)
-        skipped = {str(r["__skip"]): int(r["count"]) for r in counts if r["__skip"] is not None}
+        ids = integer_id_columns(raw, EVENTS)  # their minimum decides how validation keys them
+        by_seq = "seq" in origin and isinstance(raw.schema["seq"].dataType, T.IntegralType)
+        buckets = _origin_buckets(tagged, origin, ids) if by_seq else None
+        counts = buckets if buckets is not None else tagged.groupBy("__skip").agg(_count(), *_mins(ids))
+        counts = counts.groupBy("__skip").agg(
+            F.sum("count").alias("count"),
+            *[F.min(f"__min_{n}").alias(f"__min_{n}") for n in ids],
+            *([F.sum(F.col("count") - F.col("__distinct")).alias("__repeats")] if by_seq else []),
+        )
+        rows = counts.collect()
+        total = sum(int(r["count"]) for r in rows)
+        skipped = {str(r["__skip"]): int(r["count"]) for r in rows if r["__skip"] is not None}
+        clean_rows = [r for r in rows if r["__skip"] is None]
+        negative = {n for r in clean_rows for n in ids if r[f"__min_{n}"] is not None and r[f"__min_{n}"] < 0}
         clean = tagged.where(F.col("__skip").isNull()).drop("__skip")
-        once = (clean.dropDuplicates(origin) if origin else clean).persist(StorageLevel.MEMORY_AND_DISK)
-        table = validate(once, EVENTS, str(directory), examples=False)  # 3 passes over ``once``
-        once.unpersist()  # validate's result is cached and counted: the shuffle ran once
+        if buckets is not None:
+            repeats = sum(int(r["__repeats"] or 0) for r in clean_rows)
+            once = _drop_repeated(clean, origin, buckets) if repeats else clean
+        else:
+            once = (clean.dropDuplicates(origin) if origin else clean).persist(StorageLevel.MEMORY_AND_DISK)
+        table = validate(once, EVENTS, str(directory), examples=False, negative=negative, persist=False)
+        table.cached.append(once)  # cached only when there were repeats; read again by the intake
         assert table.report is not None
         repeated = total - sum(skipped.values()) - table.report.total_rows
         if repeated:
@@ -202,15 +238,107 @@ def read_event_export(spark: SparkSession, directory: Path) -> tuple[SparkTable,
         return table, total
 
 
-def split_by_time(events: DataFrame, test_fraction: float, where: Path) -> tuple[DataFrame, DataFrame]:
-    """The local engine's split: cut at the exact (linearly interpolated) ``1 - test_fraction`` quantile
-    of ``ts``, truncated to whole seconds; events at or after the cut are the test half."""
+def _count() -> Column:
     from pyspark.sql import functions as F
 
-    stats = events.agg(
-        F.count(F.lit(1)).alias("n"), F.percentile(F.col("ts"), F.lit(1.0 - test_fraction)).alias("q")
-    ).collect()[0]
-    if int(stats["n"]) < 2:
-        raise DataError(f"{where}: too few events to split ({int(stats['n'])})")
-    cut = int(float(stats["q"]))
+    return F.count(F.lit(1)).alias("count")
+
+
+def _mins(ids: list[str]) -> list[Column]:
+    from pyspark.sql import functions as F
+
+    return [F.min(n).alias(f"__min_{n}") for n in ids]
+
+
+def _origin_buckets(tagged: DataFrame, origin: list[str], ids: list[str]) -> DataFrame:
+    """Per reason, writer (replica, worker) and bucket of 64 consecutive seqs (``seq >> 6``): the
+    rows, the distinct seqs (bits of a 64-bit ``bit_or`` of ``1 << (seq & 63)``) and the id
+    columns' minimum.
+
+    Why: ``dropDuplicates`` on the export shuffles every column of every event (66 s of a 10M-event
+    run) while repeats are rare (files copied by hand). This is one hash aggregation of plain
+    longs; ``seq`` is each writer's counter, so the map side folds 64 events into one row: a bucket
+    whose distinct seqs are fewer than its rows holds the repeats, and only such buckets are
+    de-duplicated. Exact: a repeated origin shares its writer, bucket and bit."""
+    from pyspark.sql import functions as F
+
+    writer = [c for c in origin if c != "seq"]
+    bit = F.expr("shiftleft(1L, int(bigint(seq) & 63))")
+    return tagged.groupBy("__skip", *writer, _bucket().alias("__bucket")).agg(
+        _count(),
+        F.bit_count(F.bit_or(bit)).cast("long").alias("__distinct"),
+        *_mins(ids),
+    )
+
+
+def _bucket() -> Column:
+    from pyspark.sql import functions as F
+
+    return F.shiftright(F.col("seq").cast("long"), 6)
+
+
+def _drop_repeated(clean: DataFrame, origin: list[str], buckets: DataFrame) -> DataFrame:
+    """``clean`` with one row of each repeated ``origin``: only the rows in buckets holding repeats
+    (:func:`_origin_buckets`) go through ``dropDuplicates``. Cached (validation and the intake read it)."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    keys = [c for c in origin if c != "seq"] + ["__bucket"]
+    repeated = buckets.where(F.col("__skip").isNull() & (F.col("count") > F.col("__distinct"))).select(*keys)
+    repeated = F.broadcast(repeated.persist(StorageLevel.MEMORY_AND_DISK))
+    bucketed = clean.withColumn("__bucket", _bucket())
+    suspects = bucketed.join(repeated, keys, "left_semi").dropDuplicates(origin)
+    rest = bucketed.join(repeated, keys, "left_anti")
+    once = rest.unionByName(suspects).drop("__bucket").persist(StorageLevel.MEMORY_AND_DISK)
+    once.count()
+    return once
+
+
+def split_by_time(events: DataFrame, test_fraction: float, where: Path) -> tuple[DataFrame, DataFrame]:
+    """The local engine's split: cut at ``np.quantile(ts, 1 - test_fraction)`` (linear interpolation),
+    truncated to whole seconds; events at or after the cut are the test half.
+
+    Why not Spark's ``percentile``: it keeps a hash map of boxed values per task (14 s of a 10M-event
+    run). The quantile needs only the ``ts`` values at two ranks: events are counted per day, then per
+    second within the one or two days holding those ranks (two small aggregations)."""
+    from pyspark.sql import functions as F
+
+    q = 1.0 - test_fraction
+    days = events.groupBy(F.floor(F.col("ts") / F.lit(DAY_SECONDS)).alias("day")).count().toArrow()
+    n = int(np.sum(days.column("count").to_numpy())) if days.num_rows else 0
+    if n < 2:
+        raise DataError(f"{where}: too few events to split ({n})")
+    virtual = quantile_index(n, q)
+    ranks = (int(np.floor(virtual)), min(int(np.floor(virtual)) + 1, n - 1))
+    order = np.argsort(days.column("day").to_numpy())
+    day = np.asarray(days.column("day").to_numpy(), dtype=np.int64)[order]
+    before = np.concatenate(
+        [[0], np.cumsum(np.asarray(days.column("count").to_numpy(), dtype=np.int64)[order])]
+    )
+    wanted = sorted({int(day[np.searchsorted(before, r, side="right") - 1]) for r in ranks})
+    day_of = {d: int(before[np.searchsorted(day, d)]) for d in wanted}  # events before that day
+    seconds = (
+        events.where(F.floor(F.col("ts") / F.lit(DAY_SECONDS)).isin(*wanted)).groupBy("ts").count().toArrow()
+    )
+    ts = np.asarray(seconds.column("ts").to_numpy(), dtype=np.int64)
+    counts = np.asarray(seconds.column("count").to_numpy(), dtype=np.int64)
+    o = np.argsort(ts)
+    ts, counts = ts[o], counts[o]
+    first = min(day_of.values())  # rank of the first event of the first wanted day
+    ends = first + np.cumsum(counts)  # rank just past each second's events
+    at = [int(ts[np.searchsorted(ends, r, side="right")]) for r in ranks]
+    cut = int(lerp(float(at[0]), float(at[1]), virtual - np.floor(virtual)))
     return events.where(F.col("ts") < cut), events.where(F.col("ts") >= cut)
+
+
+def quantile_index(n: int, q: float) -> float:
+    """numpy's virtual index of quantile ``q`` among ``n`` sorted values (method ``linear``)."""
+    return float((n - 1) * q)
+
+
+def lerp(a: float, b: float, t: float) -> float:
+    """numpy's interpolation between the values at the two ranks (``np.quantile``, ``linear``)."""
+    diff = np.float64(b) - np.float64(a)
+    if t >= 0.5:
+        return float(np.float64(b) - diff * (1.0 - np.float64(t)))
+    return float(np.float64(a) + diff * np.float64(t))

@@ -446,12 +446,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
         for x, w, f in zip(xs, wall, failed, strict=True):
             if f:
                 axes[0].text(x, w, f, rotation=90, ha="center", va="bottom", fontsize=8)
-    budgets = {json.dumps(r.get("budget"), sort_keys=True) for r in rows}
-    if len(budgets) == 1 and rows and rows[0].get("budget"):  # one budget for every bar: draw it
-        budget = rows[0]["budget"]
-        axes[0].axhline(budget["wall_seconds"] / 60, color="red", linestyle="--", label="budget")
-        if budget.get("memory_mb"):
-            axes[1].axhline(budget["memory_mb"] / 1024, color="red", linestyle="--", label="budget")
+    budgets = [r.get("budget") or {} for r in rows]
+    walls = {float(b["wall_seconds"]) if b.get("wall_seconds") else 0.0 for b in budgets}
+    memories = {float(b["memory_mb"]) if b.get("memory_mb") else 0.0 for b in budgets}
+    if len(walls) == 1 and 0.0 not in walls:  # one budget for every bar: draw it (each kind alone)
+        axes[0].axhline(walls.pop() / 60, color="red", linestyle="--", label="budget")
+    if len(memories) == 1 and 0.0 not in memories:
+        axes[1].axhline(memories.pop() / 1024, color="red", linestyle="--", label="budget")
     labels = [f"{n / 1e6:g}M" for n in sizes]
     for ax, title in zip(
         axes, ("whole run (minutes)", "peak memory, process tree (GB)", "Recall@20"), strict=True

@@ -361,12 +361,12 @@ def run(
             report["rows"].append(row)
             print(f"[bench scale]   {json.dumps(row)}", file=sys.stderr, flush=True)
     report["loadavg_end"] = list(os.getloadavg())
-    report["rows"] = _keep_earlier_rows(results / "scale_engines.json", report["rows"])
-    if (results / "scale_engines.json").is_file():  # the earlier file's notes stay with its rows
-        earlier_notes = json.loads((results / "scale_engines.json").read_text()).get("notes")
-        if earlier_notes:
-            report["notes"] = earlier_notes
-    (results / "scale_engines.json").write_text(json.dumps(report, indent=2))
+    path = results / "scale_engines.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    report["rows"] = _keep_earlier_rows(earlier.get("rows", []), report["rows"])
+    if earlier.get("notes"):  # the earlier file's notes stay with its rows
+        report["notes"] = earlier["notes"]
+    path.write_text(json.dumps(report, indent=2))
     plot(report, results / "scale_engines.png")
     return report
 
@@ -387,14 +387,13 @@ def code_version() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def _keep_earlier_rows(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _keep_earlier_rows(earlier: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """This invocation's rows plus the earlier result file's rows for the (events, engine) pairs it
     did not run, so engines and sizes can be measured in separate invocations (each row keeps its
     own ``measured_at`` and load average)."""
-    if not path.is_file():
+    if not earlier:
         return rows
     done = {(r["events"], r["engine"]) for r in rows if "wall_seconds" in r}
-    earlier = json.loads(path.read_text()).get("rows", [])
     kept = [r for r in earlier if (r["events"], r["engine"]) not in done and "wall_seconds" in r]
     mine = [
         r

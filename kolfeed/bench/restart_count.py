@@ -150,18 +150,14 @@ async def _catch_up(outbox: Outbox, timeout_s: float = CATCH_UP_S) -> None:
     while a restarted node is still loading or its cluster still agreeing on slots, a sync fails
     within milliseconds, so a fixed number of tries ran out on a loaded machine before the store
     was back (the test then saw events still pending)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:  # past it, the figures show what is still pending
         try:
             if (await outbox.sync_once()).pending == 0:
                 return
         except StoreUnavailable:
-            if asyncio.get_running_loop().time() >= deadline:
-                return  # the figures then show what is still pending
             await asyncio.sleep(0.2)
-            continue
-        if asyncio.get_running_loop().time() >= deadline:
-            return
 
 
 async def _first_sync(outbox: Outbox, attempts: int = 10) -> None:

@@ -305,18 +305,17 @@ def split_by_time(events: DataFrame, test_fraction: float, where: Path) -> tuple
 
     q = 1.0 - test_fraction
     days = events.groupBy(F.floor(F.col("ts") / F.lit(DAY_SECONDS)).alias("day")).count().toArrow()
-    n = int(np.sum(days.column("count").to_numpy())) if days.num_rows else 0
+    day = np.asarray(days.column("day").to_numpy(), dtype=np.int64)
+    per_day = np.asarray(days.column("count").to_numpy(), dtype=np.int64)
+    n = int(per_day.sum())
     if n < 2:
         raise DataError(f"{where}: too few events to split ({n})")
     virtual = quantile_index(n, q)
     ranks = (int(np.floor(virtual)), min(int(np.floor(virtual)) + 1, n - 1))
-    order = np.argsort(days.column("day").to_numpy())
-    day = np.asarray(days.column("day").to_numpy(), dtype=np.int64)[order]
-    before = np.concatenate(
-        [[0], np.cumsum(np.asarray(days.column("count").to_numpy(), dtype=np.int64)[order])]
-    )
+    order = np.argsort(day)
+    day = day[order]
+    before = np.concatenate([[0], np.cumsum(per_day[order])])  # events before each day
     wanted = sorted({int(day[np.searchsorted(before, r, side="right") - 1]) for r in ranks})
-    day_of = {d: int(before[np.searchsorted(day, d)]) for d in wanted}  # events before that day
     seconds = (
         events.where(F.floor(F.col("ts") / F.lit(DAY_SECONDS)).isin(*wanted)).groupBy("ts").count().toArrow()
     )
@@ -324,7 +323,7 @@ def split_by_time(events: DataFrame, test_fraction: float, where: Path) -> tuple
     counts = np.asarray(seconds.column("count").to_numpy(), dtype=np.int64)
     o = np.argsort(ts)
     ts, counts = ts[o], counts[o]
-    first = min(day_of.values())  # rank of the first event of the first wanted day
+    first = int(before[np.searchsorted(day, wanted[0])])  # rank of the first event of the first wanted day
     ends = first + np.cumsum(counts)  # rank just past each second's events
     at = [int(ts[np.searchsorted(ends, r, side="right")]) for r in ranks]
     cut = int(lerp(float(at[0]), float(at[1]), virtual - np.floor(virtual)))

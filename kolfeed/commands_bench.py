@@ -155,6 +155,12 @@ def serve_command(
     workers: int = typer.Option(
         2, min=1, max=64, help="kolfeed serve --workers: server processes (2: one per core of this machine)"
     ),
+    floor: bool = typer.Option(
+        False,
+        "--floor",
+        help="also offer the same load to the service with ranking replaced by a fixed page: "
+        "the CPU a feed costs besides ranking",
+    ),
 ) -> None:
     """Feed-service speed: in-process vs HTTP latency, max throughput, recall@100, server memory."""
     import sys
@@ -185,6 +191,7 @@ def serve_command(
         in_process_calls=calls,
         workers=workers,
         workdir=Path(workdir) if workdir else None,
+        floor=floor,
     )
     try:
         report = run(cfg, Path(results), command=" ".join(["kolfeed", *sys.argv[1:]]))

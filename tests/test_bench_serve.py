@@ -23,6 +23,27 @@ def test_user_ids_mix_known_and_unknown() -> None:
     assert 100 < int(known.sum()) < 300
 
 
+def test_fixed_page_ranker_ranks_once_per_variant_and_size() -> None:
+    from types import SimpleNamespace
+
+    from kolfeed.bench.floor_serve import FixedPageRanker
+
+    calls: list[int] = []
+
+    class Inner:
+        def rank(self, ctx: object, variant: object, limit: int, **kw: object) -> list[int]:
+            calls.append(limit)
+            return list(range(limit))
+
+    ranker = FixedPageRanker(Inner())
+    a, b = SimpleNamespace(name="a"), SimpleNamespace(name="b")
+    first = ranker.rank("u1", a, 3, trending=None)
+    first.append(99)  # a caller's copy: the kept page is not changed
+    assert ranker.rank("u2", a, 3) == [0, 1, 2]
+    assert ranker.rank("u3", a, 2) == [0, 1] and ranker.rank("u4", b, 3) == [0, 1, 2]
+    assert calls == [3, 2, 3]
+
+
 def test_summarize_counts_errors_and_percentiles() -> None:
     import numpy as np
 
@@ -56,6 +77,7 @@ def test_bench_serve_end_to_end_tiny(
         warmup_s=0.3,
         in_process_calls=20,
         workdir=tmp_path / "work",
+        floor=workers == 2,
     )
     report = run(cfg, tmp_path / "results", command="test")
     saved = json.loads((tmp_path / "results" / "serve.json").read_text())
@@ -73,6 +95,14 @@ def test_bench_serve_end_to_end_tiny(
     # the uvicorn parent, its workers (and multiprocessing's resource tracker) are all counted
     assert mem["VmHWM"] > 0 and len(mem["processes"]) >= 1 + (workers if workers > 1 else 0)
     assert report["summary"]["server_processes"] == len(mem["processes"])
+    if cfg.floor:  # the fixed-page service got the same load, and the summary pairs the two by rate
+        floor = report["http_floor"]["target_rate"]
+        assert floor["requests"] == 40 and floor["ok"] == 40
+        rows = report["summary"]["floor"]["by_rate"]
+        assert rows[0]["offered_rps"] == 40 and rows[0]["floor_server_cpu_ms_per_request"] > 0
+        assert len(rows) == 1 + min(len(report["http"]["steps"]), len(report["http_floor"]["steps"]))
+    else:
+        assert "http_floor" not in report and "floor" not in report["summary"]
     # the index was served with the search parameter recorded next to it
     info = json.loads((tmp_path / "work" / "runs" / "synthetic" / "index.json").read_text())
     assert info[param] == build["search_param_served"]

@@ -132,6 +132,8 @@ class ServiceConfig:
     """Extra KOLFEED_* settings (e.g. KOLFEED_MAX_INFLIGHT)."""
     rank_delay_s: float = 0.0
     """> 0: serve through :mod:`kolfeed.bench.slow_serve` (ranker sleeps this long): a fixed capacity."""
+    fixed_page: bool = False
+    """Serve through :mod:`kolfeed.bench.floor_serve` (ranking replaced by a fixed page): the floor."""
     log_path: Path | None = None
     workers: int = 1
     """``kolfeed serve --workers``: worker processes behind one port (needs a redis:// store)."""
@@ -156,6 +158,8 @@ class ServiceProcess:
         c = self.config
         if c.rank_delay_s > 0:
             args = [sys.executable, "-m", "kolfeed.bench.slow_serve", "--rank-delay", str(c.rank_delay_s)]
+        elif c.fixed_page:
+            args = [sys.executable, "-m", "kolfeed.bench.floor_serve", "--log-level", "warning"]
         else:
             args = [sys.executable, "-m", "kolfeed.cli", "serve", "--log-level", "warning"]
         args += ["--run", str(c.run_dir), "--runs", str(c.run_dir.parent), "--store", c.store_url]

@@ -5,7 +5,9 @@ Why these layers side by side: an HTTP latency alone cannot say where the time g
 ``FeedRanker.rank`` call, of the feed handler with its real Redis reads but no HTTP, and of the whole
 ASGI app without sockets; (2) open-loop HTTP load from a separate process (:mod:`kolfeed.bench.loadgen`)
 at the target rate, then stepped up to find the highest rate still within the p99 budget; (3) the
-server's CPU per request and its memory (VmRSS/VmHWM); (4) ANN recall@100 of the served index vs exact.
+server's CPU per request and its memory (VmRSS/VmHWM); (4) ANN recall@100 of the served index vs exact;
+(5) with ``--floor``, the same load on the service with ranking replaced by a fixed page
+(:mod:`kolfeed.bench.floor_serve`): the CPU a feed costs besides ranking, the floor under any target.
 
 Everything is real: a run directory written with :mod:`recsys.artifacts` and loaded (checksums
 verified) by ``kolfeed serve`` in a subprocess, Redis db 12 under a unique key prefix (cleared after).
@@ -74,6 +76,8 @@ class ServeBenchConfig:
     one would deploy on the 2-core benchmark machine: one Python process uses one core."""
     workdir: Path | None = None
     """Where the run directory goes (default: a fresh temporary directory, removed after)."""
+    floor: bool = False
+    """Also offer the same load to the fixed-page service (:mod:`kolfeed.bench.floor_serve`)."""
 
 
 # ------------------------------------------------------------------ run directory
@@ -446,8 +450,11 @@ def _line(r: dict[str, Any]) -> str:
     )
 
 
-def bench_service(run_dir: Path, url: str, work: Path, workers: int) -> ServiceProcess:
-    """The feed service of the serving benchmarks, logging to ``work/server.log``."""
+def bench_service(
+    run_dir: Path, url: str, work: Path, workers: int, fixed_page: bool = False
+) -> ServiceProcess:
+    """The feed service of the serving benchmarks, logging to ``work/server.log``; ``fixed_page``:
+    its floor, ranking replaced by a fixed page."""
     return ServiceProcess(
         ServiceConfig(
             run_dir=run_dir,
@@ -456,12 +463,15 @@ def bench_service(run_dir: Path, url: str, work: Path, workers: int) -> ServiceP
             event_log_dir=Path(tempfile.mkdtemp(dir=work, prefix="eventlog-")),
             log_path=work / "server.log",
             workers=workers,
+            fixed_page=fixed_page,
         )
     )
 
 
-def http_load(cfg: ServeBenchConfig, run_dir: Path, url: str, work: Path) -> dict[str, Any]:
-    svc = bench_service(run_dir, url, work, cfg.workers)
+def http_load(
+    cfg: ServeBenchConfig, run_dir: Path, url: str, work: Path, fixed_page: bool = False
+) -> dict[str, Any]:
+    svc = bench_service(run_dir, url, work, cfg.workers, fixed_page)
     out: dict[str, Any] = {}
     t0 = time.perf_counter()
     try:
@@ -474,7 +484,8 @@ def http_load(cfg: ServeBenchConfig, run_dir: Path, url: str, work: Path) -> dic
         pid = svc.proc.pid
         out["server_start_s"] = round(time.perf_counter() - t0, 1)
         out["server_after_start"] = tree_status(pid)
-        say = lambda s: print(f"bench serve: {s}", file=sys.stderr, flush=True)  # noqa: E731
+        who = "bench serve (floor: fixed page)" if fixed_page else "bench serve"
+        say = lambda s: print(f"{who}: {s}", file=sys.stderr, flush=True)  # noqa: E731
         if cfg.warmup_s > 0:
             offer_load(cfg, svc.port, pid, min(cfg.rate, 200.0), cfg.warmup_s, seed=cfg.seed + 10)
         say(f"HTTP {cfg.rate:.0f} req/s for {cfg.duration_s:.0f} s ...")
@@ -547,6 +558,8 @@ def run(cfg: ServeBenchConfig, results: Path, command: str = "") -> dict[str, An
             report["in_process"] = in_process(cfg, run_dir, url)
             print(f"bench serve: in-process {json.dumps(report['in_process'])}", file=sys.stderr, flush=True)
             report["http"] = http_load(cfg, run_dir, url, work)
+            if cfg.floor:
+                report["http_floor"] = http_load(cfg, run_dir, url, work, fixed_page=True)
         finally:
             asyncio.run(clear_store(url))
     report["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -557,11 +570,30 @@ def run(cfg: ServeBenchConfig, results: Path, command: str = "") -> dict[str, An
     return report
 
 
+def floor_summary(r: dict[str, Any]) -> dict[str, Any]:
+    """The fixed-page service's CPU per request beside the real one's, at each rate both ran."""
+    real, floor = r["http"], r["http_floor"]
+    pairs = [(real["target_rate"], floor["target_rate"])]
+    pairs += list(zip(real["steps"], floor["steps"], strict=False))
+    rows = [
+        {
+            "offered_rps": a["offered_rps"],
+            "server_cpu_ms_per_request": a["server_cpu_ms_per_request"],
+            "floor_server_cpu_ms_per_request": b["server_cpu_ms_per_request"],
+            "floor_share": round(b["server_cpu_ms_per_request"] / a["server_cpu_ms_per_request"], 3)
+            if a["server_cpu_ms_per_request"] > 0
+            else None,
+        }
+        for a, b in pairs
+    ]
+    return {"floor_server_cpu_ms_per_request": rows[0]["floor_server_cpu_ms_per_request"], "by_rate": rows}
+
+
 def summary(r: dict[str, Any]) -> dict[str, Any]:
     h, ip = r["http"], r["in_process"]
     main = h["target_rate"]
     mem = h["server_after_load"]
-    return {
+    out: dict[str, Any] = {
         "http_p50_ms": main.get("p50_ms"),
         "http_p99_ms": main.get("p99_ms"),
         "http_errors": main["errors"],
@@ -585,6 +617,9 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
             "memory": mem["VmHWM"] < TARGET_RSS_MB,
         },
     }
+    if "http_floor" in r:
+        out["floor"] = floor_summary(r)
+    return out
 
 
 def plot(r: dict[str, Any], path: Path) -> None:

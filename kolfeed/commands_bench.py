@@ -161,6 +161,13 @@ def serve_command(
         help="also offer the same load to the service with ranking replaced by a fixed page: "
         "the CPU a feed costs besides ranking",
     ),
+    user_neighbours: int = typer.Option(
+        256,
+        "--user-neighbours",
+        min=0,
+        help="each user's first K neighbours kept in the served run, as `kolfeed index build` keeps "
+        "them (0: the ranker searches on every feed)",
+    ),
 ) -> None:
     """Feed-service speed: in-process vs HTTP latency, max throughput, recall@100, server memory."""
     import sys
@@ -192,6 +199,7 @@ def serve_command(
         workers=workers,
         workdir=Path(workdir) if workdir else None,
         floor=floor,
+        user_neighbours=user_neighbours,
     )
     try:
         report = run(cfg, Path(results), command=" ".join(["kolfeed", *sys.argv[1:]]))

@@ -25,6 +25,13 @@ def build(
     recall_queries: int = typer.Option(
         1000, "--recall-queries", help="user vectors sampled to measure recall"
     ),
+    user_neighbours: int = typer.Option(
+        256,
+        "--user-neighbours",
+        min=0,
+        help="search each user's first K neighbours now and keep them in the run, so the feed reads them "
+        "instead of searching per request (0: search per request; not kept over 1 GB)",
+    ),
 ) -> None:
     """Write index.faiss + index.json (recall@100 vs exact inner product) and update the manifest."""
     from recsys.artifacts import ArtifactError
@@ -32,7 +39,12 @@ def build(
 
     try:
         info = build_run_index(
-            run_dir, factory, ef_search=ef_search, nprobe=nprobe, recall_queries=recall_queries
+            run_dir,
+            factory,
+            ef_search=ef_search,
+            nprobe=nprobe,
+            recall_queries=recall_queries,
+            user_neighbours_k=user_neighbours,
         )
     except (ArtifactError, IndexBuildError, FileNotFoundError) as exc:
         fail(exc)

@@ -375,13 +375,17 @@ def build_run_index(
     recall_queries: int = 1000,
     recall_k: int = 100,
     seed: int = 0,
+    user_neighbours_k: int = 256,
 ) -> dict[str, object]:
     """Build ``index.faiss`` over a verified run's item embeddings, record ``index.json`` (factory,
-    parameters, recall@k vs exact on a sample of user vectors, build time) and re-checksum the manifest."""
+    parameters, recall@k vs exact on a sample of user vectors, build time), search each user's first
+    ``user_neighbours_k`` neighbours in it for the feed (:mod:`recsys.user_neighbours`; 0: none) and
+    re-checksum the manifest."""
     import json
     import time
 
     from recsys import artifacts as A
+    from recsys import user_neighbours
 
     run = Path(run_dir)
     manifest = A.verify_run_dir(run)
@@ -407,5 +411,8 @@ def build_run_index(
         info["recall_queries"] = len(sample)
     save_index(index, run / "index.faiss")
     (run / INDEX_INFO).write_text(json.dumps(info, indent=2, sort_keys=True))
+    t0 = time.perf_counter()
+    table = user_neighbours.write(run, index, users, user_neighbours_k)
+    info["user_neighbours"] = {**table, "seconds": round(time.perf_counter() - t0, 3)}
     A.write_manifest(run, manifest)
     return info

@@ -85,6 +85,26 @@ def test_run_directory_verifies_and_versions_increase(tiny_world: Path, tmp_path
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]
 
 
+def test_export_keeps_each_users_neighbours_when_asked(tiny_world: Path, tmp_path: Path) -> None:
+    from recsys import user_neighbours
+    from recsys.index import search_ids
+    from recsys.ranking.feed_model import FeedModel
+
+    cfg = _cfg(tiny_world, "als", factors=8, iterations=3)
+    plain = train(config_from_dict(cfg), tmp_path / "runs", quiet=True)
+    assert user_neighbours.TABLE not in art.verify_run_dir(plain.run_dir).files  # off by default
+    cfg["export"] = {"user_neighbours": 12}
+    run = train(config_from_dict(cfg), tmp_path / "runs", quiet=True)
+    assert user_neighbours.TABLE in art.verify_run_dir(run.run_dir).files
+    m = FeedModel.load(run.run_dir)
+    assert m.user_neighbours is not None and m.user_neighbours.shape == (len(m.users), 12)
+    warm = np.flatnonzero(m.user_emb.any(axis=1))
+    cold = np.flatnonzero(~m.user_emb.any(axis=1))
+    assert len(warm) and (m.user_neighbours[cold] == -1).all()
+    for r in warm[:20]:
+        assert m.user_neighbours[r].tolist() == search_ids(m.index, m.user_emb[r], 12)[0].tolist()
+
+
 def test_kol_category_fit_rows_sum_to_one(tiny_world: Path, tmp_path: Path) -> None:
     r = train(config_from_dict(_cfg(tiny_world)), tmp_path, quiet=True)
     fit = pq.read_table(r.run_dir / "social/kol_category_fit.parquet")

@@ -283,6 +283,10 @@ def _export(
     model.save(tmp / art.MODEL_DIR)
     index = build_index(item_emb, cfg.export.index_factory, seed=cfg.seed)
     save_index(index, tmp / art.INDEX)
+    if cfg.export.user_neighbours:
+        from recsys import user_neighbours
+
+        user_neighbours.write(tmp, index, user_emb, cfg.export.user_neighbours)
     describe = {}
     try:
         describe = dict(model.describe())

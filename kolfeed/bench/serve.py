@@ -78,6 +78,9 @@ class ServeBenchConfig:
     """Where the run directory goes (default: a fresh temporary directory, removed after)."""
     floor: bool = False
     """Also offer the same load to the fixed-page service (:mod:`kolfeed.bench.floor_serve`)."""
+    user_neighbours: int = 256
+    """Each user's first neighbours kept in the served run, as ``kolfeed index build`` keeps them
+    (:mod:`recsys.user_neighbours`); 0: the ranker searches on every feed."""
 
 
 # ------------------------------------------------------------------ run directory
@@ -195,6 +198,29 @@ def reuse_or_write_run(cfg: ServeBenchConfig, run_dir: Path, info_path: Path) ->
     build = write_synthetic_run(cfg, run_dir)
     info_path.write_text(json.dumps({"world": _world_key(cfg), "build": build}, indent=2))
     return build
+
+
+def sync_user_neighbours(run_dir: Path, k: int) -> dict[str, Any]:
+    """Give the (new or reused) run the user-neighbour table ``k`` asks for: written when missing or
+    of another size, removed for 0; the manifest is re-checksummed after a change."""
+    from recsys import artifacts as A
+    from recsys import user_neighbours
+    from recsys.ranking.run_reader import read_run_dir
+
+    info_path = run_dir / user_neighbours.INFO
+    if info_path.is_file() and k > 0:
+        have = json.loads(info_path.read_text())
+        if have.get("k") == k and (run_dir / user_neighbours.TABLE).is_file():
+            return {**have, "reused": True}
+    if k <= 0 and not info_path.is_file() and not (run_dir / user_neighbours.TABLE).is_file():
+        return {"skipped": "user_neighbours is 0"}
+    contents = read_run_dir(run_dir, build_missing_index=False)
+    assert contents.index is not None  # (read_run_dir raised otherwise)
+    t0 = time.perf_counter()
+    print(f"bench serve: searching {k} neighbours per user for the run ...", file=sys.stderr, flush=True)
+    info = user_neighbours.write(run_dir, contents.index, contents.user_emb, k)
+    A.write_manifest(run_dir, contents.manifest)
+    return {**info, "seconds": round(time.perf_counter() - t0, 2)}
 
 
 # ------------------------------------------------------------------ Redis
@@ -548,6 +574,7 @@ def run(cfg: ServeBenchConfig, results: Path, command: str = "") -> dict[str, An
     with _workdir(cfg) as work:
         run_dir = work / "runs" / "synthetic"
         report["build"] = reuse_or_write_run(cfg, run_dir, work / "build.json")
+        report["build"]["user_neighbours"] = sync_user_neighbours(run_dir, cfg.user_neighbours)
         b = report["build"]
         print(
             f"bench serve: recall@100 by {b['search_param']} {b['recall_vs_exact_by_search_param']}",

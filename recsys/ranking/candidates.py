@@ -38,6 +38,8 @@ class UserSignals:
     query: np.ndarray | None
     """Vector for dot-product item scores: the user's embedding, else the mean of recent items."""
     has_embedding: bool
+    user_row: int
+    """The user's embedding row, -1 without one."""
     social_row: int
     kol_affinity: np.ndarray
     """(n_kols,) in [-1, 1]: max(static, follow floor, live) — negative live engagement subtracts."""
@@ -213,6 +215,7 @@ def user_signals(
     return UserSignals(
         query=query,
         has_embedding=urow >= 0,
+        user_row=urow,
         social_row=srow,
         kol_affinity=aff,
         followed=followed,
@@ -257,7 +260,11 @@ def generate(
             add(ann[1], ANN, may_miss=True)
         elif sig.has_embedding and sig.query is not None:
             k = min(model.n_items, cc.ann_k + min(n_filtered, MAX_EXTRA_ANN))
-            add(search_ids(model.index, sig.query, k)[0], ANN, may_miss=True)
+            table = model.user_neighbours
+            if table is not None and k <= table.shape[1]:  # searched when the run was built
+                add(table[sig.user_row, :k], ANN, may_miss=True)
+            else:
+                add(search_ids(model.index, sig.query, k)[0], ANN, may_miss=True)
     if cc.similar_to_recent > 0 and ctx.recent_items:
         recent = model.items.rows(ctx.recent_items[:20])
         recent = recent[recent >= 0]

@@ -80,6 +80,9 @@ class FeedModel:
     """Social-user row → bought item rows (from social/buys.parquet when the run exports it)."""
     popular_items: np.ndarray = field(default_factory=lambda: EMPTY_I64.copy())
     """All item rows by popularity, descending: trending fallback and cold-start backfill."""
+    user_neighbours: np.ndarray | None = None
+    """(n_users, k) int32: each user row's first ``k`` item rows in ``index``, best first (-1 pads), so
+    the feed reads them instead of searching (:mod:`recsys.user_neighbours`); None: search."""
     labels: dict[str, dict[int, str]] = field(default_factory=dict)
     """``{kind: {key: external id}}`` of the run's string ids (``labels.parquet``; kinds user, item,
     kol, post); integer ids have no entry and print as their decimal (``recsys.ids.key_label``)."""
@@ -118,6 +121,7 @@ class FeedModel:
             run_dir=c.run_dir,
             manifest=c.manifest,
             labels=c.labels,
+            user_neighbours=c.user_neighbours,
         )
 
     @classmethod
@@ -134,6 +138,7 @@ class FeedModel:
         manifest: A.Manifest | None = None,
         source: str = "run",
         labels: dict[str, dict[int, str]] | None = None,
+        user_neighbours: np.ndarray | None = None,
     ) -> FeedModel:
         """Build from in-memory arrays; ``tables`` maps table name → column name → array;
         ``labels`` as :func:`recsys.artifacts.load_labels` returns them (None: integer ids only)."""
@@ -155,7 +160,15 @@ class FeedModel:
             pop = np.asarray(item_popularity, dtype=np.float32).reshape(-1)
             if len(pop) != n_items:
                 raise A.ArtifactError(f"{where}: item_popularity has {len(pop)} entries for {n_items} items")
+        if user_neighbours is not None and (
+            user_neighbours.ndim != 2 or user_neighbours.shape[0] != user_emb.shape[0]
+        ):
+            raise A.ArtifactError(
+                f"{where}: user_neighbours {user_neighbours.shape} does not match {user_emb.shape[0]} users"
+            )
         if index is None:
+            if user_neighbours is not None:
+                raise A.ArtifactError(f"{where}: user_neighbours without the index they were searched in")
             index = build_index(item_emb, "Flat")
         popular = np.argsort(-pop, kind="stable").astype(np.int64)
         model = cls(
@@ -171,6 +184,7 @@ class FeedModel:
             item_in_stock=np.ones(n_items, dtype=bool),
             item_price=np.zeros(n_items, dtype=np.float32),
             popular_items=popular,
+            user_neighbours=user_neighbours,
             labels={kind: dict((labels or {}).get(kind, {})) for kind in A.LABEL_KINDS},
         )
         load_world_tables(model, tables or {}, where)

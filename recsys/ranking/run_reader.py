@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from recsys import artifacts as A
+from recsys import user_neighbours
 from recsys.index import INDEX_INFO, load_index
 
 WORLD_TABLES = (
@@ -41,6 +42,9 @@ class RunContents:
     tables: dict[str, dict[str, np.ndarray]]
     """Table name → column name → array, for the tables of ``WORLD_TABLES`` the run has."""
     labels: dict[str, dict[int, str]]
+    user_neighbours: np.ndarray | None = None
+    """Each user row's first neighbours in ``index`` (:mod:`recsys.user_neighbours`), when the run has
+    a table that belongs to this index."""
 
 
 def _recorded_search_params(run_dir: Path) -> tuple[int | None, int | None]:
@@ -116,4 +120,5 @@ def read_run_dir(run_dir: str | Path, build_missing_index: bool = True) -> RunCo
         index=index,
         tables=tables,
         labels=labels,
+        user_neighbours=user_neighbours.read(run_dir, manifest, index, user_emb.shape[0]),
     )

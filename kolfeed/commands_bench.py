@@ -162,7 +162,7 @@ def serve_command(
         "the CPU a feed costs besides ranking",
     ),
     user_neighbours: int = typer.Option(
-        256,
+        512,
         "--user-neighbours",
         min=0,
         help="each user's first K neighbours kept in the served run, as `kolfeed index build` keeps "

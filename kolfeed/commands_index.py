@@ -26,7 +26,7 @@ def build(
         1000, "--recall-queries", help="user vectors sampled to measure recall"
     ),
     user_neighbours: int = typer.Option(
-        256,
+        512,
         "--user-neighbours",
         min=0,
         help="search each user's first K neighbours now and keep them in the run, so the feed reads them "

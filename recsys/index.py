@@ -375,7 +375,7 @@ def build_run_index(
     recall_queries: int = 1000,
     recall_k: int = 100,
     seed: int = 0,
-    user_neighbours_k: int = 256,
+    user_neighbours_k: int = 512,
 ) -> dict[str, object]:
     """Build ``index.faiss`` over a verified run's item embeddings, record ``index.json`` (factory,
     parameters, recall@k vs exact on a sample of user vectors, build time), search each user's first

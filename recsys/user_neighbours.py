@@ -29,10 +29,11 @@ log = logging.getLogger(__name__)
 
 TABLE = "user_neighbours.npy"
 INFO = "user_neighbours.json"
-DEFAULT_K = 256
-"""The default variant asks for ann_k 200 plus one per filtered (already seen) item."""
+DEFAULT_K = 512
+"""The default variant asks for ann_k 200 plus one per filtered (seen, bought, hidden) item: 512 covers
+users with up to 312 of them (an impression marks an item seen: about 15 pages of 20)."""
 DEFAULT_MAX_MB = 1024.0
-"""A larger table (about four million users at k 256) is not written: the ranker searches instead."""
+"""A larger table (over about 500k users at k 512) is not written: the ranker searches instead."""
 BATCH = 4096
 
 

@@ -144,8 +144,9 @@ class ExportConfig(_Strict):
     user_neighbours: Annotated[int, Field(ge=0)] = 0
     """Search each user's first this many neighbours in the index once, at export, and keep them in the
     run (``user_neighbours.npy``): the feed then reads them instead of searching per request
-    (:mod:`recsys.user_neighbours`; 256 covers the default variant). 0: search per request. A table
-    over ``recsys.user_neighbours.DEFAULT_MAX_MB`` is not written."""
+    (:mod:`recsys.user_neighbours`; 512 covers the default variant for users with up to 312 seen
+    items). 0: search per request. A table over ``recsys.user_neighbours.DEFAULT_MAX_MB`` is not
+    written."""
     catalog: bool = True
     """Copy the world's items/kols/posts and social tables into the run directory."""
     refit_on_all_events: bool = False

@@ -78,7 +78,7 @@ class ServeBenchConfig:
     """Where the run directory goes (default: a fresh temporary directory, removed after)."""
     floor: bool = False
     """Also offer the same load to the fixed-page service (:mod:`kolfeed.bench.floor_serve`)."""
-    user_neighbours: int = 256
+    user_neighbours: int = 512
     """Each user's first neighbours kept in the served run, as ``kolfeed index build`` keeps them
     (:mod:`recsys.user_neighbours`); 0: the ranker searches on every feed."""
 

@@ -262,6 +262,20 @@ def test_cli_index_build(tmp_path) -> None:
     result = CliRunner().invoke(app, ["index", "build", str(run), "--factory", "HNSW16"])
     assert result.exit_code == 0, result.output
     assert '"factory": "HNSW16"' in result.output
+    # the user-neighbour table: 512 by default (the tiny run has fewer items: one row per user of all
+    # of them), the width asked for, or none with 0
+    from recsys import user_neighbours
+
+    built = json.loads(result.output)["user_neighbours"]
+    assert built["k"] == A.load_array(run / A.ITEM_EMB).shape[0] and (run / user_neighbours.TABLE).is_file()
+    for k, want in (("4", 4), ("0", None)):
+        out = CliRunner().invoke(app, ["index", "build", str(run), "--user-neighbours", k])
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.output)["user_neighbours"].get("k") == want
+        assert (run / user_neighbours.TABLE).is_file() == (want is not None)
+        assert A.verify_run_dir(run)  # the manifest lists exactly what is there
+    negative = CliRunner().invoke(app, ["index", "build", str(run), "--user-neighbours", "-1"])
+    assert negative.exit_code == 2
     bad = CliRunner().invoke(app, ["index", "build", str(tmp_path / "nope")])
     assert bad.exit_code == 1
     assert "not a directory" in bad.output

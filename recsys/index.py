@@ -29,6 +29,9 @@ from typing import Any
 import faiss
 import numpy as np
 
+from recsys import user_neighbours
+from recsys.user_neighbours import DEFAULT_K as USER_NEIGHBOURS_K
+
 DEFAULT_EF_SEARCH = 128
 DEFAULT_EF_CONSTRUCTION = 80
 DEFAULT_NPROBE = 32
@@ -375,7 +378,7 @@ def build_run_index(
     recall_queries: int = 1000,
     recall_k: int = 100,
     seed: int = 0,
-    user_neighbours_k: int = 512,
+    user_neighbours_k: int = USER_NEIGHBOURS_K,
 ) -> dict[str, object]:
     """Build ``index.faiss`` over a verified run's item embeddings, record ``index.json`` (factory,
     parameters, recall@k vs exact on a sample of user vectors, build time), search each user's first
@@ -385,7 +388,6 @@ def build_run_index(
     import time
 
     from recsys import artifacts as A
-    from recsys import user_neighbours
 
     run = Path(run_dir)
     manifest = A.verify_run_dir(run)

@@ -18,12 +18,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from recsys import artifacts as A
-from recsys.index import search_ids
+
+if TYPE_CHECKING:
+    import faiss
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ def table_mb(n_users: int, k: int) -> float:
 def compute(index: faiss.Index, user_emb: np.ndarray, k: int, batch: int = BATCH) -> np.ndarray:
     """(n_users, min(k, n_items)) int32 item rows, best first; a user whose embedding is all zeros (no
     training data: the ranker treats them as cold and never searches) gets a row of -1."""
+    from recsys.index import search_ids
+
     k = min(int(k), int(index.ntotal))
     out = np.full((user_emb.shape[0], max(k, 0)), -1, dtype=np.int32)
     if k <= 0:
@@ -63,9 +67,9 @@ def write(
     info written, or ``{"skipped": why}`` (and removes an older table) when ``k`` is 0 or the table
     would exceed ``max_mb``."""
     remove(run_dir)
-    size = table_mb(user_emb.shape[0], min(k, int(index.ntotal)))
     if k <= 0:
         return {"skipped": "user_neighbours is 0"}
+    size = table_mb(user_emb.shape[0], min(k, int(index.ntotal)))
     if size > max_mb:
         why = f"{user_emb.shape[0]:,} users x {k} neighbours = {size:,.0f} MB > {max_mb:,.0f} MB"
         log.info("no precomputed user neighbours (%s): the ranker searches per feed", why)
@@ -98,15 +102,15 @@ def read(run_dir: Path, manifest: A.Manifest, index: faiss.Index | None, n_users
     except (OSError, json.JSONDecodeError) as exc:
         raise A.ArtifactError(f"{info_path}: not valid JSON ({exc})") from exc
     table = A.load_array(path, mmap=True)
-    stale = []
+    why = None
     if not isinstance(info, dict) or info.get("index_sha256") != manifest.files.get(A.INDEX):
-        stale.append(f"it was searched in another {A.INDEX}")
+        why = f"it was searched in another {A.INDEX}"
     elif info.get("search") != _search_params(index):
-        stale.append(f"it was searched with {info.get('search')}, the index now uses {_search_params(index)}")
-    if table.ndim != 2 or table.dtype != np.int32 or table.shape[0] != n_users:
-        stale.append(f"it holds {table.shape} {table.dtype}, expected ({n_users}, k) int32")
-    if stale:
-        log.warning("%s: not using %s (%s); rebuild it with `kolfeed index build`", run_dir, TABLE, stale[0])
+        why = f"it was searched with {info.get('search')}, the index now uses {_search_params(index)}"
+    elif table.ndim != 2 or table.dtype != np.int32 or table.shape[0] != n_users:
+        why = f"it holds {table.shape} {table.dtype}, expected ({n_users}, k) int32"
+    if why is not None:
+        log.warning("%s: not using %s (%s); rebuild it with `kolfeed index build`", run_dir, TABLE, why)
         return None
     return table
 

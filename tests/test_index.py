@@ -281,6 +281,19 @@ def test_cli_index_build(tmp_path) -> None:
     assert "not a directory" in bad.output
 
 
+def test_cli_defaults_keep_the_library_s_user_neighbours() -> None:
+    """The commands spell the default out (importing numpy would slow every command's start); it
+    must stay the library's."""
+    import inspect
+
+    from kolfeed.commands_bench import serve_command
+    from kolfeed.commands_index import build
+    from recsys.user_neighbours import DEFAULT_K
+
+    for command in (build, serve_command):
+        assert inspect.signature(command).parameters["user_neighbours"].default.default == DEFAULT_K
+
+
 def test_ranking_thread_searches_with_one_openmp_thread() -> None:
     """OpenMP keeps its thread count per thread: a ranker built in a helper thread (the service's
     lifespan loads the model in one) must still make the thread that ranks search with one."""

@@ -35,6 +35,7 @@ import numpy as np
 from kolfeed.bench.harness import REPO, ServiceConfig, ServiceProcess
 from kolfeed.bench.loadgen import LoadSpec, user_ids
 from recsys.progress import progress as progress_bar
+from recsys.user_neighbours import DEFAULT_K as USER_NEIGHBOURS_K
 
 TARGET_P99_MS = 15.0
 TARGET_P50_MS = 5.0
@@ -78,7 +79,7 @@ class ServeBenchConfig:
     """Where the run directory goes (default: a fresh temporary directory, removed after)."""
     floor: bool = False
     """Also offer the same load to the fixed-page service (:mod:`kolfeed.bench.floor_serve`)."""
-    user_neighbours: int = 512
+    user_neighbours: int = USER_NEIGHBOURS_K
     """Each user's first neighbours kept in the served run, as ``kolfeed index build`` keeps them
     (:mod:`recsys.user_neighbours`); 0: the ranker searches on every feed."""
 

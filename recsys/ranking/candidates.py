@@ -37,9 +37,8 @@ class UserSignals:
 
     query: np.ndarray | None
     """Vector for dot-product item scores: the user's embedding, else the mean of recent items."""
-    has_embedding: bool
     user_row: int
-    """The user's embedding row, -1 without one."""
+    """The user's embedding row, -1 without one (no row, or an all-zero one: no training data)."""
     social_row: int
     kol_affinity: np.ndarray
     """(n_kols,) in [-1, 1]: max(static, follow floor, live) — negative live engagement subtracts."""
@@ -214,7 +213,6 @@ def user_signals(
     trend_lookup, trend_rows = trending_rows(model, trending) if trend is None else trend
     return UserSignals(
         query=query,
-        has_embedding=urow >= 0,
         user_row=urow,
         social_row=srow,
         kol_affinity=aff,
@@ -258,7 +256,7 @@ def generate(
     if cc.ann_k > 0:
         if ann is not None:
             add(ann[1], ANN, may_miss=True)
-        elif sig.has_embedding and sig.query is not None:
+        elif sig.user_row >= 0 and sig.query is not None:
             k = min(model.n_items, cc.ann_k + min(n_filtered, MAX_EXTRA_ANN))
             table = model.user_neighbours
             if table is not None and k <= table.shape[1]:  # searched when the run was built

@@ -138,13 +138,16 @@ class _Edges:
             )
         )
 
-    def add_ones(self, name: str, frame: DataFrame, row: str, col: str, shape: tuple[int, int]) -> None:
-        """A binary matrix of the distinct (row, col) pairs."""
+    def add_ones(
+        self, name: str, frame: DataFrame, row: str, col: str, shape: tuple[int, int], distinct: bool = True
+    ) -> None:
+        """A binary matrix of the distinct (row, col) pairs; ``distinct=False`` when ``frame`` already
+        holds each pair once (an aggregation's result), which spares a shuffle."""
         from pyspark.sql import functions as F
 
-        self.add(
-            name, frame.select(row, col).distinct().withColumn("one", F.lit(1.0)), row, col, "one", shape
-        )
+        pairs = frame.select(row, col)
+        pairs = pairs.distinct() if distinct else pairs
+        self.add(name, pairs.withColumn("one", F.lit(1.0)), row, col, "one", shape)
 
     def collect(self) -> dict[str, sp.csr_matrix]:
         """Float32 CSRs by name (one value per pair: each frame is aggregated or distinct)."""
@@ -292,7 +295,7 @@ def build(spark: SparkSession, world: SparkWorld, cfg: TrainConfig) -> SparkPrep
     edges = _Edges()
     edges.add("conf", conf_df, "u", "i", "c", (n_u, n_i))
     seen_df = pairs.where(F.col("seen") == 1).select("u", "i")
-    edges.add("seen", seen_df.withColumn("one", F.lit(1.0)), "u", "i", "one", (n_u, n_i))
+    edges.add_ones("seen", seen_df, "u", "i", (n_u, n_i), distinct=False)
     for action in BEHAVIOUR_GRAPHS:
         edges.add(
             f"behaviour/{action}", pairs.where(F.col(f"n_{action}") > 0), "u", "i", f"n_{action}", (n_u, n_i)
@@ -312,12 +315,10 @@ def build(spark: SparkSession, world: SparkWorld, cfg: TrainConfig) -> SparkPrep
         )
     ).persist(StorageLevel.MEMORY_AND_DISK)
     held_out = ["test"]
-    edges.add(
-        "test", held.where(F.col("pos") == 1).withColumn("one", F.lit(1.0)), "u", "i", "one", (n_u, n_i)
-    )
+    edges.add_ones("test", held.where(F.col("pos") == 1), "u", "i", (n_u, n_i), distinct=False)
     for action in eval_codes:
-        one = held.where(F.col(f"h_{action}") == 1).withColumn("one", F.lit(1.0))
-        edges.add(f"test/{action}", one, "u", "i", "one", (n_u, n_i))
+        one = held.where(F.col(f"h_{action}") == 1)
+        edges.add_ones(f"test/{action}", one, "u", "i", (n_u, n_i), distinct=False)
         held_out.append(f"test/{action}")
     social = _social_edges(world, cfg, train, users, kols, (n_u, n_i, n_k), now, edges)
     m = edges.collect()
